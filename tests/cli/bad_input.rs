@@ -1,0 +1,157 @@
+//! Bad input: a clear message naming the file, line or row, a non-zero exit, no partial output.
+
+use crate::util::*;
+
+fn row(n: usize) -> String {
+    serde_json::to_string(&vec![0.01f32; n]).unwrap()
+}
+
+#[test]
+fn short_row_names_the_line() {
+    let s = Scratch::new("bad");
+    let f = s.write(
+        "e.jsonl",
+        format!("{}\n{}\n{}\n", row(384), row(384), row(383)),
+    );
+    let o = run(&["classify", "--embeddings", f.to_str().unwrap()], None);
+    fails_with(o, "line 3: expected 384 numbers, found 383");
+}
+
+#[test]
+fn malformed_json_and_non_finite_values() {
+    let s = Scratch::new("bad");
+    let f = s.write("e.jsonl", format!("{}\n[0.1, oops]\n", row(384)));
+    fails_with(
+        run(&["classify", "--embeddings", f.to_str().unwrap()], None),
+        "line 2: invalid JSON",
+    );
+    let nan = format!("{}\n", row(384).replacen("0.01", "NaN", 1));
+    fails_with(
+        run(&["classify", "--embeddings", "-"], Some(nan.as_bytes())),
+        "stdin: line 1: invalid JSON",
+    );
+    let big = format!("{}\n", row(384).replacen("0.01", "1e999", 1));
+    fails_with(
+        run(&["classify", "--embeddings", "-"], Some(big.as_bytes())),
+        "stdin: line 1: invalid JSON",
+    );
+    let mut data = vec![0.01f32; 2 * 384];
+    data[384 + 7] = f32::INFINITY;
+    let npy = s.path("inf.npy");
+    emotions_io::write_npy_f32(&npy, 2, 384, &data).unwrap();
+    fails_with(
+        run(&["classify", "--embeddings", npy.to_str().unwrap()], None),
+        "row 1, column 7: expected a finite number, found inf",
+    );
+    let wide = s.path("wide.npy");
+    emotions_io::write_npy_f32(&wide, 1, 385, &[0.0; 385]).unwrap();
+    fails_with(
+        run(&["classify", "--embeddings", wide.to_str().unwrap()], None),
+        "expected 384 columns, found 385",
+    );
+}
+
+#[test]
+fn empty_file_is_no_rows_and_success() {
+    let s = Scratch::new("bad");
+    let f = s.write("empty.jsonl", "");
+    let o = run(&["classify", "--embeddings", f.to_str().unwrap()], None);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(o.stdout.is_empty());
+}
+
+#[test]
+fn missing_truncated_and_wrong_models() {
+    let s = Scratch::new("bad");
+    let input = s.write("e.jsonl", format!("{}\n", row(384)));
+    let i = input.to_str().unwrap();
+    fails_with(
+        run(
+            &[
+                "classify",
+                "--embeddings",
+                i,
+                "--model",
+                "/nonexistent/model.onnx",
+            ],
+            None,
+        ),
+        "/nonexistent/model.onnx: cannot read model file",
+    );
+    let bytes = std::fs::read(head_fixture("linear_classifier_shuffled.onnx")).unwrap();
+    let cut = s.write("cut.onnx", &bytes[..bytes.len() / 2]);
+    fails_with(
+        run(
+            &[
+                "classify",
+                "--embeddings",
+                i,
+                "--model",
+                cut.to_str().unwrap(),
+            ],
+            None,
+        ),
+        "not a valid ONNX model",
+    );
+    let wrong = head_fixture("bad/missing_grief.onnx");
+    fails_with(
+        run(
+            &[
+                "classify",
+                "--embeddings",
+                i,
+                "--model",
+                wrong.to_str().unwrap(),
+            ],
+            None,
+        ),
+        "missing label output(s) [\"grief\"]",
+    );
+    fails_with(
+        run(&["classify", "--embeddings", "/nonexistent/e.jsonl"], None),
+        "/nonexistent/e.jsonl",
+    );
+}
+
+#[test]
+fn bad_thresholds_name_the_label() {
+    let s = Scratch::new("bad");
+    let input = s.write("e.jsonl", format!("{}\n", row(384)));
+    let i = input.to_str().unwrap();
+    let mut t: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(repo("thresholds.json")).unwrap()).unwrap();
+    t.as_object_mut().unwrap().remove("pride");
+    let missing = s.write("missing.json", t.to_string());
+    fails_with(
+        run(
+            &[
+                "classify",
+                "--embeddings",
+                i,
+                "--thresholds",
+                missing.to_str().unwrap(),
+            ],
+            None,
+        ),
+        "label 'pride' is missing",
+    );
+    t["pride"] = serde_json::json!(-0.5);
+    let range = s.write("range.json", t.to_string());
+    fails_with(
+        run(
+            &[
+                "classify",
+                "--embeddings",
+                i,
+                "--thresholds",
+                range.to_str().unwrap(),
+            ],
+            None,
+        ),
+        "threshold for 'pride' must be finite and in [0, 1], found -0.5",
+    );
+    fails_with(
+        run(&["classify", "--embeddings", i, "--threshold", "2"], None),
+        "must be finite and in [0, 1], found 2",
+    );
+}

@@ -1,0 +1,5 @@
+//! End-to-end tests of the `emotions` binary.
+
+mod bad_input;
+mod classify_embeddings;
+mod util;

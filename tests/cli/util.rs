@@ -1,0 +1,114 @@
+//! Helpers: run the `emotions` binary in a scratch directory and read what it wrote.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_emotions");
+
+/// Repository paths, so tests read the committed fixtures.
+pub fn repo(relative: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join(relative)
+}
+
+pub fn head_fixture(name: &str) -> PathBuf {
+    repo(&format!("crates/conformance/fixtures/heads/{name}"))
+}
+
+/// A scratch directory removed on drop.
+pub struct Scratch(pub PathBuf);
+
+impl Scratch {
+    pub fn new(tag: &str) -> Scratch {
+        let dir = tempfile::Builder::new()
+            .prefix(&format!("emotions-{tag}-"))
+            .tempdir()
+            .unwrap()
+            .keep();
+        Scratch(dir)
+    }
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.0.join(name)
+    }
+    pub fn write(&self, name: &str, bytes: impl AsRef<[u8]>) -> PathBuf {
+        let p = self.path(name);
+        std::fs::write(&p, bytes).unwrap();
+        p
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// Runs `emotions args...` with optional stdin.
+pub fn run(args: &[&str], stdin: Option<&[u8]>) -> Output {
+    let mut child = Command::new(BIN)
+        .args(args)
+        .stdin(if stdin.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    if let Some(input) = stdin {
+        child.stdin.take().unwrap().write_all(input).unwrap();
+    }
+    child.wait_with_output().unwrap()
+}
+
+pub fn stdout(o: &Output) -> String {
+    String::from_utf8(o.stdout.clone()).unwrap()
+}
+
+pub fn stderr(o: &Output) -> String {
+    String::from_utf8(o.stderr.clone()).unwrap()
+}
+
+/// Asserts success and returns stdout.
+pub fn ok(o: Output) -> String {
+    assert!(
+        o.status.success(),
+        "exit {:?}\nstderr: {}",
+        o.status,
+        stderr(&o)
+    );
+    stdout(&o)
+}
+
+/// Asserts a clean failure: non-zero exit, nothing on stdout, no panic, and `want` in stderr.
+pub fn fails_with(o: Output, want: &str) {
+    let err = stderr(&o);
+    assert!(
+        !o.status.success(),
+        "expected failure, stdout: {}",
+        stdout(&o)
+    );
+    assert!(o.status.code().is_some(), "killed by a signal: {err}");
+    assert!(o.stdout.is_empty(), "partial output: {}", stdout(&o));
+    assert!(!err.contains("panicked"), "panic: {err}");
+    assert!(err.contains(want), "want {want:?} in stderr: {err}");
+}
+
+/// JSON lines → one `serde_json::Value` per line.
+pub fn json_lines(s: &str) -> Vec<serde_json::Value> {
+    s.lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+/// Rows of a matrix as JSON Lines.
+pub fn to_jsonl(e: &emotions_io::Embeddings) -> String {
+    (0..e.rows())
+        .map(|r| serde_json::to_string(e.row(r)).unwrap() + "\n")
+        .collect()
+}
+
+pub fn read_npy(path: &Path) -> emotions_io::Embeddings {
+    emotions_io::read_npy_f32(&std::fs::read(path).unwrap(), &path.display().to_string()).unwrap()
+}
