@@ -338,7 +338,7 @@ mod tests {
             ),
             (
                 "[1,1e39]\n",
-                "x: line 1: element 1: 1e39 does not fit in a finite f32",
+                "x: line 1: element 1: 1e+39 does not fit in a finite f32",
             ),
             (
                 "{\"vec\": [1]}\n",
