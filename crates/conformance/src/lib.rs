@@ -149,3 +149,23 @@ mod tests {
         ));
     }
 }
+
+/// The go_emotions data beside the repository (`../shared/data/go_emotions`).
+pub fn go_emotions_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/data/go_emotions")
+}
+
+/// The default encoder's folder in the repository.
+pub fn minilm_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../models/minilm")
+}
+
+/// FNV-1a 64 of token ids as u32 little-endian bytes (as `gen_encoder.py` computes it).
+pub fn fnv1a64(ids: &[u32]) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in ids.iter().flat_map(|id| id.to_le_bytes()) {
+        h ^= b as u64;
+        h = h.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    h
+}

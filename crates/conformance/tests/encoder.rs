@@ -1,0 +1,102 @@
+//! The default encoder (all-MiniLM-L6-v2 int8) against Python `tokenizers` + onnxruntime.
+
+use emotions_conformance::{
+    AbsTolerance, cosine, fixtures_dir, fnv1a64, go_emotions_dir, minilm_dir, read_fixture,
+};
+use emotions_encoder::Encoder;
+use std::sync::OnceLock;
+
+fn encoder() -> &'static Encoder {
+    static ENCODER: OnceLock<Encoder> = OnceLock::new();
+    ENCODER.get_or_init(|| Encoder::from_dir(minilm_dir()).unwrap())
+}
+
+fn texts() -> Vec<String> {
+    serde_json::from_str(
+        &std::fs::read_to_string(fixtures_dir().join("encoder/texts.json")).unwrap(),
+    )
+    .unwrap()
+}
+
+#[test]
+fn token_ids_match_for_every_sample_text() {
+    let want: Vec<Vec<u32>> = serde_json::from_str(
+        &std::fs::read_to_string(fixtures_dir().join("encoder/token_ids.json")).unwrap(),
+    )
+    .unwrap();
+    let texts = texts();
+    assert_eq!(texts.len(), want.len());
+    for (i, (text, want)) in texts.iter().zip(&want).enumerate() {
+        let got = encoder().tokenize(text).unwrap();
+        assert_eq!(&got.ids, want, "text {i}: {text:?}");
+        assert!(got.ids.len() <= encoder().max_seq_length());
+    }
+}
+
+#[test]
+fn token_ids_match_for_every_test_split_text() {
+    let examples = emotions_io::read_go_emotions(&go_emotions_dir().join("test.tsv"), 28).unwrap();
+    let want = std::fs::read_to_string(fixtures_dir().join("encoder/test_split_ids.txt")).unwrap();
+    let want: Vec<&str> = want.lines().collect();
+    assert_eq!(examples.len(), 5427);
+    assert_eq!(want.len(), examples.len());
+    let mut mismatches = vec![];
+    for (i, (ex, want)) in examples.iter().zip(&want).enumerate() {
+        let ids = encoder().tokenize(&ex.text).unwrap().ids;
+        let got = format!("{} {:016x}", ids.len(), fnv1a64(&ids));
+        if got != *want {
+            mismatches.push((i + 1, ex.text.clone()));
+        }
+    }
+    assert!(
+        mismatches.is_empty(),
+        "{} of {} differ, first lines: {:?}",
+        mismatches.len(),
+        examples.len(),
+        &mismatches[..mismatches.len().min(5)]
+    );
+}
+
+#[test]
+fn embeddings_match_onnxruntime() {
+    let texts = texts();
+    let want = read_fixture("encoder/embeddings.npy");
+    assert!(texts.len() >= 200);
+    let got = encoder().embed(&texts).unwrap();
+    let report = AbsTolerance(1e-4)
+        .compare(&got, want.data(), want.dim())
+        .unwrap_or_else(|m| panic!("{m}"));
+    eprintln!("embeddings: {report}");
+    let d = want.dim();
+    let cosines: Vec<f64> = (0..texts.len())
+        .map(|i| cosine(&got[i * d..(i + 1) * d], want.row(i)))
+        .collect();
+    let (worst, min) = cosines
+        .iter()
+        .enumerate()
+        .fold((0, 1.0f64), |a, (i, &c)| if c < a.1 { (i, c) } else { a });
+    eprintln!(
+        "cosine: min {min:.8} (text {worst}: {:?}), mean {:.8}",
+        texts[worst],
+        cosines.iter().sum::<f64>() / cosines.len() as f64
+    );
+    assert!(
+        min >= 0.99999,
+        "text {worst} {:?}: cosine {min}",
+        texts[worst]
+    );
+}
+
+#[test]
+fn batching_and_order_do_not_change_embeddings() {
+    let texts = texts();
+    let sample: Vec<&str> = texts.iter().step_by(7).map(String::as_str).collect();
+    let together = encoder().embed(&sample).unwrap();
+    let d = encoder().dim();
+    for (i, text) in sample.iter().enumerate().step_by(5) {
+        let alone = encoder().embed(&[text]).unwrap();
+        AbsTolerance(1e-5)
+            .compare(&alone, &together[i * d..(i + 1) * d], d)
+            .unwrap_or_else(|m| panic!("{text:?}: {m}"));
+    }
+}

@@ -1,0 +1,158 @@
+//! The sentence-transformers configuration files.
+
+use crate::{EncoderError, EncoderFiles};
+use serde::Deserialize;
+use tract_onnx::prelude::tract_ndarray::ArrayView2;
+
+/// How token vectors become one sentence vector (`1_Pooling/config.json`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Pooling {
+    /// The first token's vector (bge-small-en-v1.5).
+    Cls,
+    /// The mean over real tokens (all-MiniLM-L6-v2).
+    Mean,
+    /// The element-wise max over real tokens.
+    Max,
+    /// The sum over real tokens divided by the square root of their count.
+    MeanSqrtLen,
+}
+
+impl Pooling {
+    /// Pools `tokens` (`[len, dim]`, real tokens only) into `out`.
+    pub(crate) fn pool(self, tokens: ArrayView2<f32>, out: &mut [f32]) {
+        let len = tokens.nrows().max(1) as f32;
+        match self {
+            Pooling::Cls => out.iter_mut().zip(tokens.row(0)).for_each(|(o, x)| *o = *x),
+            Pooling::Max => {
+                out.fill(f32::NEG_INFINITY);
+                for row in tokens.rows() {
+                    out.iter_mut().zip(row).for_each(|(o, x)| *o = o.max(*x));
+                }
+            }
+            Pooling::Mean | Pooling::MeanSqrtLen => {
+                out.fill(0.0);
+                for row in tokens.rows() {
+                    out.iter_mut().zip(row).for_each(|(o, x)| *o += *x);
+                }
+                let d = if self == Pooling::Mean {
+                    len
+                } else {
+                    len.sqrt()
+                };
+                out.iter_mut().for_each(|o| *o /= d);
+            }
+        }
+    }
+}
+
+#[derive(Deserialize)]
+struct ModelConfig {
+    hidden_size: usize,
+}
+
+#[derive(Deserialize)]
+struct SentenceBertConfig {
+    max_seq_length: usize,
+}
+
+#[derive(Deserialize)]
+struct Module {
+    #[serde(rename = "type")]
+    kind: String,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct PoolingConfig {
+    word_embedding_dimension: Option<usize>,
+    pooling_mode_cls_token: bool,
+    pooling_mode_mean_tokens: bool,
+    pooling_mode_max_tokens: bool,
+    pooling_mode_mean_sqrt_len_tokens: bool,
+}
+
+pub(crate) struct EncoderConfig {
+    pub hidden_size: usize,
+    pub max_seq_length: usize,
+    pub pooling: Pooling,
+    pub normalize: bool,
+}
+
+fn parse<T: for<'de> Deserialize<'de>>(text: &str, file: String) -> Result<T, EncoderError> {
+    serde_json::from_str(text).map_err(|e| EncoderError::Config {
+        file,
+        message: e.to_string(),
+    })
+}
+
+impl EncoderConfig {
+    pub(crate) fn parse(
+        files: &EncoderFiles<'_>,
+        at: &dyn Fn(&str) -> String,
+    ) -> Result<Self, EncoderError> {
+        let model: ModelConfig = parse(files.config_json, at("config.json"))?;
+        let sbert: SentenceBertConfig = parse(
+            files.sentence_bert_config_json,
+            at("sentence_bert_config.json"),
+        )?;
+        let modules: Vec<Module> = parse(files.modules_json, at("modules.json"))?;
+        let pool: PoolingConfig = parse(files.pooling_config_json, at("1_Pooling/config.json"))?;
+        let modes = [
+            (pool.pooling_mode_cls_token, Pooling::Cls),
+            (pool.pooling_mode_mean_tokens, Pooling::Mean),
+            (pool.pooling_mode_max_tokens, Pooling::Max),
+            (pool.pooling_mode_mean_sqrt_len_tokens, Pooling::MeanSqrtLen),
+        ];
+        let chosen: Vec<Pooling> = modes.iter().filter(|m| m.0).map(|m| m.1).collect();
+        let [pooling] = chosen[..] else {
+            return Err(EncoderError::Config {
+                file: at("1_Pooling/config.json"),
+                message: format!("expected exactly one pooling mode, found {}", chosen.len()),
+            });
+        };
+        if let Some(d) = pool.word_embedding_dimension
+            && d != model.hidden_size
+        {
+            return Err(EncoderError::Config {
+                file: at("1_Pooling/config.json"),
+                message: format!(
+                    "word_embedding_dimension {d} differs from config.json hidden_size {}",
+                    model.hidden_size
+                ),
+            });
+        }
+        if sbert.max_seq_length == 0 {
+            return Err(EncoderError::Config {
+                file: at("sentence_bert_config.json"),
+                message: "max_seq_length is 0".into(),
+            });
+        }
+        let normalize = modules.iter().any(|m| m.kind.ends_with(".Normalize"));
+        Ok(EncoderConfig {
+            hidden_size: model.hidden_size,
+            max_seq_length: sbert.max_seq_length,
+            pooling,
+            normalize,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tract_onnx::prelude::tract_ndarray::arr2;
+
+    #[test]
+    fn pooling_modes() {
+        let t = arr2(&[[1.0f32, -2.0], [3.0, 4.0]]);
+        let mut out = [0f32; 2];
+        Pooling::Cls.pool(t.view(), &mut out);
+        assert_eq!(out, [1.0, -2.0]);
+        Pooling::Mean.pool(t.view(), &mut out);
+        assert_eq!(out, [2.0, 1.0]);
+        Pooling::Max.pool(t.view(), &mut out);
+        assert_eq!(out, [3.0, 4.0]);
+        Pooling::MeanSqrtLen.pool(t.view(), &mut out);
+        assert_eq!(out, [4.0 / 2f32.sqrt(), 2.0 / 2f32.sqrt()]);
+    }
+}
