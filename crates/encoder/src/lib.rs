@@ -108,8 +108,12 @@ pub struct Encoder {
     base: TypedModel,
     batch_sym: Symbol,
     seq_sym: Symbol,
-    plans: Mutex<HashMap<(usize, usize), Arc<Mutex<Option<Arc<TypedRunnableModel>>>>>>,
+    plans: Mutex<HashMap<(usize, usize), PlanSlot>>,
 }
+
+/// One shape's plan, optimised on first use. Each slot has its own lock so that optimising one
+/// shape does not block runs at another.
+type PlanSlot = Arc<Mutex<Option<Arc<TypedRunnableModel>>>>;
 
 impl std::fmt::Debug for Encoder {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
