@@ -1,21 +1,25 @@
-//! `emotions`: a pure-Rust go_emotions classifier. Sentence embeddings in, 28 emotion labels
-//! out, with no onnxruntime.
+//! `emotions`: a pure-Rust go_emotions classifier. Text or sentence embeddings in, 28 emotion
+//! labels out, with no onnxruntime.
 //!
-//! [`Classifier`] is the front door: a head (ONNX, run by tract) plus a decision policy.
+//! [`Classifier`] is the front door: a sentence encoder (all-MiniLM-L6-v2 by default), a head
+//! (ONNX, run by tract) and a decision policy. The default models are compiled in.
 //!
 //! ```
 //! use emotions::Classifier;
 //!
 //! let classifier = Classifier::from_defaults()?;
+//! let predictions = classifier.classify_texts(&["Thank you so much, this is wonderful!"])?;
+//! assert_eq!(predictions[0].scores().len(), emotions::LABELS.len());
+//!
 //! let rows = vec![0.05f32; 2 * classifier.input_dim()];
 //! let predictions = classifier.classify_embeddings(&rows, 2)?;
 //! assert_eq!(predictions.len(), 2);
-//! assert_eq!(predictions[0].scores().len(), emotions::LABELS.len());
 //! # Ok::<(), emotions::Error>(())
 //! ```
 
 use std::path::{Path, PathBuf};
 
+pub use emotions_encoder::Encoder;
 pub use emotions_labels::{DecisionPolicy, LABELS, NUM_LABELS, Prediction, Thresholds};
 pub use emotions_runtime::{Head, HeadInfo};
 
@@ -26,10 +30,26 @@ pub mod defaults {
     /// The default head's thresholds.
     pub const HEAD_THRESHOLDS_JSON: &str = include_str!("../models/head/thresholds.json");
     /// What the default head is, for `--help` and `/labels`.
-    pub const HEAD_DESCRIPTION: &str = "placeholder head with random weights (crates/conformance/fixtures/heads/linear_classifier_shuffled.onnx); not a trained model";
+    pub const HEAD_DESCRIPTION: &str = "L2 logistic regression per label (C=1) on all-MiniLM-L6-v2 embeddings of the go_emotions train split; thresholds tuned on dev + out-of-fold train";
     /// The model card's thresholds (the top-level `thresholds.json`), used with heads that ship
     /// none of their own.
     pub const CARD_THRESHOLDS_JSON: &str = include_str!("../thresholds.json");
+
+    /// The name the default encoder goes by in head metadata and reports.
+    pub const ENCODER_NAME: &str = "all-MiniLM-L6-v2";
+
+    /// The default encoder's files: see `models/README.md`.
+    pub fn encoder_files() -> emotions_encoder::EncoderFiles<'static> {
+        emotions_encoder::EncoderFiles {
+            name: ENCODER_NAME,
+            model_onnx: include_bytes!("../models/minilm/model.onnx"),
+            tokenizer_json: include_bytes!("../models/minilm/tokenizer.json"),
+            config_json: include_str!("../models/minilm/config.json"),
+            sentence_bert_config_json: include_str!("../models/minilm/sentence_bert_config.json"),
+            modules_json: include_str!("../models/minilm/modules.json"),
+            pooling_config_json: include_str!("../models/minilm/1_Pooling/config.json"),
+        }
+    }
 }
 
 /// Everything the library front door can report.
@@ -41,6 +61,30 @@ pub enum Error {
     Labels(#[from] emotions_labels::LabelsError),
     #[error(transparent)]
     Io(#[from] emotions_io::IoError),
+    #[error(transparent)]
+    Encoder(#[from] emotions_encoder::EncoderError),
+    #[error(
+        "the encoder '{encoder}' makes {encoder_dim}-dim embeddings but the head takes {head_dim}"
+    )]
+    DimMismatch {
+        encoder: String,
+        encoder_dim: usize,
+        head_dim: usize,
+    },
+    #[error("this classifier was built without an encoder; it classifies embeddings only")]
+    NoEncoder,
+}
+
+/// Which sentence encoder, if any, a classifier carries.
+#[derive(Debug, Clone, Default)]
+pub enum EncoderChoice {
+    /// The compiled-in all-MiniLM-L6-v2 (the default).
+    #[default]
+    Default,
+    /// A sentence-transformers folder.
+    Dir(PathBuf),
+    /// No encoder: embeddings only, and no time spent loading one.
+    None,
 }
 
 /// Where the head comes from.
@@ -74,6 +118,8 @@ pub struct ClassifierBuilder {
     head: HeadSource,
     thresholds: ThresholdsSource,
     policy: PolicyChoice,
+    encoder: EncoderChoice,
+    encoder_options: emotions_encoder::EncoderOptions,
 }
 
 impl Default for ClassifierBuilder {
@@ -82,6 +128,8 @@ impl Default for ClassifierBuilder {
             head: HeadSource::Default,
             thresholds: ThresholdsSource::Head,
             policy: PolicyChoice::PerLabel,
+            encoder: EncoderChoice::Default,
+            encoder_options: Default::default(),
         }
     }
 }
@@ -118,22 +166,49 @@ impl ClassifierBuilder {
         self
     }
 
-    /// Loads the head, reads thresholds, and validates the policy.
+    /// Which encoder turns texts into embeddings (default: the compiled-in MiniLM).
+    pub fn encoder(mut self, encoder: EncoderChoice) -> Self {
+        self.encoder = encoder;
+        self
+    }
+
+    /// Texts per encoder forward pass.
+    pub fn batch_size(mut self, batch_size: usize) -> Self {
+        self.encoder_options.batch_size = batch_size.max(1);
+        self
+    }
+
+    /// Loads the head and encoder, reads thresholds, validates the policy, and checks that the
+    /// encoder fits the head.
     pub fn build(self) -> Result<Classifier, Error> {
+        let encoder = match &self.encoder {
+            EncoderChoice::None => None,
+            EncoderChoice::Default => Some(Encoder::from_files_with(
+                defaults::encoder_files(),
+                self.encoder_options,
+            )?),
+            EncoderChoice::Dir(dir) => Some(Encoder::from_dir_with(dir, self.encoder_options)?),
+        };
+        // With an encoder the head must take its width; without one, any width the file declares.
+        let width = encoder.as_ref().map(Encoder::dim);
         let (head, beside) = match &self.head {
             HeadSource::Default => (
-                Head::builder_from_bytes(defaults::HEAD_ONNX, "<embedded default head>").build()?,
+                Head::builder_from_bytes(defaults::HEAD_ONNX, "<embedded default head>")
+                    .expected_dim(width)
+                    .build()?,
                 Some(Thresholds::from_json_str(
                     defaults::HEAD_THRESHOLDS_JSON,
                     "<embedded default thresholds>",
                 )?),
             ),
             HeadSource::Path(path) => (
-                Head::builder_from_path(path).build()?,
+                Head::builder_from_path(path).expected_dim(width).build()?,
                 thresholds_beside(path)?,
             ),
             HeadSource::Bytes(bytes) => (
-                Head::builder_from_bytes(bytes.clone(), "<head bytes>").build()?,
+                Head::builder_from_bytes(bytes.clone(), "<head bytes>")
+                    .expected_dim(width)
+                    .build()?,
                 None,
             ),
         };
@@ -154,8 +229,38 @@ impl ClassifierBuilder {
                 },
             }),
         };
-        Ok(Classifier { head, policy })
+        let mut warnings = Vec::new();
+        if let Some(enc) = &encoder {
+            if enc.dim() != head.input_dim() {
+                return Err(Error::DimMismatch {
+                    encoder: enc.name().to_string(),
+                    encoder_dim: enc.dim(),
+                    head_dim: head.input_dim(),
+                });
+            }
+            if let Some(trained_on) = head.info().encoder()
+                && !same_encoder(trained_on, enc.name())
+            {
+                warnings.push(format!(
+                    "the head was trained on '{trained_on}' embeddings but the encoder is '{}': scores will be meaningless unless they are the same model",
+                    enc.name()
+                ));
+            }
+        }
+        Ok(Classifier {
+            head,
+            policy,
+            encoder,
+            warnings,
+        })
     }
+}
+
+/// Encoder names match when one ends with the other, ignoring case: "all-MiniLM-L6-v2" and
+/// "sentence-transformers/all-MiniLM-L6-v2" are the same model.
+fn same_encoder(a: &str, b: &str) -> bool {
+    let (a, b) = (a.to_lowercase(), b.to_lowercase());
+    a.ends_with(&b) || b.ends_with(&a)
 }
 
 /// `thresholds.json` in the head file's folder, if there is one.
@@ -171,15 +276,17 @@ fn thresholds_beside(head: &Path) -> Result<Option<Thresholds>, Error> {
     }
 }
 
-/// A head plus a decision policy. `Send + Sync`: share one across threads.
+/// An encoder, a head and a decision policy. `Send + Sync`: share one across threads.
 #[derive(Debug)]
 pub struct Classifier {
     head: Head,
     policy: DecisionPolicy,
+    encoder: Option<Encoder>,
+    warnings: Vec<String>,
 }
 
 impl Classifier {
-    /// The embedded default head with its own thresholds.
+    /// The compiled-in encoder and head, with the head's own thresholds.
     pub fn from_defaults() -> Result<Self, Error> {
         Self::builder().build()
     }
@@ -206,6 +313,43 @@ impl Classifier {
         Ok(self.head.predict(embeddings, rows)?)
     }
 
+    /// Problems found at build time that are not errors (e.g. an encoder/head name mismatch).
+    pub fn warnings(&self) -> &[String] {
+        &self.warnings
+    }
+
+    pub fn encoder(&self) -> Option<&Encoder> {
+        self.encoder.as_ref()
+    }
+
+    /// Sentence embeddings of texts, `texts.len() * input_dim()` values.
+    pub fn embed<S: AsRef<str>>(&self, texts: &[S]) -> Result<Vec<f32>, Error> {
+        Ok(self
+            .encoder
+            .as_ref()
+            .ok_or(Error::NoEncoder)?
+            .embed(texts)?)
+    }
+
+    /// Sentence embeddings, calling `progress(done)` after each encoder batch.
+    pub fn embed_with_progress<S: AsRef<str>>(
+        &self,
+        texts: &[S],
+        progress: &mut dyn FnMut(usize),
+    ) -> Result<Vec<f32>, Error> {
+        Ok(self
+            .encoder
+            .as_ref()
+            .ok_or(Error::NoEncoder)?
+            .embed_with_progress(texts, progress)?)
+    }
+
+    /// One prediction per text.
+    pub fn classify_texts<S: AsRef<str>>(&self, texts: &[S]) -> Result<Vec<Prediction>, Error> {
+        let embeddings = self.embed(texts)?;
+        self.classify_embeddings(&embeddings, texts.len())
+    }
+
     /// One prediction per embedding row.
     pub fn classify_embeddings(
         &self,
@@ -213,6 +357,30 @@ impl Classifier {
         rows: usize,
     ) -> Result<Vec<Prediction>, Error> {
         Ok(self.policy.decide_rows(&self.scores(embeddings, rows)?))
+    }
+}
+
+/// The HTTP server serves a [`Classifier`].
+impl emotions_server::Backend for Classifier {
+    fn dim(&self) -> usize {
+        self.input_dim()
+    }
+    fn embed(&self, texts: &[String]) -> Result<Vec<f32>, String> {
+        Classifier::embed(self, texts).map_err(|e| e.to_string())
+    }
+    fn scores(&self, embeddings: &[f32], rows: usize) -> Result<Vec<f32>, String> {
+        Classifier::scores(self, embeddings, rows).map_err(|e| e.to_string())
+    }
+    fn policy(&self) -> &DecisionPolicy {
+        Classifier::policy(self)
+    }
+    fn model_name(&self) -> String {
+        self.head_info().origin.clone()
+    }
+    fn encoder_name(&self) -> String {
+        self.encoder
+            .as_ref()
+            .map_or("none".into(), |e| e.name().to_string())
     }
 }
 
@@ -226,7 +394,11 @@ mod tests {
         std::fs::create_dir_all(&dir).unwrap();
         std::fs::write(dir.join("head.onnx"), defaults::HEAD_ONNX).unwrap();
         let head = dir.join("head.onnx");
-        let card = Classifier::builder().head_path(&head).build().unwrap();
+        let card = Classifier::builder()
+            .head_path(&head)
+            .encoder(EncoderChoice::None)
+            .build()
+            .unwrap();
         assert_eq!(
             card.policy(),
             &DecisionPolicy::PerLabel(Thresholds::card_defaults())
@@ -236,12 +408,25 @@ mod tests {
             serde_json::to_string(&[0.5f32; NUM_LABELS]).unwrap(),
         )
         .unwrap();
-        let beside = Classifier::builder().head_path(&head).build().unwrap();
+        let beside = Classifier::builder()
+            .head_path(&head)
+            .encoder(EncoderChoice::None)
+            .build()
+            .unwrap();
         assert_eq!(
             beside.policy(),
             &DecisionPolicy::PerLabel(Thresholds::uniform(0.5).unwrap())
         );
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn encoder_names_compare_by_suffix() {
+        assert!(same_encoder(
+            "sentence-transformers/all-MiniLM-L6-v2",
+            "all-minilm-l6-v2"
+        ));
+        assert!(!same_encoder("BAAI/bge-small-en-v1.5", "all-MiniLM-L6-v2"));
     }
 
     #[test]

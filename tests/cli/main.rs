@@ -2,4 +2,7 @@
 
 mod bad_input;
 mod classify_embeddings;
+mod serve;
+mod texts;
+mod training;
 mod util;

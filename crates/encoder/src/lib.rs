@@ -141,6 +141,16 @@ enum InputKind {
     TokenTypeIds,
 }
 
+/// Sets how many threads tract's matrix products use, process-wide (1 = single-threaded).
+pub fn set_threads(threads: usize) {
+    use tract_linalg::multithread::{Executor, set_default_executor};
+    set_default_executor(if threads > 1 {
+        Executor::multithread(threads)
+    } else {
+        Executor::SingleThread
+    });
+}
+
 /// Token ids of one text, after truncation, with special tokens.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Tokens {
@@ -208,15 +218,23 @@ impl Encoder {
             modules_json: &modules,
             pooling_config_json: &pooling,
         };
-        Self::from_files_with(files, options, Some(dir))
+        Self::load(files, options, Some(dir))
     }
 
     /// Loads an encoder from files in memory.
     pub fn from_files(files: EncoderFiles<'_>) -> Result<Self, EncoderError> {
-        Self::from_files_with(files, EncoderOptions::default(), None)
+        Self::load(files, EncoderOptions::default(), None)
     }
 
-    fn from_files_with(
+    /// Loads an encoder from files in memory, with options.
+    pub fn from_files_with(
+        files: EncoderFiles<'_>,
+        options: EncoderOptions,
+    ) -> Result<Self, EncoderError> {
+        Self::load(files, options, None)
+    }
+
+    fn load(
         files: EncoderFiles<'_>,
         options: EncoderOptions,
         dir: Option<&Path>,

@@ -5,11 +5,18 @@ use std::process::ExitCode;
 
 mod args;
 mod classify;
+mod serve;
+mod training;
 
 fn main() -> ExitCode {
     let cli = args::parse();
     let result = match cli.command {
-        args::Command::Classify(a) => a.resolve().and_then(|c| classify::run(&c)),
+        args::Command::Classify(a) => a.resolve().and_then(classify::classify),
+        args::Command::Embed(a) => a.resolve().and_then(classify::embed),
+        args::Command::Train(a) => a.resolve().and_then(training::train),
+        args::Command::Tune(a) => a.resolve().and_then(training::tune),
+        args::Command::Eval(a) => a.resolve().and_then(training::eval),
+        args::Command::Serve(a) => a.resolve().and_then(serve::serve),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

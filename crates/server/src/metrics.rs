@@ -1,0 +1,157 @@
+//! Prometheus counters and histograms, kept with atomics.
+
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::time::Duration;
+
+const LATENCY_BUCKETS_MS: [f64; 12] = [
+    1.0, 2.5, 5.0, 10.0, 25.0, 50.0, 100.0, 250.0, 500.0, 1000.0, 2500.0, 10000.0,
+];
+const BATCH_BUCKETS: [f64; 8] = [1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0];
+
+/// A cumulative histogram.
+struct Histogram<const N: usize> {
+    bounds: [f64; N],
+    counts: [AtomicU64; N],
+    count: AtomicU64,
+    /// Sum in micro-units, to stay integral.
+    sum_micros: AtomicU64,
+}
+
+impl<const N: usize> Histogram<N> {
+    fn new(bounds: [f64; N]) -> Self {
+        Histogram {
+            bounds,
+            counts: std::array::from_fn(|_| AtomicU64::new(0)),
+            count: AtomicU64::new(0),
+            sum_micros: AtomicU64::new(0),
+        }
+    }
+    fn observe(&self, v: f64) {
+        for (b, c) in self.bounds.iter().zip(&self.counts) {
+            if v <= *b {
+                c.fetch_add(1, Relaxed);
+            }
+        }
+        self.count.fetch_add(1, Relaxed);
+        self.sum_micros.fetch_add((v * 1e6) as u64, Relaxed);
+    }
+    fn render(&self, name: &str, help: &str, scale: f64, out: &mut String) {
+        out.push_str(&format!("# HELP {name} {help}\n# TYPE {name} histogram\n"));
+        for (b, c) in self.bounds.iter().zip(&self.counts) {
+            out.push_str(&format!(
+                "{name}_bucket{{le=\"{}\"}} {}\n",
+                b * scale,
+                c.load(Relaxed)
+            ));
+        }
+        let count = self.count.load(Relaxed);
+        out.push_str(&format!("{name}_bucket{{le=\"+Inf\"}} {count}\n"));
+        out.push_str(&format!(
+            "{name}_sum {}\n",
+            self.sum_micros.load(Relaxed) as f64 / 1e6 * scale
+        ));
+        out.push_str(&format!("{name}_count {count}\n"));
+    }
+}
+
+pub(crate) struct Metrics {
+    ok: AtomicU64,
+    client_errors: AtomicU64,
+    server_errors: AtomicU64,
+    latency_ms: Histogram<12>,
+    batch_texts: Histogram<8>,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics {
+            ok: AtomicU64::new(0),
+            client_errors: AtomicU64::new(0),
+            server_errors: AtomicU64::new(0),
+            latency_ms: Histogram::new(LATENCY_BUCKETS_MS),
+            batch_texts: Histogram::new(BATCH_BUCKETS),
+        }
+    }
+}
+
+impl Metrics {
+    pub(crate) fn observe_request(&self, status: u16, elapsed: Duration) {
+        match status {
+            200..=299 => &self.ok,
+            400..=499 => &self.client_errors,
+            _ => &self.server_errors,
+        }
+        .fetch_add(1, Relaxed);
+        self.latency_ms.observe(elapsed.as_secs_f64() * 1e3);
+    }
+
+    pub(crate) fn observe_batch(&self, texts: usize) {
+        self.batch_texts.observe(texts as f64);
+    }
+
+    pub(crate) fn render(&self) -> String {
+        let mut out = String::from(
+            "# HELP emotions_requests_total /classify requests by outcome.\n# TYPE emotions_requests_total counter\n",
+        );
+        for (class, c) in [
+            ("2xx", &self.ok),
+            ("4xx", &self.client_errors),
+            ("5xx", &self.server_errors),
+        ] {
+            out.push_str(&format!(
+                "emotions_requests_total{{status=\"{class}\"}} {}\n",
+                c.load(Relaxed)
+            ));
+        }
+        // Rendered in seconds, as Prometheus expects.
+        self.latency_ms.render(
+            "emotions_request_duration_seconds",
+            "/classify latency.",
+            1e-3,
+            &mut out,
+        );
+        self.batch_texts.render(
+            "emotions_encoder_batch_texts",
+            "Texts per encoder call after micro-batching.",
+            1.0,
+            &mut out,
+        );
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn renders_counts_and_buckets() {
+        let m = super::Metrics::default();
+        m.observe_request(200, std::time::Duration::from_millis(3));
+        m.observe_request(400, std::time::Duration::from_millis(30));
+        m.observe_batch(5);
+        let text = m.render();
+        assert!(
+            text.contains("emotions_requests_total{status=\"2xx\"} 1\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("emotions_requests_total{status=\"4xx\"} 1\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("emotions_request_duration_seconds_bucket{le=\"0.005\"} 1\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("emotions_request_duration_seconds_count 2\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("emotions_encoder_batch_texts_bucket{le=\"4\"} 0\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("emotions_encoder_batch_texts_bucket{le=\"8\"} 1\n"),
+            "{text}"
+        );
+    }
+}

@@ -1,0 +1,250 @@
+//! `emotions serve` over loopback: endpoints, bad requests, agreement with the CLI, load, and
+//! graceful shutdown.
+
+use crate::util::*;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::process::{Child, Command, Stdio};
+
+struct Server {
+    child: Child,
+    port: u16,
+}
+
+impl Server {
+    fn start(extra: &[&str]) -> Server {
+        let mut child = Command::new(BIN)
+            .args(["serve", "--addr", "127.0.0.1:0"])
+            .args(extra)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut stderr = BufReader::new(child.stderr.take().unwrap());
+        let mut line = String::new();
+        stderr.read_line(&mut line).unwrap();
+        let port = line
+            .split("http://127.0.0.1:")
+            .nth(1)
+            .and_then(|rest| rest.split(' ').next())
+            .and_then(|p| p.parse().ok())
+            .unwrap_or_else(|| panic!("no port in {line:?}"));
+        // Keep draining stderr so the server never blocks on it.
+        std::thread::spawn(move || {
+            let mut rest = String::new();
+            let _ = stderr.read_to_string(&mut rest);
+        });
+        Server { child, port }
+    }
+
+    /// One HTTP/1.1 request; returns status and body.
+    fn request(&self, method: &str, path: &str, body: &[u8]) -> (u16, String) {
+        let mut s = TcpStream::connect(("127.0.0.1", self.port)).unwrap();
+        s.set_read_timeout(Some(std::time::Duration::from_secs(60)))
+            .unwrap();
+        let head = format!(
+            "{method} {path} HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+            body.len()
+        );
+        s.write_all(head.as_bytes()).unwrap();
+        let _ = s.write_all(body);
+        let mut raw = Vec::new();
+        let _ = s.read_to_end(&mut raw);
+        let text = String::from_utf8_lossy(&raw).into_owned();
+        let status = text
+            .split(' ')
+            .nth(1)
+            .and_then(|c| c.parse().ok())
+            .unwrap_or_else(|| panic!("no status in {text:?}"));
+        let body = text
+            .split_once("\r\n\r\n")
+            .map(|(_, b)| b.to_string())
+            .unwrap_or_default();
+        (status, body)
+    }
+
+    fn post(&self, body: &str) -> (u16, String) {
+        self.request("POST", "/classify", body.as_bytes())
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn endpoints_answer() {
+    let server = Server::start(&[]);
+    assert_eq!(
+        server.request("GET", "/health", b""),
+        (200, r#"{"status":"ok"}"#.into())
+    );
+    let (status, labels) = server.request("GET", "/labels", b"");
+    assert_eq!(status, 200);
+    let labels: serde_json::Value = serde_json::from_str(&labels).unwrap();
+    assert_eq!(labels["labels"].as_array().unwrap().len(), 28);
+    assert_eq!(labels["encoder"], "all-MiniLM-L6-v2");
+    assert_eq!(labels["thresholds"].as_object().unwrap().len(), 28);
+    let (status, body) =
+        server.post(r#"{"inputs": ["Thank you so much, this is wonderful!", "I hate this"]}"#);
+    assert_eq!(status, 200, "{body}");
+    let rows: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(rows.as_array().unwrap().len(), 2);
+    assert!(
+        rows[0]["labels"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|l| l == "gratitude"),
+        "{body}"
+    );
+    let (_, top) = server.post(r#"{"inputs": "so happy", "top_k": 2}"#);
+    let top: serde_json::Value = serde_json::from_str(&top).unwrap();
+    assert_eq!(top[0]["labels"].as_array().unwrap().len(), 2);
+    let (_, raw) = server.post(r#"{"inputs": "so happy", "raw_scores": true}"#);
+    let raw: serde_json::Value = serde_json::from_str(&raw).unwrap();
+    assert!(raw[0].get("labels").is_none() && raw[0]["scores"].as_object().unwrap().len() == 28);
+    let (status, metrics) = server.request("GET", "/metrics", b"");
+    assert_eq!(status, 200);
+    assert!(
+        metrics.contains("emotions_requests_total{status=\"2xx\"} 3"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("emotions_encoder_batch_texts_count"),
+        "{metrics}"
+    );
+    assert_eq!(server.request("GET", "/nope", b"").0, 404);
+}
+
+#[test]
+fn bad_requests_get_4xx_json() {
+    let server = Server::start(&["--max-body-bytes", "4096", "--max-inputs", "4"]);
+    let row = |n: usize| serde_json::to_string(&vec![0.01f32; n]).unwrap();
+    let cases = [
+        ("{\"inputs\": ", 400, "malformed_json"),
+        ("{\"inputs\": 42}", 400, "invalid_request"),
+        ("{\"inputs\": [\"a\", null]}", 400, "invalid_request"),
+        ("{\"inputs\": []}", 400, "empty_input"),
+        ("{\"embeddings\": []}", 400, "empty_input"),
+        (
+            "{\"inputs\": [\"a\", \"b\", \"c\", \"d\", \"e\"]}",
+            400,
+            "too_many_inputs",
+        ),
+        (
+            &format!("{{\"embeddings\": [{}]}}", row(383)),
+            400,
+            "wrong_embedding_width",
+        ),
+        ("{\"embeddings\": [[NaN]]}", 400, "malformed_json"),
+        (
+            "{\"inputs\": \"a\", \"threshold\": 7}",
+            400,
+            "invalid_threshold",
+        ),
+        (
+            &format!("{{\"inputs\": \"{}\"}}", "x".repeat(5000)),
+            413,
+            "body_too_large",
+        ),
+    ];
+    for (body, status, error_type) in cases {
+        let (got, text) = server.post(body);
+        assert_eq!(got, status, "{body:.80}: {text}");
+        let v: serde_json::Value = serde_json::from_str(&text)
+            .unwrap_or_else(|e| panic!("{body:.80}: not JSON ({e}): {text}"));
+        assert_eq!(v["error_type"], error_type, "{body:.80}: {text}");
+        assert!(!v["error"].as_str().unwrap().is_empty());
+    }
+    let mut nan_row = vec![serde_json::json!(0.01); 384];
+    nan_row[3] = serde_json::json!(1e39);
+    let (got, text) = server.post(&serde_json::json!({"embeddings": [nan_row]}).to_string());
+    assert_eq!(
+        (
+            got,
+            serde_json::from_str::<serde_json::Value>(&text).unwrap()["error_type"]
+                .as_str()
+                .unwrap()
+        ),
+        (400, "non_finite_value")
+    );
+    assert_eq!(server.request("GET", "/health", b"").0, 200, "still alive");
+}
+
+#[test]
+fn scores_match_the_cli() {
+    let server = Server::start(&[]);
+    let texts = [
+        "I am so proud of you",
+        "",
+        "what is going on?",
+        "this is disgusting",
+        "Thank you so much, this is wonderful!",
+    ];
+    let (status, body) = server.post(&serde_json::json!({"inputs": texts}).to_string());
+    assert_eq!(status, 200);
+    let served: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let mut args = vec!["classify"];
+    for t in &texts {
+        args.extend(["--text", t]);
+    }
+    let cli = json_lines(&ok(run(&args, None)));
+    for (i, c) in cli.iter().enumerate() {
+        assert_eq!(served[i]["labels"], c["labels"], "text {i}");
+        for (label, v) in c["scores"].as_object().unwrap() {
+            let d = (v.as_f64().unwrap() - served[i]["scores"][label].as_f64().unwrap()).abs();
+            assert!(d <= 1e-6, "text {i} {label}: {d}");
+        }
+    }
+}
+
+/// 8 clients, 800 requests, every answer a 200, and the server alive after.
+#[test]
+fn holds_800_requests_from_8_clients() {
+    let server = Server::start(&[]);
+    let texts = [
+        "great job!",
+        "this is terrible",
+        "I'm not sure what you mean",
+        "love it",
+        "so sad to hear that",
+    ];
+    let failures = std::sync::atomic::AtomicUsize::new(0);
+    std::thread::scope(|s| {
+        for c in 0..8 {
+            let (server, failures, texts) = (&server, &failures, &texts);
+            s.spawn(move || {
+                for r in 0..100 {
+                    let body = serde_json::json!({"inputs": [texts[(c + r) % texts.len()], texts[r % texts.len()]]}).to_string();
+                    if server.post(&body).0 != 200 {
+                        failures.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    }
+                }
+            });
+        }
+    });
+    assert_eq!(failures.into_inner(), 0, "non-200 answers");
+    assert_eq!(server.request("GET", "/health", b"").0, 200);
+    let (_, metrics) = server.request("GET", "/metrics", b"");
+    assert!(
+        metrics.contains("emotions_requests_total{status=\"2xx\"} 800"),
+        "{metrics}"
+    );
+}
+
+#[test]
+fn sigterm_shuts_down_gracefully() {
+    let mut server = Server::start(&[]);
+    assert_eq!(server.request("GET", "/health", b"").0, 200);
+    let status = Command::new("kill")
+        .args(["-TERM", &server.child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let exit = server.child.wait().unwrap();
+    assert!(exit.success(), "{exit:?}");
+}

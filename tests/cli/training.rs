@@ -1,0 +1,199 @@
+//! `train`, `tune` and `eval` end to end, and the shipped default head on the test split.
+
+use crate::util::*;
+use emotions::{LABELS, NUM_LABELS, Thresholds};
+
+fn go_emotions(split: &str) -> std::path::PathBuf {
+    repo(&format!("../shared/data/go_emotions/{split}.tsv"))
+}
+
+/// The first `n` lines of a split, as a split file and a texts file.
+fn head_of_split(s: &Scratch, split: &str, n: usize) -> (std::path::PathBuf, std::path::PathBuf) {
+    let text = std::fs::read_to_string(go_emotions(split)).unwrap();
+    let lines: Vec<&str> = text.lines().take(n).collect();
+    let tsv = s.write(&format!("{split}.tsv"), lines.join("\n") + "\n");
+    let texts: Vec<&str> = lines
+        .iter()
+        .map(|l| l.split('\t').next().unwrap())
+        .collect();
+    let txt = s.write(&format!("{split}.txt"), texts.join("\n") + "\n");
+    (tsv, txt)
+}
+
+#[test]
+fn train_tune_eval_round_trip() {
+    let s = Scratch::new("train");
+    let (train_tsv, train_txt) = head_of_split(&s, "train", 300);
+    let (dev_tsv, _) = head_of_split(&s, "dev", 200);
+    let emb = s.path("train.npy");
+    ok(run(
+        &[
+            "embed",
+            "--texts",
+            train_txt.to_str().unwrap(),
+            "--output",
+            emb.to_str().unwrap(),
+        ],
+        None,
+    ));
+    let head = s.path("head.onnx");
+    let cache = s.path("cache");
+    let o = run(
+        &[
+            "train",
+            "--split",
+            train_tsv.to_str().unwrap(),
+            "--embeddings",
+            emb.to_str().unwrap(),
+            "--output",
+            head.to_str().unwrap(),
+            "--c",
+            "4",
+            "--jobs",
+            "2",
+        ],
+        None,
+    );
+    let log = stderr(&o);
+    assert!(o.status.success(), "{log}");
+    assert!(log.contains("every label converged"), "{log}");
+    let thresholds = s.path("thresholds.json");
+    ok(run(
+        &[
+            "tune",
+            "--model",
+            head.to_str().unwrap(),
+            "--split",
+            dev_tsv.to_str().unwrap(),
+            "--cache",
+            cache.to_str().unwrap(),
+            "--output",
+            thresholds.to_str().unwrap(),
+        ],
+        None,
+    ));
+    let t = Thresholds::from_path(&thresholds).unwrap();
+    assert!(t.as_array().iter().all(|v| (0.01..=0.99).contains(v)));
+    // The dev embeddings are now cached: a second run reads them.
+    let o = run(
+        &[
+            "eval",
+            "--model",
+            head.to_str().unwrap(),
+            "--split",
+            dev_tsv.to_str().unwrap(),
+            "--cache",
+            cache.to_str().unwrap(),
+            "--json",
+        ],
+        None,
+    );
+    assert!(
+        stderr(&o).contains("using cached embeddings"),
+        "{}",
+        stderr(&o)
+    );
+    let e: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    assert_eq!(e["rows"], 200);
+    assert_eq!(e["per_label"].as_array().unwrap().len(), NUM_LABELS);
+    // thresholds.json beside the head was picked up by eval: the table shows the tuned values.
+    for (k, m) in e["per_label"].as_array().unwrap().iter().enumerate() {
+        assert_eq!(
+            m["threshold"].as_f64().unwrap() as f32,
+            t.as_array()[k],
+            "{}",
+            LABELS[k]
+        );
+    }
+    // The head records what it was trained on.
+    let info = emotions::Head::builder_from_path(&head).build().unwrap();
+    assert_eq!(info.info().encoder(), Some("all-MiniLM-L6-v2"));
+    assert!(info.info().metadata["training_data"].contains("300 rows"));
+}
+
+#[test]
+fn train_rejects_bad_options() {
+    let s = Scratch::new("train");
+    let (tsv, _) = head_of_split(&s, "train", 5);
+    let out = s.path("h.onnx");
+    let args = |extra: &[&str]| {
+        let mut a = vec![
+            "train",
+            "--split",
+            tsv.to_str().unwrap(),
+            "--output",
+            out.to_str().unwrap(),
+        ];
+        a.extend_from_slice(extra);
+        run(&a, None)
+    };
+    fails_with(args(&["--c", "0"]), "--c: must be positive, found 0");
+    fails_with(
+        args(&["--c", "1,2"]),
+        "--c: expected 1 or 28 values, found 2",
+    );
+    fails_with(
+        args(&["--class-weight", "heavy"]),
+        "expected none or balanced, found 'heavy'",
+    );
+    let wrong = s.write("e.jsonl", "[1, 2]\n");
+    fails_with(
+        args(&["--embeddings", wrong.to_str().unwrap()]),
+        "1 embedding rows for 5 examples",
+    );
+}
+
+/// The done-when of the default head: `classify --texts` on the test split, scored against the
+/// gold labels, gives the macro-F1 `eval` prints, at least 0.38.
+#[test]
+fn default_head_on_the_test_split() {
+    let s = Scratch::new("default");
+    let examples = emotions_io::read_go_emotions(&go_emotions("test"), NUM_LABELS).unwrap();
+    let texts: Vec<&str> = examples.iter().map(|e| e.text.as_str()).collect();
+    let txt = s.write("test.txt", texts.join("\n") + "\n");
+    let rows = json_lines(&ok(run(
+        &["classify", "--texts", txt.to_str().unwrap()],
+        None,
+    )));
+    assert_eq!(rows.len(), examples.len());
+    let mut f1_sum = 0.0;
+    for (k, label) in LABELS.iter().enumerate() {
+        let (mut tp, mut fp, mut fn_) = (0.0, 0.0, 0.0);
+        for (row, ex) in rows.iter().zip(&examples) {
+            let predicted = row["labels"].as_array().unwrap().iter().any(|l| l == label);
+            match (predicted, ex.labels.contains(&k)) {
+                (true, true) => tp += 1.0,
+                (true, false) => fp += 1.0,
+                (false, true) => fn_ += 1.0,
+                _ => {}
+            }
+        }
+        let p: f64 = if tp + fp > 0.0 { tp / (tp + fp) } else { 0.0 };
+        let r: f64 = if tp + fn_ > 0.0 { tp / (tp + fn_) } else { 0.0 };
+        f1_sum += if p + r > 0.0 {
+            2.0 * p * r / (p + r)
+        } else {
+            0.0
+        };
+    }
+    let macro_f1 = f1_sum / NUM_LABELS as f64;
+    let cache = s.path("cache");
+    let e: serde_json::Value = serde_json::from_str(&ok(run(
+        &[
+            "eval",
+            "--split",
+            go_emotions("test").to_str().unwrap(),
+            "--cache",
+            cache.to_str().unwrap(),
+            "--json",
+        ],
+        None,
+    )))
+    .unwrap();
+    let eval_f1 = e["macro_at_thresholds"]["f1"].as_f64().unwrap();
+    assert!(
+        (macro_f1 - eval_f1).abs() < 1e-9,
+        "classify gives {macro_f1}, eval prints {eval_f1}"
+    );
+    assert!(macro_f1 >= 0.38, "macro-F1 {macro_f1} below 0.38");
+}
