@@ -51,5 +51,67 @@ fn head_load(c: &mut Criterion) {
     });
 }
 
-criterion_group!(benches, head, head_load);
+/// go_emotions test texts, in file order.
+fn test_texts(n: usize) -> Vec<String> {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/data/go_emotions/test.tsv");
+    let text = std::fs::read_to_string(path).unwrap();
+    text.lines()
+        .take(n)
+        .map(|l| l.split('\t').next().unwrap().to_string())
+        .collect()
+}
+
+/// The sentence the onnxruntime script also times: 16 tokens with [CLS] and [SEP].
+pub const SHORT_TEXT: &str = "Thank you so much, this is truly wonderful and I love it!";
+
+fn encoder(c: &mut Criterion) {
+    emotions_encoder::set_threads(2);
+    let options = emotions_encoder::EncoderOptions {
+        workers: 2,
+        ..Default::default()
+    };
+    let encoder =
+        emotions::Encoder::from_files_with(emotions::defaults::encoder_files(), options).unwrap();
+    assert_eq!(encoder.tokenize(SHORT_TEXT).unwrap().ids.len(), 16);
+    let mut group = c.benchmark_group("encoder");
+    group.sample_size(20);
+    group.bench_function("1_short_text", |b| {
+        b.iter(|| encoder.embed(black_box(&[SHORT_TEXT])).unwrap())
+    });
+    let texts = test_texts(32);
+    group.throughput(Throughput::Elements(32));
+    group.bench_function("32_go_emotions_texts", |b| {
+        b.iter(|| encoder.embed(black_box(&texts)).unwrap())
+    });
+    group.finish();
+
+    let classifier = emotions::Classifier::builder()
+        .encoder_options(options)
+        .build()
+        .unwrap();
+    let mut group = c.benchmark_group("end_to_end");
+    group.sample_size(20);
+    group.bench_function("1_short_text_to_labels", |b| {
+        b.iter(|| classifier.classify_texts(black_box(&[SHORT_TEXT])).unwrap())
+    });
+    group.throughput(Throughput::Elements(32));
+    group.bench_function("32_texts_to_labels", |b| {
+        b.iter(|| classifier.classify_texts(black_box(&texts)).unwrap())
+    });
+    group.finish();
+}
+
+fn encoder_load(c: &mut Criterion) {
+    let mut group = c.benchmark_group("load");
+    group.sample_size(10);
+    group.bench_function("encoder_load_and_first_text", |b| {
+        b.iter(|| {
+            let e = emotions::Encoder::from_files(emotions::defaults::encoder_files()).unwrap();
+            e.embed(&[SHORT_TEXT]).unwrap()
+        })
+    });
+    group.finish();
+}
+
+criterion_group!(benches, head, head_load, encoder, encoder_load);
 criterion_main!(benches);

@@ -172,9 +172,9 @@ impl ClassifierBuilder {
         self
     }
 
-    /// Texts per encoder forward pass.
-    pub fn batch_size(mut self, batch_size: usize) -> Self {
-        self.encoder_options.batch_size = batch_size.max(1);
+    /// Encoder batching and plan options.
+    pub fn encoder_options(mut self, options: emotions_encoder::EncoderOptions) -> Self {
+        self.encoder_options = options;
         self
     }
 

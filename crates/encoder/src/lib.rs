@@ -82,11 +82,30 @@ pub struct EncoderFiles<'a> {
 pub struct EncoderOptions {
     /// Texts per forward pass (after sorting by length).
     pub batch_size: usize,
+    /// Which shapes get their own optimised plan.
+    pub plans: PlanShapes,
+    /// Batches run at once, each on its own thread with a single-threaded tract. Results do not
+    /// depend on it.
+    pub workers: usize,
+}
+
+/// Which shapes get their own optimised plan. Optimising costs about 0.4 s per shape for MiniLM;
+/// a concrete plan runs about twice as fast as a symbolic one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PlanShapes {
+    /// One plan per (batch size, sequence bucket): fastest per batch, one optimisation per shape.
+    Buckets,
+    /// One plan for every shape, batch and sequence left symbolic: one optimisation in all.
+    Symbolic,
 }
 
 impl Default for EncoderOptions {
     fn default() -> Self {
-        EncoderOptions { batch_size: 32 }
+        EncoderOptions {
+            batch_size: 32,
+            plans: PlanShapes::Buckets,
+            workers: 1,
+        }
     }
 }
 
@@ -350,29 +369,78 @@ impl Encoder {
             .collect::<Result<Vec<_>, _>>()?;
         let mut order: Vec<usize> = (0..tokens.len()).collect();
         order.sort_by_key(|&i| tokens[i].ids.len());
+        let chunks: Vec<&[usize]> = order.chunks(self.options.batch_size.max(1)).collect();
         let mut out = vec![0f32; texts.len() * self.dim];
         let mut done = 0;
-        for chunk in order.chunks(self.options.batch_size.max(1)) {
-            let batch: Vec<&Tokens> = chunk.iter().map(|&i| &tokens[i]).collect();
-            let pooled = self.run_batch(&batch)?;
+        let mut place = |chunk: &[usize], pooled: &[f32], done: &mut usize| {
             for (row, &i) in chunk.iter().enumerate() {
                 out[i * self.dim..(i + 1) * self.dim]
                     .copy_from_slice(&pooled[row * self.dim..(row + 1) * self.dim]);
             }
-            done += chunk.len();
-            progress(done);
+            *done += chunk.len();
+            progress(*done);
+        };
+        let workers = self.options.workers.clamp(1, chunks.len().max(1));
+        if workers == 1 {
+            for chunk in &chunks {
+                let batch: Vec<&Tokens> = chunk.iter().map(|&i| &tokens[i]).collect();
+                place(chunk, &self.run_batch(&batch)?, &mut done);
+            }
+            return Ok(out);
         }
+        // Data parallelism: each worker runs whole batches with a single-threaded tract, which
+        // scales better than splitting every matrix product across threads.
+        let next = std::sync::atomic::AtomicUsize::new(0);
+        let (tx, rx) = std::sync::mpsc::channel::<(usize, Result<Vec<f32>, EncoderError>)>();
+        std::thread::scope(|scope| {
+            for _ in 0..workers {
+                let (tx, next, chunks, tokens) = (tx.clone(), &next, &chunks, &tokens);
+                scope.spawn(move || {
+                    use tract_linalg::multithread::{Executor, multithread_tract_scope};
+                    multithread_tract_scope(Executor::SingleThread, || {
+                        loop {
+                            let c = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                            let Some(chunk) = chunks.get(c) else { break };
+                            let batch: Vec<&Tokens> = chunk.iter().map(|&i| &tokens[i]).collect();
+                            let result = self.run_batch(&batch);
+                            let failed = result.is_err();
+                            if tx.send((c, result)).is_err() || failed {
+                                break;
+                            }
+                        }
+                    })
+                });
+            }
+            drop(tx);
+            for (c, result) in rx {
+                match result {
+                    Ok(pooled) => place(chunks[c], &pooled, &mut done),
+                    Err(e) => {
+                        // Stop handing out work; the others finish their current batch.
+                        next.store(chunks.len(), std::sync::atomic::Ordering::Relaxed);
+                        return Err(e);
+                    }
+                }
+            }
+            Ok(())
+        })?;
         Ok(out)
     }
 
-    /// The shape a batch runs at: its size, and its longest text rounded up to a bucket.
-    fn bucket(&self, batch: usize, longest: usize) -> (usize, usize) {
-        let seq = SEQUENCE_BUCKETS
-            .iter()
-            .copied()
-            .find(|&b| b >= longest)
-            .unwrap_or(longest);
-        (batch, seq)
+    /// The shape a batch runs at: its size, and its longest text rounded up to a bucket. The
+    /// plan key is `(0, 0)` for the symbolic plan.
+    fn bucket(&self, batch: usize, longest: usize) -> ((usize, usize), (usize, usize)) {
+        match self.options.plans {
+            PlanShapes::Symbolic => ((batch, longest), (0, 0)),
+            PlanShapes::Buckets => {
+                let seq = SEQUENCE_BUCKETS
+                    .iter()
+                    .copied()
+                    .find(|&b| b >= longest)
+                    .unwrap_or(longest);
+                ((batch, seq), (batch, seq))
+            }
+        }
     }
 
     fn plan(&self, shape: (usize, usize)) -> Result<Arc<TypedRunnableModel>, EncoderError> {
@@ -387,10 +455,14 @@ impl Encoder {
         if let Some(plan) = slot.as_ref() {
             return Ok(plan.clone());
         }
-        let subs = HashMap::from([
-            (self.batch_sym.clone(), shape.0.to_dim()),
-            (self.seq_sym.clone(), shape.1.to_dim()),
-        ]);
+        let subs = if shape == (0, 0) {
+            HashMap::new()
+        } else {
+            HashMap::from([
+                (self.batch_sym.clone(), shape.0.to_dim()),
+                (self.seq_sym.clone(), shape.1.to_dim()),
+            ])
+        };
         let origin = &self.name;
         let plan = self
             .base
@@ -419,7 +491,7 @@ impl Encoder {
 
     fn run_batch(&self, batch: &[&Tokens]) -> Result<Vec<f32>, EncoderError> {
         let longest = batch.iter().map(|t| t.ids.len()).max().unwrap_or(0).max(1);
-        let (b, s) = self.bucket(batch.len(), longest);
+        let ((b, s), key) = self.bucket(batch.len(), longest);
         let mut ids = vec![0i64; b * s];
         let mut mask = vec![0i64; b * s];
         let mut types = vec![0i64; b * s];
@@ -443,7 +515,7 @@ impl Encoder {
             .collect::<TractResult<TVec<_>>>()
             .map_err(|e| tract_err(&self.name, "build inputs for", e))?;
         let outputs = self
-            .plan((b, s))?
+            .plan(key)?
             .run(inputs)
             .map_err(|e| tract_err(&self.name, "run", e))?;
         let hidden = outputs[self.inputs.output_slot]

@@ -173,6 +173,7 @@ pub struct HeadBuilder {
     plan: Plan,
     fuse: bool,
     expected_dim: Option<usize>,
+    threads: usize,
 }
 
 impl HeadBuilder {
@@ -192,6 +193,13 @@ impl HeadBuilder {
     /// Require this input width (default: 384, the card's; `None` accepts the model's width).
     pub fn expected_dim(mut self, dim: Option<usize>) -> Self {
         self.expected_dim = dim;
+        self
+    }
+
+    /// Threads a large batch is split across (default: the number of cores). Rows never
+    /// interact, so the scores do not depend on it.
+    pub fn threads(mut self, threads: usize) -> Self {
+        self.threads = threads.max(1);
         self
     }
 
@@ -242,6 +250,7 @@ impl HeadBuilder {
             .map_err(|e| tract_err(&origin, "plan", e))?;
         Ok(Head {
             runnable,
+            threads: self.threads,
             columns: if fused {
                 Columns::Fused
             } else {
@@ -574,6 +583,7 @@ fn serde_json_array(s: &str) -> Option<Vec<String>> {
 /// A loaded, validated, optimised head. Cheap to share: `Send + Sync`.
 pub struct Head {
     runnable: Arc<TypedRunnableModel>,
+    threads: usize,
     columns: Columns,
     info: HeadInfo,
 }
@@ -604,6 +614,7 @@ impl Head {
             plan: Plan::default(),
             fuse: true,
             expected_dim: Some(DEFAULT_DIM),
+            threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
         }
     }
 
@@ -638,6 +649,36 @@ impl Head {
         if rows == 0 {
             return Ok(Vec::new());
         }
+        // Below this many rows a thread costs more than it saves.
+        const ROWS_PER_THREAD: usize = 256;
+        let threads = self.threads.min(rows / ROWS_PER_THREAD).max(1);
+        if threads > 1 {
+            let per = rows.div_ceil(threads);
+            let mut scores = vec![0f32; rows * NUM_LABELS];
+            std::thread::scope(|s| {
+                let handles: Vec<_> = embeddings
+                    .chunks(per * dim)
+                    .zip(scores.chunks_mut(per * NUM_LABELS))
+                    .map(|(x, out)| {
+                        s.spawn(move || {
+                            let n = x.len() / dim;
+                            out.copy_from_slice(&self.run(x, n)?);
+                            Ok::<(), RuntimeError>(())
+                        })
+                    })
+                    .collect();
+                handles
+                    .into_iter()
+                    .try_for_each(|h| h.join().expect("head worker panicked"))
+            })?;
+            return Ok(scores);
+        }
+        self.run(embeddings, rows)
+    }
+
+    /// Runs the plan on validated rows.
+    fn run(&self, embeddings: &[f32], rows: usize) -> Result<Vec<f32>, RuntimeError> {
+        let dim = self.info.input_dim;
         let input = Tensor::from_shape(&[rows, dim], embeddings)
             .map_err(|e| tract_err(&self.info.origin, "build an input for", e))?;
         let outputs = self

@@ -79,6 +79,10 @@ pub struct EncoderArgs {
     /// Threads for tract's matrix products. Default: the number of cores.
     #[arg(long, value_name = "N")]
     pub threads: Option<usize>,
+    /// Encoder plans: "buckets" (one optimised plan per batch/length bucket; fastest per batch)
+    /// or "symbolic" (one plan for all shapes; fastest start).
+    #[arg(long, value_name = "MODE", default_value = "buckets")]
+    pub plans: String,
 }
 
 impl EncoderArgs {
@@ -88,9 +92,7 @@ impl EncoderArgs {
             bail!("--batch-size must be at least 1");
         }
         self.apply_threads()?;
-        let options = emotions_encoder::EncoderOptions {
-            batch_size: self.batch_size,
-        };
+        let options = self.options()?;
         match &self.encoder {
             Some(dir) => emotions::Encoder::from_dir_with(dir, options),
             None => {
@@ -100,6 +102,19 @@ impl EncoderArgs {
         .context("loading the encoder")
     }
 
+    fn options(&self) -> anyhow::Result<emotions_encoder::EncoderOptions> {
+        let plans = match self.plans.as_str() {
+            "buckets" => emotions_encoder::PlanShapes::Buckets,
+            "symbolic" => emotions_encoder::PlanShapes::Symbolic,
+            other => bail!("--plans: expected buckets or symbolic, found '{other}'"),
+        };
+        Ok(emotions_encoder::EncoderOptions {
+            batch_size: self.batch_size,
+            plans,
+            workers: self.threads()?,
+        })
+    }
+
     fn choice(&self) -> EncoderChoice {
         match &self.encoder {
             Some(dir) => EncoderChoice::Dir(dir.clone()),
@@ -107,13 +122,18 @@ impl EncoderArgs {
         }
     }
 
-    fn apply_threads(&self) -> anyhow::Result<()> {
-        let threads = match self.threads {
+    fn threads(&self) -> anyhow::Result<usize> {
+        match self.threads {
             Some(0) => bail!("--threads must be at least 1"),
-            Some(n) => n,
-            None => std::thread::available_parallelism().map_or(1, |n| n.get()),
-        };
-        emotions_encoder::set_threads(threads);
+            Some(n) => Ok(n),
+            None => Ok(std::thread::available_parallelism().map_or(1, |n| n.get())),
+        }
+    }
+
+    /// A lone batch splits its matrix products across the threads; many batches run one per
+    /// thread instead.
+    fn apply_threads(&self) -> anyhow::Result<()> {
+        emotions_encoder::set_threads(self.threads()?);
         Ok(())
     }
 }
@@ -129,7 +149,7 @@ fn classifier(
     }
     let mut builder = emotions::Classifier::builder()
         .encoder(encoder)
-        .batch_size(enc.batch_size);
+        .encoder_options(enc.options()?);
     if let Some(path) = &head.model {
         builder = builder.head_path(path);
     }

@@ -1,0 +1,153 @@
+"""Side by side: emotions (tract) against Python + onnxruntime on the same inputs, in one run.
+
+Run from the repository root (fixture/benchmark tooling only; see
+crates/conformance/scripts/requirements.txt for pinned versions):
+
+    /tmp/venv/bin/python benches/onnxruntime_baseline.py            # criterion + processes
+    /tmp/venv/bin/python benches/onnxruntime_baseline.py --no-criterion
+
+It runs `cargo bench --bench inference` (criterion) and reads its medians, times the
+onnxruntime equivalent of each case in this process, then times whole processes (wall clock and
+peak RSS via /usr/bin/time) for both, checks the outputs agree, and prints a Markdown table of
+ratios (onnxruntime time / emotions time; > 1 means emotions is faster).
+"""
+import json
+import os
+import pathlib
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+import numpy as np
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+MODEL = ROOT / "models/minilm"
+HEAD = ROOT / "crates/conformance/fixtures/heads/linear_classifier_shuffled.onnx"
+DATA = ROOT / "../shared/data/go_emotions"
+BIN = ROOT / "target/release/emotions"
+SHORT_TEXT = "Thank you so much, this is truly wonderful and I love it!"
+LABELS = (DATA / "emotions.txt").read_text().split()
+THREADS = 2
+
+
+# The sentence-transformers-style reference pipeline the encoder fixtures were made with.
+sys.path.insert(0, str(ROOT / "crates/conformance/scripts"))
+from gen_encoder import embed, tokenizer  # noqa: E402
+
+
+def session(path, threads=THREADS):
+    import onnxruntime as ort
+    o = ort.SessionOptions()
+    o.intra_op_num_threads = threads
+    return ort.InferenceSession(str(path), o, providers=["CPUExecutionProvider"])
+
+
+def head_scores(sess, x):
+    outs = dict(zip([o.name for o in sess.get_outputs()], sess.run(None, {"logits": x})))
+    return np.stack([outs[l][:, 1] for l in LABELS], axis=1)
+
+
+def median_seconds(fn, min_time=2.0, min_runs=10):
+    fn()
+    times = []
+    start = time.perf_counter()
+    while len(times) < min_runs or time.perf_counter() - start < min_time:
+        t = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t)
+    return statistics.median(times)
+
+
+def test_texts(n):
+    lines = (DATA / "test.tsv").read_text(encoding="utf-8").split("\n")
+    return [l.split("\t")[0] for l in lines[:n]]
+
+
+def criterion_median(group, bench):
+    p = ROOT / "target/criterion" / group / bench / "new/estimates.json"
+    return json.loads(p.read_text())["median"]["point_estimate"] * 1e-9
+
+
+def timed(cmd):
+    """Wall seconds and peak RSS (MiB) of one process."""
+    with tempfile.NamedTemporaryFile("r") as f:
+        t = time.perf_counter()
+        subprocess.run(["/usr/bin/time", "-f", "%M", "-o", f.name] + cmd, check=True, stdout=subprocess.DEVNULL)
+        wall = time.perf_counter() - t
+        return wall, int(f.read().strip().splitlines()[-1]) / 1024
+
+
+# Whole-process onnxruntime equivalents, run as `python this.py _classify ...`.
+def _classify(inp, out):
+    x = np.load(inp)
+    np.save(out, head_scores(session(HEAD), x).astype(np.float32))
+
+
+def _embed(inp, out):
+    texts = pathlib.Path(inp).read_text(encoding="utf-8").split("\n")[:-1]
+    np.save(out, embed(texts, tokenizer(), session(MODEL / "model.onnx")))
+
+
+def main():
+    if len(sys.argv) > 1 and sys.argv[1].startswith("_"):
+        return {"_classify": _classify, "_embed": _embed}[sys.argv[1]](*sys.argv[2:])
+    subprocess.run(["cargo", "build", "--release", "--bin", "emotions"], cwd=ROOT, check=True)
+    if "--no-criterion" not in sys.argv:
+        subprocess.run(["cargo", "bench", "--bench", "inference"], cwd=ROOT, check=True)
+    rows = []
+
+    # In-process cases: criterion medians against onnxruntime medians.
+    x = np.load(ROOT / "crates/conformance/fixtures/heads/inputs.npy")
+    head = session(HEAD)
+    for n in (1, 32, 1024):
+        xb = x[np.arange(n) % len(x)]
+        ort_s = median_seconds(lambda: head_scores(head, xb))
+        rust_s = criterion_median("head", f"fused/{n}")
+        rows.append((f"head, batch {n} (per call)", ort_s, rust_s))
+    tok, enc = tokenizer(), session(MODEL / "model.onnx")
+    assert len(tok.encode(SHORT_TEXT).ids) == 16
+    texts32 = test_texts(32)
+    rows.append(("encoder, 1 text of 16 tokens", median_seconds(lambda: embed([SHORT_TEXT], tok, enc)), criterion_median("encoder", "1_short_text")))
+    rows.append(("encoder, 32 go_emotions texts", median_seconds(lambda: embed(texts32, tok, enc)), criterion_median("encoder", "32_go_emotions_texts")))
+    e2e = lambda t: head_scores(head, embed(t, tok, enc))
+    rows.append(("text to scores, 1 text", median_seconds(lambda: e2e([SHORT_TEXT])), criterion_median("end_to_end", "1_short_text_to_labels")))
+    rows.append(("text to scores, 32 texts", median_seconds(lambda: e2e(texts32)), criterion_median("end_to_end", "32_texts_to_labels")))
+    load = lambda: embed([SHORT_TEXT], tok, session(MODEL / "model.onnx"))
+    rows.append(("encoder load + first text", median_seconds(load, min_time=5, min_runs=5), criterion_median("load", "encoder_load_and_first_text")))
+
+    print("\n| case (in process, medians) | onnxruntime | emotions | ratio |\n|---|---|---|---|")
+    for name, o, r in rows:
+        print(f"| {name} | {fmt(o)} | {fmt(r)} | {o / r:.2f}× |")
+
+    # Whole processes.
+    with tempfile.TemporaryDirectory() as d:
+        d = pathlib.Path(d)
+        rng = np.random.default_rng(7)
+        big = rng.normal(size=(100_000, 384)).astype(np.float32)
+        big /= np.linalg.norm(big, axis=1, keepdims=True)
+        np.save(d / "100k.npy", big)
+        me = timed([str(BIN), "classify", "--embeddings", str(d / "100k.npy"), "--model", str(HEAD), "--output", str(d / "rust.npy")])
+        py = timed([sys.executable, __file__, "_classify", str(d / "100k.npy"), str(d / "ort.npy")])
+        diff = np.abs(np.load(d / "rust.npy") - np.load(d / "ort.npy")).max()
+        texts = test_texts(1000)
+        (d / "t.txt").write_text("\n".join(texts) + "\n", encoding="utf-8")
+        me_e = timed([str(BIN), "embed", "--texts", str(d / "t.txt"), "--threads", str(THREADS), "--output", str(d / "rust_e.npy")])
+        py_e = timed([sys.executable, __file__, "_embed", str(d / "t.txt"), str(d / "ort_e.npy")])
+        a, b = np.load(d / "rust_e.npy"), np.load(d / "ort_e.npy")
+        cos = (a * b).sum(1) / np.linalg.norm(a, axis=1) / np.linalg.norm(b, axis=1)
+        one = timed([str(BIN), "classify", "--text", SHORT_TEXT])
+    print("\n| whole process | onnxruntime | emotions | ratio | peak RSS onnxruntime / emotions |\n|---|---|---|---|---|")
+    print(f"| classify 100k embeddings → scores.npy (max abs diff {diff:.1e}) | {py[0]:.2f} s | {me[0]:.2f} s | {py[0] / me[0]:.2f}× | {py[1]:.0f} / {me[1]:.0f} MiB |")
+    print(f"| embed 1,000 go_emotions texts, {THREADS} threads (min cosine {cos.min():.6f}, mean {cos.mean():.7f}) | {py_e[0]:.2f} s | {me_e[0]:.2f} s | {py_e[0] / me_e[0]:.2f}× | {py_e[1]:.0f} / {me_e[1]:.0f} MiB |")
+    print(f"| `emotions classify --text` (1 text, embedded models) | | {one[0]:.2f} s | | – / {one[1]:.0f} MiB |")
+    print(f"\nbinary: {BIN.stat().st_size / 2**20:.1f} MiB ({BIN})")
+
+
+def fmt(s):
+    return f"{s * 1e6:.1f} µs" if s < 1e-3 else f"{s * 1e3:.2f} ms"
+
+
+if __name__ == "__main__":
+    main()
