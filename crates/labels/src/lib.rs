@@ -334,22 +334,25 @@ impl Prediction {
     }
 }
 
+/// Serialises as `{"admiration": 0.01, ...}`: every label's score, in label order.
+pub struct LabelScores<'a>(pub &'a [f32; NUM_LABELS]);
+
+impl Serialize for LabelScores<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut map = serializer.serialize_map(Some(NUM_LABELS))?;
+        for (label, score) in LABELS.iter().zip(self.0) {
+            map.serialize_entry(label, score)?;
+        }
+        map.end()
+    }
+}
+
 /// Serialises as `{"labels": [...], "scores": {"admiration": ..., ...every label...}}`.
 impl Serialize for Prediction {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        struct Scores<'a>(&'a [f32; NUM_LABELS]);
-        impl Serialize for Scores<'_> {
-            fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-                let mut map = serializer.serialize_map(Some(NUM_LABELS))?;
-                for (label, score) in LABELS.iter().zip(self.0) {
-                    map.serialize_entry(label, score)?;
-                }
-                map.end()
-            }
-        }
         let mut s = serializer.serialize_struct("Prediction", 2)?;
         s.serialize_field("labels", &self.labels())?;
-        s.serialize_field("scores", &Scores(&self.scores))?;
+        s.serialize_field("scores", &LabelScores(&self.scores))?;
         s.end()
     }
 }

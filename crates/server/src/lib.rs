@@ -15,7 +15,7 @@ use axum::extract::{Request, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use emotions_labels::{DecisionPolicy, LABELS, NUM_LABELS, Prediction};
+use emotions_labels::{DecisionPolicy, LABELS, LabelScores, Prediction};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::{Semaphore, mpsc, oneshot};
@@ -306,18 +306,8 @@ struct ScoresOnly<'a>(&'a Prediction);
 impl serde::Serialize for ScoresOnly<'_> {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         use serde::ser::SerializeMap;
-        struct Scores<'a>(&'a [f32; NUM_LABELS]);
-        impl serde::Serialize for Scores<'_> {
-            fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-                let mut m = s.serialize_map(Some(NUM_LABELS))?;
-                for (l, v) in LABELS.iter().zip(self.0) {
-                    m.serialize_entry(l, v)?;
-                }
-                m.end()
-            }
-        }
         let mut m = s.serialize_map(Some(1))?;
-        m.serialize_entry("scores", &Scores(self.0.scores()))?;
+        m.serialize_entry("scores", &LabelScores(self.0.scores()))?;
         m.end()
     }
 }
