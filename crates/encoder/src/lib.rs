@@ -327,11 +327,16 @@ impl Encoder {
     /// Tokenizes one text as the encoder will: special tokens added, truncated to
     /// `max_seq_length`.
     pub fn tokenize(&self, text: &str) -> Result<Tokens, EncoderError> {
+        self.encode(0, text)
+    }
+
+    /// Tokenizes text number `index` (named in errors).
+    fn encode(&self, index: usize, text: &str) -> Result<Tokens, EncoderError> {
         let enc = self
             .tokenizer
             .encode_fast(text, true)
             .map_err(|e| EncoderError::Tokenize {
-                index: 0,
+                index,
                 message: e.to_string(),
             })?;
         Ok(Tokens {
@@ -354,18 +359,7 @@ impl Encoder {
         let tokens = texts
             .iter()
             .enumerate()
-            .map(|(index, t)| {
-                self.tokenizer
-                    .encode_fast(t.as_ref(), true)
-                    .map(|e| Tokens {
-                        ids: e.get_ids().to_vec(),
-                        type_ids: e.get_type_ids().to_vec(),
-                    })
-                    .map_err(|e| EncoderError::Tokenize {
-                        index,
-                        message: e.to_string(),
-                    })
-            })
+            .map(|(index, t)| self.encode(index, t.as_ref()))
             .collect::<Result<Vec<_>, _>>()?;
         let mut order: Vec<usize> = (0..tokens.len()).collect();
         order.sort_by_key(|&i| tokens[i].ids.len());
