@@ -88,9 +88,6 @@ pub struct EncoderArgs {
 impl EncoderArgs {
     /// Loads the encoder these flags name.
     fn load(&self) -> anyhow::Result<emotions::Encoder> {
-        if self.batch_size == 0 {
-            bail!("--batch-size must be at least 1");
-        }
         self.apply_threads()?;
         let options = self.options()?;
         match &self.encoder {
@@ -103,6 +100,9 @@ impl EncoderArgs {
     }
 
     fn options(&self) -> anyhow::Result<emotions_encoder::EncoderOptions> {
+        if self.batch_size == 0 {
+            bail!("--batch-size must be at least 1");
+        }
         let plans = match self.plans.as_str() {
             "buckets" => emotions_encoder::PlanShapes::Buckets,
             "symbolic" => emotions_encoder::PlanShapes::Symbolic,
@@ -144,9 +144,6 @@ fn classifier(
     encoder: EncoderChoice,
     enc: &EncoderArgs,
 ) -> anyhow::Result<emotions::Classifier> {
-    if enc.batch_size == 0 {
-        bail!("--batch-size must be at least 1");
-    }
     let mut builder = emotions::Classifier::builder()
         .encoder(encoder)
         .encoder_options(enc.options()?);
