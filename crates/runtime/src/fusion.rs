@@ -13,6 +13,7 @@
 //! Concat, Slice, Gather and Identity along the column axis. Anything else, or a constant we
 //! cannot read, means "not provably linear-logistic" and the caller runs the graph as it is.
 
+use crate::linear::LinearKernel;
 use crate::{Columns, Signature};
 use emotions_labels::NUM_LABELS;
 use std::collections::HashMap;
@@ -38,7 +39,13 @@ pub(crate) struct LinearLogistic {
 }
 
 impl LinearLogistic {
-    pub(crate) fn into_typed_model(self) -> TractResult<TypedModel> {
+    /// The optimised plan: a dedicated kernel.
+    pub(crate) fn kernel(&self) -> LinearKernel {
+        LinearKernel::new(self.dim, &self.weights, &self.bias)
+    }
+
+    /// The decluttered plan: the same function as a three-node tract graph.
+    pub(crate) fn typed_model(&self) -> TractResult<TypedModel> {
         let mut model = TypedModel::default();
         let batch = model.sym("N");
         let x = model.add_source(

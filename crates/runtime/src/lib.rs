@@ -30,6 +30,7 @@ use tract_onnx::pb;
 use tract_onnx::prelude::*;
 
 mod fusion;
+mod linear;
 
 /// Everything that can go wrong loading or running a head.
 #[derive(Debug, thiserror::Error)]
@@ -125,7 +126,8 @@ fn tract_err(origin: &str, stage: &'static str, e: impl std::fmt::Display) -> Ru
 pub enum Plan {
     /// Decluttered: the model's own ops, simplified, unoptimised kernels.
     Decluttered,
-    /// Fully optimised for this CPU (the default).
+    /// Fully optimised for this CPU (the default). A fused head runs on a dedicated
+    /// register-blocked kernel rather than through tract.
     #[default]
     Optimized,
 }
@@ -228,43 +230,49 @@ impl HeadBuilder {
         } else {
             None
         };
-        let (model, fused) = match fused {
-            Some(linear) => (
-                linear
-                    .into_typed_model()
-                    .map_err(|e| tract_err(&origin, "build", e))?,
-                true,
-            ),
-            None => (signature.typed_model(&proto, &origin)?, false),
+        let plan = self.plan;
+        let origin_ref = &origin;
+        let optimise = |model: TypedModel| -> Result<Arc<TypedRunnableModel>, RuntimeError> {
+            let model = match plan {
+                Plan::Decluttered => model
+                    .into_decluttered()
+                    .map_err(|e| tract_err(origin_ref, "declutter", e))?,
+                Plan::Optimized => model
+                    .into_optimized()
+                    .map_err(|e| tract_err(origin_ref, "optimise", e))?,
+            };
+            model
+                .into_runnable()
+                .map_err(|e| tract_err(origin_ref, "plan", e))
         };
-        let model = match self.plan {
-            Plan::Decluttered => model
-                .into_decluttered()
-                .map_err(|e| tract_err(&origin, "declutter", e))?,
-            Plan::Optimized => model
-                .into_optimized()
-                .map_err(|e| tract_err(&origin, "optimise", e))?,
-        };
-        let runnable = model
-            .into_runnable()
-            .map_err(|e| tract_err(&origin, "plan", e))?;
-        Ok(Head {
-            runnable,
-            threads: self.threads,
-            columns: if fused {
-                Columns::Fused
-            } else {
-                signature.columns
+        let is_fused = fused.is_some();
+        let engine = match (fused, plan) {
+            (Some(linear), Plan::Optimized) => Engine::Linear(linear.kernel()),
+            (Some(linear), Plan::Decluttered) => Engine::Tract {
+                runnable: optimise(
+                    linear
+                        .typed_model()
+                        .map_err(|e| tract_err(&origin, "build", e))?,
+                )?,
+                columns: Columns::Fused,
             },
+            (None, _) => Engine::Tract {
+                runnable: optimise(signature.typed_model(&proto, &origin)?)?,
+                columns: signature.columns,
+            },
+        };
+        Ok(Head {
+            threads: self.threads,
             info: HeadInfo {
                 origin,
                 input_name: signature.input_name,
                 input_dim: signature.input_dim,
                 layout: signature.layout,
-                fused,
+                fused: is_fused,
                 plan: self.plan,
                 metadata: signature.metadata,
             },
+            engine,
         })
     }
 }
@@ -582,10 +590,20 @@ fn serde_json_array(s: &str) -> Option<Vec<String>> {
 
 /// A loaded, validated, optimised head. Cheap to share: `Send + Sync`.
 pub struct Head {
-    runnable: Arc<TypedRunnableModel>,
+    engine: Engine,
     threads: usize,
-    columns: Columns,
     info: HeadInfo,
+}
+
+/// What computes the scores.
+enum Engine {
+    /// A tract plan; `columns` says where the scores are in its outputs.
+    Tract {
+        runnable: Arc<TypedRunnableModel>,
+        columns: Columns,
+    },
+    /// A fused head's optimised plan.
+    Linear(linear::LinearKernel),
 }
 
 impl std::fmt::Debug for Head {
@@ -639,59 +657,90 @@ impl Head {
                 found: embeddings.len(),
             });
         }
-        if let Some(i) = embeddings.iter().position(|x| !x.is_finite()) {
-            return Err(RuntimeError::NonFinite {
-                row: i / dim,
-                column: i % dim,
-                found: embeddings[i],
-            });
-        }
         if rows == 0 {
             return Ok(Vec::new());
         }
+        let mut scores = vec![0f32; rows * NUM_LABELS];
         // Below this many rows a thread costs more than it saves.
         const ROWS_PER_THREAD: usize = 256;
         let threads = self.threads.min(rows / ROWS_PER_THREAD).max(1);
-        if threads > 1 {
-            let per = rows.div_ceil(threads);
-            let mut scores = vec![0f32; rows * NUM_LABELS];
-            std::thread::scope(|s| {
-                let handles: Vec<_> = embeddings
-                    .chunks(per * dim)
-                    .zip(scores.chunks_mut(per * NUM_LABELS))
-                    .map(|(x, out)| {
-                        s.spawn(move || {
-                            let n = x.len() / dim;
-                            out.copy_from_slice(&self.run(x, n)?);
-                            Ok::<(), RuntimeError>(())
-                        })
-                    })
-                    .collect();
-                handles
-                    .into_iter()
-                    .try_for_each(|h| h.join().expect("head worker panicked"))
-            })?;
+        if threads == 1 {
+            self.run_rows(embeddings, &mut scores, 0)?;
             return Ok(scores);
         }
-        self.run(embeddings, rows)
+        let per = rows.div_ceil(threads);
+        std::thread::scope(|s| {
+            let handles: Vec<_> = embeddings
+                .chunks(per * dim)
+                .zip(scores.chunks_mut(per * NUM_LABELS))
+                .enumerate()
+                .map(|(i, (x, out))| s.spawn(move || self.run_rows(x, out, i * per)))
+                .collect();
+            // In chunk order, so an error names the first bad row.
+            handles
+                .into_iter()
+                .try_for_each(|h| h.join().expect("head worker panicked"))
+        })?;
+        Ok(scores)
     }
 
-    /// Runs the plan on validated rows.
-    fn run(&self, embeddings: &[f32], rows: usize) -> Result<Vec<f32>, RuntimeError> {
+    /// Checks and scores consecutive rows; `first_row` is their index in the caller's input.
+    fn run_rows(&self, x: &[f32], out: &mut [f32], first_row: usize) -> Result<(), RuntimeError> {
         let dim = self.info.input_dim;
+        let check = |x: &[f32], first_row: usize| {
+            // A reduction without early exit vectorises; search only when something is off.
+            if x.iter().fold(true, |ok, v| ok & v.is_finite()) {
+                return Ok(());
+            }
+            let i = x.iter().position(|v| !v.is_finite()).unwrap_or(0);
+            Err(RuntimeError::NonFinite {
+                row: first_row + i / dim.max(1),
+                column: i % dim.max(1),
+                found: x[i],
+            })
+        };
+        match &self.engine {
+            Engine::Linear(kernel) => {
+                // Check each block just before scoring it, while it is in cache.
+                const BLOCK: usize = 64;
+                for (b, (xb, ob)) in x
+                    .chunks(BLOCK * dim.max(1))
+                    .zip(out.chunks_mut(BLOCK * NUM_LABELS))
+                    .enumerate()
+                {
+                    check(xb, first_row + b * BLOCK)?;
+                    kernel.run(xb, ob);
+                }
+                Ok(())
+            }
+            Engine::Tract { runnable, columns } => {
+                check(x, first_row)?;
+                self.run_tract(runnable, columns, x, out)
+            }
+        }
+    }
+
+    /// Runs a tract plan on checked rows.
+    fn run_tract(
+        &self,
+        runnable: &Arc<TypedRunnableModel>,
+        columns: &Columns,
+        embeddings: &[f32],
+        scores: &mut [f32],
+    ) -> Result<(), RuntimeError> {
+        let dim = self.info.input_dim;
+        let rows = scores.len() / NUM_LABELS;
         let input = Tensor::from_shape(&[rows, dim], embeddings)
             .map_err(|e| tract_err(&self.info.origin, "build an input for", e))?;
-        let outputs = self
-            .runnable
+        let outputs = runnable
             .run(tvec![input.into_tvalue()])
             .map_err(|e| tract_err(&self.info.origin, "run", e))?;
-        let mut scores = vec![0f32; rows * NUM_LABELS];
         let view = |ix: usize| {
             outputs[ix]
                 .to_plain_array_view::<f32>()
                 .map_err(|e| tract_err(&self.info.origin, "read the output of", e))
         };
-        match &self.columns {
+        match columns {
             Columns::PerLabel => {
                 for label in 0..NUM_LABELS {
                     let out = view(label)?;
@@ -720,7 +769,7 @@ impl Head {
                 scores.copy_from_slice(flat);
             }
         }
-        Ok(scores)
+        Ok(())
     }
 }
 

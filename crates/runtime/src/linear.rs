@@ -1,0 +1,347 @@
+//! The optimised plan for a fused head: `sigmoid(x · W + b)` with `W` `[D, 28]`, computed by a
+//! register-blocked kernel instead of a general matmul.
+//!
+//! Why not tract's matmul: with only 28 output columns, a general GEMM spends most of a
+//! 1024-row batch packing the input and padding the narrow side. Here `W` is packed once at
+//! load into rows of 32 lanes (28 labels + 4 zero lanes), and a block of input rows streams
+//! through it while the accumulators stay in registers. The ISA is picked at run time, so the
+//! binary stays portable (no `target-cpu` flags).
+
+use emotions_labels::NUM_LABELS;
+
+/// Output lanes per packed weight row: 28 labels padded to a multiple of 16.
+const LANES: usize = 32;
+
+pub(crate) struct LinearKernel {
+    dim: usize,
+    /// `[D, LANES]`, row-major; lanes 28..32 are zero.
+    packed: Vec<f32>,
+    bias: [f32; LANES],
+    isa: Isa,
+}
+
+#[derive(Clone, Copy, Debug)]
+enum Isa {
+    #[cfg(target_arch = "x86_64")]
+    Avx512,
+    #[cfg(target_arch = "x86_64")]
+    Avx2Fma,
+    Portable,
+}
+
+impl Isa {
+    fn detect() -> Isa {
+        #[cfg(target_arch = "x86_64")]
+        {
+            if std::is_x86_feature_detected!("avx512f") {
+                return Isa::Avx512;
+            }
+            if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
+                return Isa::Avx2Fma;
+            }
+        }
+        Isa::Portable
+    }
+}
+
+impl LinearKernel {
+    /// `weights` is `[dim, 28]` row-major, `bias` is `[28]`.
+    pub(crate) fn new(dim: usize, weights: &[f32], bias: &[f32]) -> LinearKernel {
+        assert_eq!(weights.len(), dim * NUM_LABELS);
+        assert_eq!(bias.len(), NUM_LABELS);
+        let mut packed = vec![0f32; dim * LANES];
+        for (dst, src) in packed
+            .chunks_exact_mut(LANES)
+            .zip(weights.chunks_exact(NUM_LABELS))
+        {
+            dst[..NUM_LABELS].copy_from_slice(src);
+        }
+        let mut b = [0f32; LANES];
+        b[..NUM_LABELS].copy_from_slice(bias);
+        LinearKernel {
+            dim,
+            packed,
+            bias: b,
+            isa: Isa::detect(),
+        }
+    }
+
+    /// Scores for `x.len() / dim` rows into `out` (`rows * 28`, label order).
+    pub(crate) fn run(&self, x: &[f32], out: &mut [f32]) {
+        debug_assert_eq!(x.len() % self.dim.max(1), 0);
+        debug_assert_eq!(out.len() / NUM_LABELS, x.len() / self.dim.max(1));
+        match self.isa {
+            // SAFETY: `Isa::detect` saw these features on this CPU.
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx512 => unsafe { run_avx512(self, x, out) },
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx2Fma => unsafe { run_avx2_fma(self, x, out) },
+            Isa::Portable => run_rows::<false>(self, x, out),
+        }
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn run_avx512(k: &LinearKernel, x: &[f32], out: &mut [f32]) {
+    // Explicit intrinsics: the generic block below is not vectorised by LLVM at 8 rows.
+    use std::arch::x86_64::*;
+    const ROWS: usize = 8;
+    let dim = k.dim;
+    let w = k.packed.as_ptr();
+    let mut z = [[0f32; LANES]; ROWS];
+    let mut x_blocks = x.chunks_exact(ROWS * dim.max(1));
+    let mut out_blocks = out.chunks_exact_mut(ROWS * NUM_LABELS);
+    for (xb, ob) in (&mut x_blocks).zip(&mut out_blocks) {
+        let xp = xb.as_ptr();
+        // 8 rows × 2 zmm for the running part of the sum, 2 for the weights, 1 broadcast.
+        // SAFETY: row r < ROWS reads xb[r * dim + i] with i < dim; weight row i < dim reads
+        // packed[i * LANES .. i * LANES + 32]; both in bounds by construction.
+        unsafe {
+            let mut acc = [[
+                _mm512_loadu_ps(k.bias.as_ptr()),
+                _mm512_loadu_ps(k.bias.as_ptr().add(16)),
+            ]; ROWS];
+            let mut start = 0;
+            while start < dim {
+                let end = (start + K_RUN).min(dim);
+                let mut part = [[_mm512_setzero_ps(); 2]; ROWS];
+                for i in start..end {
+                    let w0 = _mm512_loadu_ps(w.add(i * LANES));
+                    let w1 = _mm512_loadu_ps(w.add(i * LANES + 16));
+                    for (r, p) in part.iter_mut().enumerate() {
+                        let xv = _mm512_set1_ps(*xp.add(r * dim + i));
+                        p[0] = _mm512_fmadd_ps(xv, w0, p[0]);
+                        p[1] = _mm512_fmadd_ps(xv, w1, p[1]);
+                    }
+                }
+                for (a, p) in acc.iter_mut().zip(&part) {
+                    a[0] = _mm512_add_ps(a[0], p[0]);
+                    a[1] = _mm512_add_ps(a[1], p[1]);
+                }
+                start = end;
+            }
+            for (zr, a) in z.iter_mut().zip(&acc) {
+                _mm512_storeu_ps(zr.as_mut_ptr(), a[0]);
+                _mm512_storeu_ps(zr.as_mut_ptr().add(16), a[1]);
+            }
+        }
+        for (zr, or) in z.iter().zip(ob.chunks_exact_mut(NUM_LABELS)) {
+            sigmoid_row(zr, or);
+        }
+    }
+    let rest = out_blocks.into_remainder();
+    run_rows::<true>(k, x_blocks.remainder(), rest);
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn run_avx2_fma(k: &LinearKernel, x: &[f32], out: &mut [f32]) {
+    use std::arch::x86_64::*;
+    const ROWS: usize = 2;
+    let dim = k.dim;
+    let w = k.packed.as_ptr();
+    let mut z = [[0f32; LANES]; ROWS];
+    let mut x_blocks = x.chunks_exact(ROWS * dim.max(1));
+    let mut out_blocks = out.chunks_exact_mut(ROWS * NUM_LABELS);
+    for (xb, ob) in (&mut x_blocks).zip(&mut out_blocks) {
+        let xp = xb.as_ptr();
+        // 2 rows × 4 ymm running part, 4 weights, 1 broadcast: 13 of 16 registers.
+        // SAFETY: as in `run_avx512`.
+        unsafe {
+            let b = k.bias.as_ptr();
+            let mut acc = [[
+                _mm256_loadu_ps(b),
+                _mm256_loadu_ps(b.add(8)),
+                _mm256_loadu_ps(b.add(16)),
+                _mm256_loadu_ps(b.add(24)),
+            ]; ROWS];
+            let mut start = 0;
+            while start < dim {
+                let end = (start + K_RUN).min(dim);
+                let mut part = [[_mm256_setzero_ps(); 4]; ROWS];
+                for i in start..end {
+                    let wi = w.add(i * LANES);
+                    let ws = [
+                        _mm256_loadu_ps(wi),
+                        _mm256_loadu_ps(wi.add(8)),
+                        _mm256_loadu_ps(wi.add(16)),
+                        _mm256_loadu_ps(wi.add(24)),
+                    ];
+                    for (r, p) in part.iter_mut().enumerate() {
+                        let xv = _mm256_set1_ps(*xp.add(r * dim + i));
+                        for (pq, wq) in p.iter_mut().zip(&ws) {
+                            *pq = _mm256_fmadd_ps(xv, *wq, *pq);
+                        }
+                    }
+                }
+                for (a, p) in acc.iter_mut().zip(&part) {
+                    for (aq, pq) in a.iter_mut().zip(p) {
+                        *aq = _mm256_add_ps(*aq, *pq);
+                    }
+                }
+                start = end;
+            }
+            for (zr, a) in z.iter_mut().zip(&acc) {
+                for (zq, aq) in zr.chunks_exact_mut(8).zip(a) {
+                    _mm256_storeu_ps(zq.as_mut_ptr(), *aq);
+                }
+            }
+        }
+        for (zr, or) in z.iter().zip(ob.chunks_exact_mut(NUM_LABELS)) {
+            sigmoid_row(zr, or);
+        }
+    }
+    let rest = out_blocks.into_remainder();
+    run_rows::<true>(k, x_blocks.remainder(), rest);
+}
+
+/// Row by row, in plain Rust: the portable path, and the last rows of the SIMD paths.
+#[inline(always)]
+fn run_rows<const FMA: bool>(k: &LinearKernel, x: &[f32], out: &mut [f32]) {
+    let dim = k.dim;
+    if dim == 0 {
+        for or in out.chunks_exact_mut(NUM_LABELS) {
+            sigmoid_row(&k.bias, or);
+        }
+        return;
+    }
+    for (xr, or) in x.chunks_exact(dim).zip(out.chunks_exact_mut(NUM_LABELS)) {
+        let mut acc = k.bias;
+        // Two-level sum: a short run of k into `part`, then into `acc`. One long running sum
+        // drifts by up to ~1e-6 in probability on rows with large entries; onnxruntime does not.
+        for (c, w_chunk) in k.packed.chunks(K_RUN * LANES).enumerate() {
+            let mut part = [0f32; LANES];
+            for (i, w) in w_chunk.chunks_exact(LANES).enumerate() {
+                let xv = xr[c * K_RUN + i];
+                for (p, wj) in part.iter_mut().zip(w) {
+                    *p = if FMA {
+                        xv.mul_add(*wj, *p)
+                    } else {
+                        xv * wj + *p
+                    };
+                }
+            }
+            for (a, p) in acc.iter_mut().zip(&part) {
+                *a += p;
+            }
+        }
+        sigmoid_row(&acc, or);
+    }
+}
+
+/// Length of the inner run of the two-level sum.
+const K_RUN: usize = 16;
+
+#[inline(always)]
+fn sigmoid_row(z: &[f32; LANES], out: &mut [f32]) {
+    let mut e = [0f32; LANES];
+    for (ej, &zj) in e.iter_mut().zip(z) {
+        *ej = exp(-zj);
+    }
+    for (o, ej) in out.iter_mut().zip(&e) {
+        *o = 1.0 / (1.0 + ej);
+    }
+}
+
+/// `exp(x)` within about 1 ulp (Cephes `expf`: Cody-Waite reduction, degree-7 polynomial),
+/// written without calls so that the loop over 32 lanes vectorises. Clamped to
+/// `[-87, 88]`, which changes a sigmoid by less than 1e-37.
+#[inline(always)]
+fn exp(x: f32) -> f32 {
+    const LOG2E: f32 = std::f32::consts::LOG2_E;
+    const LN2_HI: f32 = 0.693_359_4;
+    const LN2_LO: f32 = -2.121_944_4e-4;
+    // Round to nearest by adding and subtracting 1.5 * 2^23 (no SSE4.1 `round` needed).
+    const ROUND: f32 = 12_582_912.0;
+    let x = x.clamp(-87.0, 88.0);
+    let n = (x * LOG2E + ROUND) - ROUND;
+    let r = x - n * LN2_HI - n * LN2_LO;
+    let p = 1.987_569_1e-4;
+    let p = p * r + 1.398_199_9e-3;
+    let p = p * r + 8.333_452e-3;
+    let p = p * r + 4.166_579_6e-2;
+    let p = p * r + 1.666_666_5e-1;
+    let p = p * r + 0.5;
+    let e = p * r * r + r + 1.0;
+    e * f32::from_bits((((n as i32) + 127) as u32) << 23)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// f64 reference: `sigmoid(x · W + b)`.
+    fn reference(dim: usize, w: &[f32], b: &[f32], x: &[f32]) -> Vec<f32> {
+        let mut out = Vec::new();
+        for row in x.chunks_exact(dim) {
+            for l in 0..NUM_LABELS {
+                let z: f64 = b[l] as f64
+                    + (0..dim)
+                        .map(|i| row[i] as f64 * w[i * NUM_LABELS + l] as f64)
+                        .sum::<f64>();
+                out.push((1.0 / (1.0 + (-z).exp())) as f32);
+            }
+        }
+        out
+    }
+
+    fn lcg(seed: &mut u64) -> f32 {
+        *seed = seed
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        ((*seed >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
+    }
+
+    #[test]
+    fn exp_is_within_two_ulp_over_the_sigmoid_range() {
+        let mut worst = 0f64;
+        let mut x = -87.0f32;
+        while x < 88.0 {
+            let want = (x as f64).exp();
+            worst = worst.max(((exp(x) as f64 - want) / want).abs());
+            x += 0.000_71;
+        }
+        assert!(worst < 2.5e-7, "worst relative error {worst:e}");
+        assert_eq!(exp(-1000.0), exp(-87.0));
+        assert!(exp(1000.0).is_finite());
+    }
+
+    #[test]
+    fn every_isa_and_row_count_matches_f64_math() {
+        let dim = 37;
+        let mut seed = 7;
+        let w: Vec<f32> = (0..dim * NUM_LABELS)
+            .map(|_| lcg(&mut seed) * 0.3)
+            .collect();
+        let b: Vec<f32> = (0..NUM_LABELS).map(|_| lcg(&mut seed)).collect();
+        let mut isas = vec![Isa::Portable];
+        #[cfg(target_arch = "x86_64")]
+        {
+            if std::is_x86_feature_detected!("avx512f") {
+                isas.push(Isa::Avx512);
+            }
+            if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
+                isas.push(Isa::Avx2Fma);
+            }
+        }
+        // Row counts around every block size, so each remainder path runs.
+        for rows in [0, 1, 2, 3, 4, 5, 7, 8, 9, 17, 25] {
+            let x: Vec<f32> = (0..rows * dim).map(|_| lcg(&mut seed)).collect();
+            let want = reference(dim, &w, &b, &x);
+            for &isa in &isas {
+                let mut kernel = LinearKernel::new(dim, &w, &b);
+                kernel.isa = isa;
+                let mut got = vec![f32::NAN; rows * NUM_LABELS];
+                kernel.run(&x, &mut got);
+                let worst = got
+                    .iter()
+                    .zip(&want)
+                    .map(|(g, w)| (g - w).abs())
+                    .fold(0f32, f32::max);
+                assert!(worst <= 1e-6, "{isa:?}, {rows} rows: worst {worst:e}");
+                assert!(got.iter().all(|v| v.is_finite()), "{isa:?}, {rows} rows");
+            }
+        }
+    }
+}
