@@ -17,11 +17,11 @@
 //! assert_eq!(err.to_string(), "stdin: line 2: expected 2 numbers, found 1");
 //! ```
 
-use std::io::{BufRead, Read};
+use std::io::BufRead;
 use std::path::Path;
 
 mod npy;
-pub use npy::{read_npy_f32, write_npy_f32};
+pub use npy::{read_npy_f32, read_npy_file, write_npy_f32};
 
 /// Everything that can go wrong reading or writing `emotions` files.
 #[derive(Debug, thiserror::Error)]
@@ -134,18 +134,14 @@ pub fn read_embeddings(path: &str, expected_dim: Option<usize>) -> Result<Embedd
     let is_npy = Path::new(path)
         .extension()
         .is_some_and(|e| e.eq_ignore_ascii_case("npy"));
-    let file = std::fs::File::open(path).map_err(|e| IoError::io(path, e))?;
     if is_npy {
-        let mut bytes = Vec::new();
-        std::io::BufReader::new(file)
-            .read_to_end(&mut bytes)
-            .map_err(|e| IoError::io(path, e))?;
-        let e = read_npy_f32(&bytes, path)?;
+        let e = read_npy_file(Path::new(path))?;
         if let Some(expected) = expected_dim {
             e.expect_dim(expected, path)?;
         }
         Ok(e)
     } else {
+        let file = std::fs::File::open(path).map_err(|e| IoError::io(path, e))?;
         read_embeddings_jsonl(std::io::BufReader::new(file), path, expected_dim)
     }
 }

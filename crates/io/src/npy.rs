@@ -2,7 +2,7 @@
 //! f32 (or f64, narrowed), C or Fortran order.
 
 use crate::{Embeddings, IoError};
-use std::io::Write;
+use std::io::{Read, Write};
 use std::path::Path;
 
 const MAGIC: &[u8] = b"\x93NUMPY";
@@ -14,9 +14,29 @@ fn npy_err(origin: &str, message: impl Into<String>) -> IoError {
     }
 }
 
-/// Parses a `.npy` file held in memory into `[N, D]` f32 rows. NaN and infinities are errors
-/// naming the row and column.
-pub fn read_npy_f32(bytes: &[u8], origin: &str) -> Result<Embeddings, IoError> {
+/// What a `.npy` header says about the array after it.
+struct Header {
+    rows: usize,
+    dim: usize,
+    /// Bytes per element: 4 (f32) or 8 (f64).
+    width: usize,
+    fortran: bool,
+    /// Offset of the first data byte.
+    data_start: usize,
+}
+
+impl Header {
+    fn data_len(&self) -> usize {
+        self.rows * self.dim * self.width
+    }
+}
+
+/// The bytes needed before the header text: magic, version, header length.
+const PREAMBLE: usize = 12;
+
+/// Parses the header from the start of a file; `bytes` may hold more than the header, or
+/// (for a short file) less than [`PREAMBLE`].
+fn parse_header(bytes: &[u8], origin: &str) -> Result<Header, IoError> {
     if bytes.len() < 10 || &bytes[..6] != MAGIC {
         return Err(npy_err(origin, "missing the \\x93NUMPY magic"));
     }
@@ -77,49 +97,149 @@ pub fn read_npy_f32(bytes: &[u8], origin: &str) -> Result<Embeddings, IoError> {
             ));
         }
     };
-    let count = rows
-        .checked_mul(dim)
+    rows.checked_mul(dim)
+        .and_then(|n| n.checked_mul(width))
         .ok_or_else(|| npy_err(origin, format!("shape {shape} is too large")))?;
-    let body = &bytes[data_start..];
-    if body.len() != count * width {
-        return Err(npy_err(
-            origin,
-            format!(
-                "shape {shape} needs {} data bytes, found {} (truncated or padded file)",
-                count * width,
-                body.len()
-            ),
-        ));
-    }
-    let flat: Vec<f32> = if width == 4 {
-        body.chunks_exact(4)
-            .map(|b| f32::from_le_bytes(b.try_into().unwrap()))
-            .collect()
+    Ok(Header {
+        rows,
+        dim,
+        width,
+        fortran,
+        data_start,
+    })
+}
+
+fn size_error(origin: &str, h: &Header, found: usize) -> IoError {
+    npy_err(
+        origin,
+        format!(
+            "shape ({}, {}) needs {} data bytes, found {found} (truncated or padded file)",
+            h.rows,
+            h.dim,
+            h.data_len()
+        ),
+    )
+}
+
+/// Decodes little-endian elements into `out`; `first` is the index of `out[0]` in the whole
+/// array, for naming a non-finite value's row and column.
+fn decode_into(
+    body: &[u8],
+    h: &Header,
+    out: &mut [f32],
+    first: usize,
+    origin: &str,
+) -> Result<(), IoError> {
+    if h.width == 4 {
+        for (o, b) in out.iter_mut().zip(body.chunks_exact(4)) {
+            *o = f32::from_le_bytes(b.try_into().unwrap());
+        }
     } else {
-        body.chunks_exact(8)
-            .map(|b| f64::from_le_bytes(b.try_into().unwrap()) as f32)
-            .collect()
-    };
-    let data = if fortran {
-        let mut c_order = vec![0f32; count];
-        for c in 0..dim {
-            for r in 0..rows {
-                c_order[r * dim + c] = flat[c * rows + r];
+        for (o, b) in out.iter_mut().zip(body.chunks_exact(8)) {
+            *o = f64::from_le_bytes(b.try_into().unwrap()) as f32;
+        }
+    }
+    if !h.fortran {
+        check_finite(out, first, h.dim, origin)?;
+    }
+    Ok(())
+}
+
+fn check_finite(data: &[f32], first: usize, dim: usize, origin: &str) -> Result<(), IoError> {
+    match data.iter().position(|x| !x.is_finite()) {
+        None => Ok(()),
+        Some(i) => Err(IoError::NonFinite {
+            origin: origin.to_string(),
+            row: (first + i) / dim,
+            column: (first + i) % dim,
+            found: data[i].to_string(),
+        }),
+    }
+}
+
+/// Fortran order to C order, then the finite check (which names rows in C terms).
+fn finish(mut data: Vec<f32>, h: &Header, origin: &str) -> Result<Embeddings, IoError> {
+    if h.fortran {
+        let mut c_order = vec![0f32; data.len()];
+        for c in 0..h.dim {
+            for r in 0..h.rows {
+                c_order[r * h.dim + c] = data[c * h.rows + r];
             }
         }
-        c_order
-    } else {
-        flat
-    };
-    if let Some(i) = data.iter().position(|x| !x.is_finite()) {
-        return Err(IoError::NonFinite {
-            origin: origin.to_string(),
-            row: i / dim,
-            column: i % dim,
-            found: data[i].to_string(),
-        });
+        data = c_order;
+        check_finite(&data, 0, h.dim, origin)?;
     }
-    Ok(Embeddings { rows, dim, data })
+    Ok(Embeddings {
+        rows: h.rows,
+        dim: h.dim,
+        data,
+    })
+}
+
+/// Parses a `.npy` file held in memory into `[N, D]` f32 rows. NaN and infinities are errors
+/// naming the row and column.
+pub fn read_npy_f32(bytes: &[u8], origin: &str) -> Result<Embeddings, IoError> {
+    let h = parse_header(bytes, origin)?;
+    let body = &bytes[h.data_start..];
+    if body.len() != h.data_len() {
+        return Err(size_error(origin, &h, body.len()));
+    }
+    let mut data = vec![0f32; h.rows * h.dim];
+    decode_into(body, &h, &mut data, 0, origin)?;
+    finish(data, &h, origin)
+}
+
+/// Reads a `.npy` file like [`read_npy_f32`], streaming the data straight into the result: one
+/// copy of the array in memory, not two.
+pub fn read_npy_file(path: &Path) -> Result<Embeddings, IoError> {
+    let origin = path.display().to_string();
+    let origin = origin.as_str();
+    let mut file = std::fs::File::open(path).map_err(|e| IoError::io(origin, e))?;
+    let file_len = file.metadata().map_err(|e| IoError::io(origin, e))?.len();
+    let mut head = Vec::new();
+    (&mut file)
+        .take(PREAMBLE as u64)
+        .read_to_end(&mut head)
+        .map_err(|e| IoError::io(origin, e))?;
+    // The header length sits in the preamble; read up to the end of the header.
+    let header_end = match head.get(6) {
+        Some(1) if head.len() >= 10 => 10 + u16::from_le_bytes([head[8], head[9]]) as usize,
+        Some(2 | 3) if head.len() >= 12 => {
+            12 + u32::from_le_bytes(head[8..12].try_into().unwrap()) as usize
+        }
+        _ => head.len(),
+    };
+    if header_end > head.len() {
+        (&mut file)
+            .take((header_end - head.len()) as u64)
+            .read_to_end(&mut head)
+            .map_err(|e| IoError::io(origin, e))?;
+    }
+    let h = parse_header(&head, origin)?;
+    let body_len = (file_len as usize).saturating_sub(h.data_start);
+    if body_len != h.data_len() {
+        return Err(size_error(origin, &h, body_len));
+    }
+    let mut data = vec![0f32; h.rows * h.dim];
+    // Bytes already read past the header (only when the preamble overran a tiny header).
+    let mut done = 0;
+    let spill = head.get(h.data_start..).unwrap_or(&[]);
+    if !spill.is_empty() {
+        let n = spill.len() / h.width;
+        decode_into(spill, &h, &mut data[..n], 0, origin)?;
+        done = n;
+    }
+    // Chunks small enough to stay in cache between the read and the decode.
+    const CHUNK: usize = 1 << 18;
+    let mut buf = vec![0u8; CHUNK * h.width];
+    while done < data.len() {
+        let n = CHUNK.min(data.len() - done);
+        let bytes = &mut buf[..n * h.width];
+        file.read_exact(bytes).map_err(|e| IoError::io(origin, e))?;
+        decode_into(bytes, &h, &mut data[done..done + n], done, origin)?;
+        done += n;
+    }
+    finish(data, &h, origin)
 }
 
 /// Finds `'key': value` in a numpy header dict; values here are a quoted string, a bool or a
@@ -156,9 +276,7 @@ pub fn write_npy_f32(path: &Path, rows: usize, cols: usize, data: &[f32]) -> Res
     out.extend_from_slice(&[1, 0]);
     out.extend_from_slice(&(header.len() as u16).to_le_bytes());
     out.extend_from_slice(header.as_bytes());
-    for x in data {
-        out.extend_from_slice(&x.to_le_bytes());
-    }
+    out.extend(data.iter().flat_map(|x| x.to_le_bytes()));
     let mut file = std::fs::File::create(path).map_err(|e| IoError::io(&origin, e))?;
     file.write_all(&out).map_err(|e| IoError::io(&origin, e))
 }
@@ -182,6 +300,69 @@ mod tests {
 
     fn f32_bytes(xs: &[f32]) -> Vec<u8> {
         xs.iter().flat_map(|x| x.to_le_bytes()).collect()
+    }
+
+    #[test]
+    fn streaming_file_reader_agrees_with_the_in_memory_one() {
+        let dir = std::env::temp_dir().join(format!("emotions-npy-stream-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        // More than one read chunk, so a value in the second chunk is named correctly.
+        let (rows, dim) = (1000, 384);
+        let data: Vec<f32> = (0..rows * dim)
+            .map(|i| (i % 977) as f32 * 0.25 - 3.0)
+            .collect();
+        let path = dir.join("big.npy");
+        write_npy_f32(&path, rows, dim, &data).unwrap();
+        let streamed = read_npy_file(&path).unwrap();
+        assert_eq!((streamed.rows(), streamed.dim()), (rows, dim));
+        assert_eq!(streamed.data(), data);
+
+        let mut bad = data.clone();
+        bad[900 * dim + 5] = f32::NAN;
+        write_npy_f32(&path, rows, dim, &bad).unwrap();
+        let err = read_npy_file(&path).unwrap_err().to_string();
+        assert!(
+            err.ends_with("row 900, column 5: expected a finite number, found NaN"),
+            "{err}"
+        );
+
+        let bytes = std::fs::read(&path).unwrap();
+        std::fs::write(&path, &bytes[..bytes.len() - 3]).unwrap();
+        let err = read_npy_file(&path).unwrap_err().to_string();
+        assert!(
+            err.contains("needs 1536000 data bytes, found 1535997"),
+            "{err}"
+        );
+
+        for (descr, fortran, body) in [
+            (
+                "<f8",
+                false,
+                [1.0f64, 2.0, 3.0, 4.0, 5.0, 6.0]
+                    .iter()
+                    .flat_map(|x| x.to_le_bytes())
+                    .collect::<Vec<_>>(),
+            ),
+            ("<f4", true, f32_bytes(&[1.0, 4.0, 2.0, 5.0, 3.0, 6.0])),
+        ] {
+            let bytes = npy(descr, fortran, "(2, 3)", &body);
+            std::fs::write(&path, &bytes).unwrap();
+            let e = read_npy_file(&path).unwrap();
+            assert_eq!(
+                e.data(),
+                [1.0, 2.0, 3.0, 4.0, 5.0, 6.0],
+                "{descr} fortran={fortran}"
+            );
+            assert_eq!(e, read_npy_f32(&bytes, "x").unwrap());
+        }
+        std::fs::write(&path, b"\x93NUM").unwrap();
+        assert!(
+            read_npy_file(&path)
+                .unwrap_err()
+                .to_string()
+                .contains("magic")
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]
