@@ -27,6 +27,8 @@ use tract_onnx::prelude::*;
 
 mod config;
 mod fold;
+mod gelu;
+mod softmax;
 pub use config::Pooling;
 
 /// Everything that can go wrong loading or running an encoder.
@@ -111,7 +113,10 @@ impl Default for EncoderOptions {
 
 /// Sequence lengths plans are made for; a batch is padded up to the next one. Short texts
 /// dominate go_emotions, so the small buckets are fine-grained.
-const SEQUENCE_BUCKETS: [usize; 14] = [8, 12, 16, 20, 24, 32, 40, 48, 64, 96, 128, 192, 256, 512];
+const SEQUENCE_BUCKETS: [usize; 24] = [
+    8, 12, 16, 20, 24, 28, 32, 36, 40, 44, 48, 52, 56, 60, 64, 80, 96, 128, 160, 192, 224, 256,
+    384, 512,
+];
 
 /// A sentence encoder. `Send + Sync`; plans are cached per shape and shared.
 pub struct Encoder {
@@ -361,8 +366,9 @@ impl Encoder {
             .enumerate()
             .map(|(index, t)| self.encode(index, t.as_ref()))
             .collect::<Result<Vec<_>, _>>()?;
+        // Longest first: the costly batches start early, so workers finish together.
         let mut order: Vec<usize> = (0..tokens.len()).collect();
-        order.sort_by_key(|&i| tokens[i].ids.len());
+        order.sort_by_key(|&i| std::cmp::Reverse(tokens[i].ids.len()));
         let chunks: Vec<&[usize]> = order.chunks(self.options.batch_size.max(1)).collect();
         let mut out = vec![0f32; texts.len() * self.dim];
         let mut done = 0;
@@ -483,7 +489,51 @@ impl Encoder {
         shapes
     }
 
-    fn run_batch(&self, batch: &[&Tokens]) -> Result<Vec<f32>, EncoderError> {
+    /// Time spent per op type over the batches `texts` makes, single-threaded, for
+    /// performance work (`examples/op_profile.rs`): `(op name, total, calls)`, largest first.
+    #[doc(hidden)]
+    pub fn op_profile<S: AsRef<str>>(
+        &self,
+        texts: &[S],
+    ) -> Result<Vec<(String, std::time::Duration, usize)>, EncoderError> {
+        let tokens = texts
+            .iter()
+            .enumerate()
+            .map(|(index, t)| self.encode(index, t.as_ref()))
+            .collect::<Result<Vec<_>, _>>()?;
+        let mut order: Vec<usize> = (0..tokens.len()).collect();
+        order.sort_by_key(|&i| tokens[i].ids.len());
+        let mut totals: HashMap<String, (std::time::Duration, usize)> = HashMap::new();
+        for chunk in order.chunks(self.options.batch_size.max(1)) {
+            let batch: Vec<&Tokens> = chunk.iter().map(|&i| &tokens[i]).collect();
+            let (key, inputs) = self.batch_inputs(&batch)?;
+            let plan = self.plan(key)?;
+            let mut state = plan.spawn().map_err(|e| tract_err(&self.name, "run", e))?;
+            state
+                .run_plan_with_eval(inputs, |ctx, op_state, node, input| {
+                    let start = std::time::Instant::now();
+                    let out = tract_onnx::tract_core::plan::eval(ctx, op_state, node, input);
+                    // Layers aggregated: digits dropped from the node name.
+                    let name: String = node.name.chars().filter(|c| !c.is_ascii_digit()).collect();
+                    let e = totals
+                        .entry(format!("{} {name}", node.op.name()))
+                        .or_default();
+                    e.0 += start.elapsed();
+                    e.1 += 1;
+                    out
+                })
+                .map_err(|e| tract_err(&self.name, "run", e))?;
+        }
+        let mut rows: Vec<_> = totals.into_iter().map(|(k, (t, n))| (k, t, n)).collect();
+        rows.sort_by_key(|r| std::cmp::Reverse(r.1));
+        Ok(rows)
+    }
+
+    /// The plan key and padded input tensors for a batch.
+    fn batch_inputs(
+        &self,
+        batch: &[&Tokens],
+    ) -> Result<((usize, usize), TVec<TValue>), EncoderError> {
         let longest = batch.iter().map(|t| t.ids.len()).max().unwrap_or(0).max(1);
         let ((b, s), key) = self.bucket(batch.len(), longest);
         let mut ids = vec![0i64; b * s];
@@ -508,6 +558,11 @@ impl Encoder {
             })
             .collect::<TractResult<TVec<_>>>()
             .map_err(|e| tract_err(&self.name, "build inputs for", e))?;
+        Ok((key, inputs))
+    }
+
+    fn run_batch(&self, batch: &[&Tokens]) -> Result<Vec<f32>, EncoderError> {
+        let (key, inputs) = self.batch_inputs(batch)?;
         let outputs = self
             .plan(key)?
             .run(inputs)
@@ -601,9 +656,12 @@ fn load_graph(
     }
     fold::fold_constant_dequantisation(&mut typed)
         .map_err(|e| tract_err(origin, "fold the weights of", e))?;
-    let typed = typed
+    let mut typed = typed
         .into_decluttered()
         .map_err(|e| tract_err(origin, "declutter", e))?;
+    softmax::replace_softmax(&mut typed)
+        .map_err(|e| tract_err(origin, "rewrite the softmax of", e))?;
+    gelu::fuse_gelu(&mut typed).map_err(|e| tract_err(origin, "fuse the GELUs of", e))?;
     Ok((typed, InputLayout { order, output_slot }, batch, seq))
 }
 
