@@ -70,13 +70,16 @@ def criterion_median(group, bench):
     return json.loads(p.read_text())["median"]["point_estimate"] * 1e-9
 
 
-def timed(cmd):
-    """Wall seconds and peak RSS (MiB) of one process."""
-    with tempfile.NamedTemporaryFile("r") as f:
-        t = time.perf_counter()
-        subprocess.run(["/usr/bin/time", "-f", "%M", "-o", f.name] + cmd, check=True, stdout=subprocess.DEVNULL)
-        wall = time.perf_counter() - t
-        return wall, int(f.read().strip().splitlines()[-1]) / 1024
+def timed(cmd, runs=3):
+    """Median wall time of `runs` runs, and the largest peak RSS (MiB)."""
+    walls, rss = [], []
+    for _ in range(runs):
+        with tempfile.NamedTemporaryFile("r") as f:
+            t = time.perf_counter()
+            subprocess.run(["/usr/bin/time", "-f", "%M", "-o", f.name] + cmd, check=True, stdout=subprocess.DEVNULL)
+            walls.append(time.perf_counter() - t)
+            rss.append(int(f.read().strip().splitlines()[-1]) / 1024)
+    return statistics.median(walls), max(rss)
 
 
 # Whole-process onnxruntime equivalents, run as `python this.py _classify ...`.
