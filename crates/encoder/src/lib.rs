@@ -597,9 +597,10 @@ fn load_graph(
         origin: origin.to_string(),
         message,
     };
-    let proto = tract_onnx::onnx()
+    let mut proto = tract_onnx::onnx()
         .proto_model_for_read(&mut &bytes[..])
         .map_err(|e| sig(format!("not a valid ONNX file: {e:#}")))?;
+    fold::fold_proto_dequantisation(&mut proto);
     let model = tract_onnx::onnx()
         .model_for_proto_model(&proto)
         .map_err(|e| tract_err(origin, "parse", e))?;
