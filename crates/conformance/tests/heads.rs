@@ -100,3 +100,33 @@ fn one_head_serves_many_threads() {
         }
     });
 }
+
+/// `predict` validates its input itself: the first non-finite value is named by row and column,
+/// whichever worker thread holds it, in every plan.
+#[test]
+fn non_finite_inputs_name_the_first_bad_row_in_every_plan() {
+    let inputs = read_fixture("heads/inputs.npy");
+    let dim = inputs.dim();
+    // Enough rows that the input is split between threads and into several blocks.
+    let rows = 1500;
+    let mut x: Vec<f32> = (0..rows)
+        .flat_map(|i| inputs.row(i % inputs.rows()).to_vec())
+        .collect();
+    x[1200 * dim + 3] = f32::INFINITY;
+    x[901 * dim + 17] = f32::NAN;
+    for plan in [Plan::Decluttered, Plan::Optimized] {
+        for fuse in [false, true] {
+            let head = Head::builder_from_path(head_path("gemm_single_output"))
+                .plan(plan)
+                .fuse(fuse)
+                .threads(2)
+                .build()
+                .unwrap();
+            let err = head.predict(&x, rows).unwrap_err().to_string();
+            assert!(
+                err.contains("row 901, column 17") && err.contains("NaN"),
+                "{plan:?} fused={fuse}: {err}"
+            );
+        }
+    }
+}
