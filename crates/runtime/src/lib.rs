@@ -664,7 +664,7 @@ impl Head {
         // Below this many rows a thread costs more than it saves.
         const ROWS_PER_THREAD: usize = 256;
         let threads = self.threads.min(rows / ROWS_PER_THREAD).max(1);
-        if threads == 1 {
+        if threads == 1 || dim == 0 {
             self.run_rows(embeddings, &mut scores, 0)?;
             return Ok(scores);
         }
@@ -700,6 +700,10 @@ impl Head {
             })
         };
         match &self.engine {
+            Engine::Linear(kernel) if dim == 0 => {
+                kernel.run(x, out);
+                Ok(())
+            }
             Engine::Linear(kernel) => {
                 // Check each block just before scoring it, while it is in cache.
                 const BLOCK: usize = 64;

@@ -68,8 +68,15 @@ impl LinearKernel {
 
     /// Scores for `x.len() / dim` rows into `out` (`rows * 28`, label order).
     pub(crate) fn run(&self, x: &[f32], out: &mut [f32]) {
-        debug_assert_eq!(x.len() % self.dim.max(1), 0);
-        debug_assert_eq!(out.len() / NUM_LABELS, x.len() / self.dim.max(1));
+        if self.dim == 0 {
+            // No input columns: every row scores sigmoid(bias).
+            for or in out.chunks_exact_mut(NUM_LABELS) {
+                sigmoid_row(&self.bias, or);
+            }
+            return;
+        }
+        debug_assert_eq!(x.len() % self.dim, 0);
+        debug_assert_eq!(out.len() / NUM_LABELS, x.len() / self.dim);
         match self.isa {
             // SAFETY: `Isa::detect` saw these features on this CPU.
             #[cfg(target_arch = "x86_64")]
@@ -200,12 +207,6 @@ unsafe fn run_avx2_fma(k: &LinearKernel, x: &[f32], out: &mut [f32]) {
 #[inline(always)]
 fn run_rows<const FMA: bool>(k: &LinearKernel, x: &[f32], out: &mut [f32]) {
     let dim = k.dim;
-    if dim == 0 {
-        for or in out.chunks_exact_mut(NUM_LABELS) {
-            sigmoid_row(&k.bias, or);
-        }
-        return;
-    }
     for (xr, or) in x.chunks_exact(dim).zip(out.chunks_exact_mut(NUM_LABELS)) {
         let mut acc = k.bias;
         // Two-level sum: a short run of k into `part`, then into `acc`. One long running sum
@@ -305,6 +306,19 @@ mod tests {
         assert!(worst < 2.5e-7, "worst relative error {worst:e}");
         assert_eq!(exp(-1000.0), exp(-87.0));
         assert!(exp(1000.0).is_finite());
+    }
+
+    #[test]
+    fn zero_width_input_scores_the_bias() {
+        let bias: Vec<f32> = (0..NUM_LABELS).map(|i| i as f32 - 14.0).collect();
+        let kernel = LinearKernel::new(0, &[], &bias);
+        let mut got = vec![f32::NAN; 3 * NUM_LABELS];
+        kernel.run(&[], &mut got);
+        for row in got.chunks_exact(NUM_LABELS) {
+            for (g, b) in row.iter().zip(&bias) {
+                assert!((g - 1.0 / (1.0 + (-b).exp())).abs() < 1e-7);
+            }
+        }
     }
 
     #[test]
