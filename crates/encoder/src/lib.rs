@@ -355,20 +355,29 @@ impl Encoder {
         self.embed_with_progress(texts, &mut |_| {})
     }
 
+    /// Every text's tokens, and the text indices longest first: batches are runs of that order.
+    /// Longest first, so the costly batches start early and parallel workers finish together.
+    fn tokens_longest_first<S: AsRef<str>>(
+        &self,
+        texts: &[S],
+    ) -> Result<(Vec<Tokens>, Vec<usize>), EncoderError> {
+        let tokens = texts
+            .iter()
+            .enumerate()
+            .map(|(index, t)| self.encode(index, t.as_ref()))
+            .collect::<Result<Vec<_>, _>>()?;
+        let mut order: Vec<usize> = (0..tokens.len()).collect();
+        order.sort_by_key(|&i| std::cmp::Reverse(tokens[i].ids.len()));
+        Ok((tokens, order))
+    }
+
     /// Embeds texts, calling `progress(done)` after each batch with the number of texts done.
     pub fn embed_with_progress<S: AsRef<str>>(
         &self,
         texts: &[S],
         progress: &mut dyn FnMut(usize),
     ) -> Result<Vec<f32>, EncoderError> {
-        let tokens = texts
-            .iter()
-            .enumerate()
-            .map(|(index, t)| self.encode(index, t.as_ref()))
-            .collect::<Result<Vec<_>, _>>()?;
-        // Longest first: the costly batches start early, so workers finish together.
-        let mut order: Vec<usize> = (0..tokens.len()).collect();
-        order.sort_by_key(|&i| std::cmp::Reverse(tokens[i].ids.len()));
+        let (tokens, order) = self.tokens_longest_first(texts)?;
         let chunks: Vec<&[usize]> = order.chunks(self.options.batch_size.max(1)).collect();
         let mut out = vec![0f32; texts.len() * self.dim];
         let mut done = 0;
@@ -496,13 +505,7 @@ impl Encoder {
         &self,
         texts: &[S],
     ) -> Result<Vec<(String, std::time::Duration, usize)>, EncoderError> {
-        let tokens = texts
-            .iter()
-            .enumerate()
-            .map(|(index, t)| self.encode(index, t.as_ref()))
-            .collect::<Result<Vec<_>, _>>()?;
-        let mut order: Vec<usize> = (0..tokens.len()).collect();
-        order.sort_by_key(|&i| tokens[i].ids.len());
+        let (tokens, order) = self.tokens_longest_first(texts)?;
         let mut totals: HashMap<String, (std::time::Duration, usize)> = HashMap::new();
         for chunk in order.chunks(self.options.batch_size.max(1)) {
             let batch: Vec<&Tokens> = chunk.iter().map(|&i| &tokens[i]).collect();
