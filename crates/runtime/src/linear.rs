@@ -93,26 +93,22 @@ impl LinearKernel {
 unsafe fn run_avx512(k: &LinearKernel, x: &[f32], out: &mut [f32]) {
     // Explicit intrinsics: the generic block below is not vectorised by LLVM at 8 rows.
     use std::arch::x86_64::*;
-    const ROWS: usize = 8;
     let dim = k.dim;
     let w = k.packed.as_ptr();
-    let mut z = [[0f32; LANES]; ROWS];
-    let mut x_blocks = x.chunks_exact(ROWS * dim.max(1));
-    let mut out_blocks = out.chunks_exact_mut(ROWS * NUM_LABELS);
-    for (xb, ob) in (&mut x_blocks).zip(&mut out_blocks) {
+    by_blocks::<8>(k, x, out, |xb, z| {
         let xp = xb.as_ptr();
         // 8 rows × 2 zmm for the running part of the sum, 2 for the weights, 1 broadcast.
-        // SAFETY: row r < ROWS reads xb[r * dim + i] with i < dim; weight row i < dim reads
+        // SAFETY: row r < 8 reads xb[r * dim + i] with i < dim; weight row i < dim reads
         // packed[i * LANES .. i * LANES + 32]; both in bounds by construction.
         unsafe {
             let mut acc = [[
                 _mm512_loadu_ps(k.bias.as_ptr()),
                 _mm512_loadu_ps(k.bias.as_ptr().add(16)),
-            ]; ROWS];
+            ]; 8];
             let mut start = 0;
             while start < dim {
                 let end = (start + K_RUN).min(dim);
-                let mut part = [[_mm512_setzero_ps(); 2]; ROWS];
+                let mut part = [[_mm512_setzero_ps(); 2]; 8];
                 for i in start..end {
                     let w0 = _mm512_loadu_ps(w.add(i * LANES));
                     let w1 = _mm512_loadu_ps(w.add(i * LANES + 16));
@@ -133,25 +129,16 @@ unsafe fn run_avx512(k: &LinearKernel, x: &[f32], out: &mut [f32]) {
                 _mm512_storeu_ps(zr.as_mut_ptr().add(16), a[1]);
             }
         }
-        for (zr, or) in z.iter().zip(ob.chunks_exact_mut(NUM_LABELS)) {
-            sigmoid_row(zr, or);
-        }
-    }
-    let rest = out_blocks.into_remainder();
-    run_rows::<true>(k, x_blocks.remainder(), rest);
+    });
 }
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
 unsafe fn run_avx2_fma(k: &LinearKernel, x: &[f32], out: &mut [f32]) {
     use std::arch::x86_64::*;
-    const ROWS: usize = 2;
     let dim = k.dim;
     let w = k.packed.as_ptr();
-    let mut z = [[0f32; LANES]; ROWS];
-    let mut x_blocks = x.chunks_exact(ROWS * dim.max(1));
-    let mut out_blocks = out.chunks_exact_mut(ROWS * NUM_LABELS);
-    for (xb, ob) in (&mut x_blocks).zip(&mut out_blocks) {
+    by_blocks::<2>(k, x, out, |xb, z| {
         let xp = xb.as_ptr();
         // 2 rows × 4 ymm running part, 4 weights, 1 broadcast: 13 of 16 registers.
         // SAFETY: as in `run_avx512`.
@@ -162,11 +149,11 @@ unsafe fn run_avx2_fma(k: &LinearKernel, x: &[f32], out: &mut [f32]) {
                 _mm256_loadu_ps(b.add(8)),
                 _mm256_loadu_ps(b.add(16)),
                 _mm256_loadu_ps(b.add(24)),
-            ]; ROWS];
+            ]; 2];
             let mut start = 0;
             while start < dim {
                 let end = (start + K_RUN).min(dim);
-                let mut part = [[_mm256_setzero_ps(); 4]; ROWS];
+                let mut part = [[_mm256_setzero_ps(); 4]; 2];
                 for i in start..end {
                     let wi = w.add(i * LANES);
                     let ws = [
@@ -195,12 +182,28 @@ unsafe fn run_avx2_fma(k: &LinearKernel, x: &[f32], out: &mut [f32]) {
                 }
             }
         }
+    });
+}
+
+/// The SIMD paths' driver: `logits` fills the pre-sigmoid sums (bias included) of one block of
+/// `ROWS` rows; rows left over after the last full block go row by row. `k.dim > 0`.
+#[inline(always)]
+fn by_blocks<const ROWS: usize>(
+    k: &LinearKernel,
+    x: &[f32],
+    out: &mut [f32],
+    mut logits: impl FnMut(&[f32], &mut [[f32; LANES]; ROWS]),
+) {
+    let mut z = [[0f32; LANES]; ROWS];
+    let mut x_blocks = x.chunks_exact(ROWS * k.dim);
+    let mut out_blocks = out.chunks_exact_mut(ROWS * NUM_LABELS);
+    for (xb, ob) in (&mut x_blocks).zip(&mut out_blocks) {
+        logits(xb, &mut z);
         for (zr, or) in z.iter().zip(ob.chunks_exact_mut(NUM_LABELS)) {
             sigmoid_row(zr, or);
         }
     }
-    let rest = out_blocks.into_remainder();
-    run_rows::<true>(k, x_blocks.remainder(), rest);
+    run_rows::<true>(k, x_blocks.remainder(), out_blocks.into_remainder());
 }
 
 /// Row by row, in plain Rust: the portable path, and the last rows of the SIMD paths.
