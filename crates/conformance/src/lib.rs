@@ -75,7 +75,11 @@ pub struct AbsTolerance(pub f32);
 impl AbsTolerance {
     /// Compares row-major matrices of `columns` columns, element by element.
     pub fn compare(&self, got: &[f32], want: &[f32], columns: usize) -> Result<Report, Mismatch> {
-        if got.len() != want.len() || got.is_empty() || columns == 0 || got.len() % columns != 0 {
+        if got.len() != want.len()
+            || got.is_empty()
+            || columns == 0
+            || !got.len().is_multiple_of(columns)
+        {
             return Err(Mismatch::Shape {
                 got: got.len(),
                 want: want.len(),
@@ -119,6 +123,26 @@ pub fn cosine(a: &[f32], b: &[f32]) -> f64 {
     dot / (na * nb)
 }
 
+/// The go_emotions data beside the repository (`../shared/data/go_emotions`).
+pub fn go_emotions_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/data/go_emotions")
+}
+
+/// The default encoder's folder in the repository.
+pub fn minilm_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../models/minilm")
+}
+
+/// FNV-1a 64 of token ids as u32 little-endian bytes (as `gen_encoder.py` computes it).
+pub fn fnv1a64(ids: &[u32]) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in ids.iter().flat_map(|id| id.to_le_bytes()) {
+        h ^= b as u64;
+        h = h.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    h
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -148,24 +172,4 @@ mod tests {
             Err(Mismatch::Shape { .. })
         ));
     }
-}
-
-/// The go_emotions data beside the repository (`../shared/data/go_emotions`).
-pub fn go_emotions_dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/data/go_emotions")
-}
-
-/// The default encoder's folder in the repository.
-pub fn minilm_dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../models/minilm")
-}
-
-/// FNV-1a 64 of token ids as u32 little-endian bytes (as `gen_encoder.py` computes it).
-pub fn fnv1a64(ids: &[u32]) -> u64 {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for b in ids.iter().flat_map(|id| id.to_le_bytes()) {
-        h ^= b as u64;
-        h = h.wrapping_mul(0x0000_0100_0000_01b3);
-    }
-    h
 }

@@ -3,7 +3,7 @@
 use emotions_conformance::{
     AbsTolerance, cosine, fixtures_dir, fnv1a64, go_emotions_dir, minilm_dir, read_fixture,
 };
-use emotions_encoder::Encoder;
+use emotions_encoder::{Encoder, EncoderOptions, GraphRewrites, PlanShapes};
 use std::sync::OnceLock;
 
 fn encoder() -> &'static Encoder {
@@ -58,11 +58,38 @@ fn token_ids_match_for_every_test_split_text() {
 }
 
 #[test]
+fn every_layer_of_minilm_runs_on_the_fused_ops() {
+    assert_eq!(
+        encoder().rewrites(),
+        GraphRewrites {
+            gelu: 6,
+            attention: 6,
+            // Q, K, V, output, and the two feed-forward projections of 6 layers.
+            linear: 36,
+        }
+    );
+}
+
+#[test]
 fn embeddings_match_onnxruntime() {
+    embeddings_match_onnxruntime_with(encoder());
+}
+
+/// The same comparison through a plan per shape bucket, whose texts are padded further.
+#[test]
+fn embeddings_match_onnxruntime_with_bucket_plans() {
+    let options = EncoderOptions {
+        plans: PlanShapes::Buckets,
+        ..Default::default()
+    };
+    embeddings_match_onnxruntime_with(&Encoder::from_dir_with(minilm_dir(), options).unwrap());
+}
+
+fn embeddings_match_onnxruntime_with(encoder: &Encoder) {
     let texts = texts();
     let want = read_fixture("encoder/embeddings.npy");
     assert!(texts.len() >= 200);
-    let got = encoder().embed(&texts).unwrap();
+    let got = encoder.embed(&texts).unwrap();
     let report = AbsTolerance(1e-4)
         .compare(&got, want.data(), want.dim())
         .unwrap_or_else(|m| panic!("{m}"));

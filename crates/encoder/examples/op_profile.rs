@@ -1,17 +1,29 @@
 //! Where the encoder's time goes, per op type: `cargo run --release -p emotions-encoder
-//! --example op_profile -- MODEL_DIR TEXTS_FILE`. Single-threaded, one line per text.
+//! --example op_profile -- MODEL_DIR TEXTS_FILE [symbolic|buckets]`. Single-threaded, one line
+//! per text.
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut args = std::env::args().skip(1);
     let (Some(dir), Some(texts)) = (args.next(), args.next()) else {
-        return Err("usage: op_profile MODEL_DIR TEXTS_FILE".into());
+        return Err("usage: op_profile MODEL_DIR TEXTS_FILE [symbolic|buckets]".into());
+    };
+    let plans = match args.next().as_deref() {
+        Some("buckets") => emotions_encoder::PlanShapes::Buckets,
+        None | Some("symbolic") => emotions_encoder::PlanShapes::Symbolic,
+        Some(other) => return Err(format!("expected buckets or symbolic, found '{other}'").into()),
     };
     let texts: Vec<String> = std::fs::read_to_string(&texts)?
         .lines()
         .map(str::to_string)
         .collect();
     let start = std::time::Instant::now();
-    let encoder = emotions_encoder::Encoder::from_dir(&dir)?;
+    let encoder = emotions_encoder::Encoder::from_dir_with(
+        &dir,
+        emotions_encoder::EncoderOptions {
+            plans,
+            ..Default::default()
+        },
+    )?;
     let loaded = start.elapsed();
     let start = std::time::Instant::now();
     encoder.op_profile(&texts)?; // the first pass also optimises a plan per shape

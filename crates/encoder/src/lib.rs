@@ -25,9 +25,12 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use tract_onnx::prelude::*;
 
+mod attention;
 mod config;
 mod fold;
 mod gelu;
+mod linear;
+mod pattern;
 mod softmax;
 pub use config::Pooling;
 
@@ -91,13 +94,29 @@ pub struct EncoderOptions {
     pub workers: usize,
 }
 
-/// Which shapes get their own optimised plan. Optimising costs about 0.4 s per shape for MiniLM;
-/// a concrete plan runs about twice as fast as a symbolic one.
+/// How many parts of the encoder graph run on this crate's fused ops rather than tract's
+/// generic ones. An encoder whose graph the rewrites do not recognise still runs, more slowly.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct GraphRewrites {
+    /// Exact GELU chains turned into one pass.
+    pub gelu: usize,
+    /// Self-attention blocks (scores, mask, softmax, values) turned into one op.
+    pub attention: usize,
+    /// Matmuls by constant weights (with their bias and residual adds) whose weights are packed
+    /// once at load.
+    pub linear: usize,
+}
+
+/// Which shapes get their own optimised plan. The projections (weights packed once at load) and
+/// attention are shape-free ops of this crate, so a symbolic plan runs as fast as a concrete
+/// one and pads nothing; buckets remain for graphs those rewrites do not match, where tract's
+/// own matmuls are much faster with concrete shapes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PlanShapes {
-    /// One plan per (batch size, sequence bucket): fastest per batch, one optimisation per shape.
+    /// One plan per (batch size, sequence bucket), texts padded up to the bucket.
     Buckets,
-    /// One plan for every shape, batch and sequence left symbolic: one optimisation in all.
+    /// One plan for every shape, batch and sequence left symbolic, texts padded to the longest
+    /// of their batch only.
     Symbolic,
 }
 
@@ -105,7 +124,7 @@ impl Default for EncoderOptions {
     fn default() -> Self {
         EncoderOptions {
             batch_size: 32,
-            plans: PlanShapes::Buckets,
+            plans: PlanShapes::Symbolic,
             workers: 1,
         }
     }
@@ -133,6 +152,7 @@ pub struct Encoder {
     batch_sym: Symbol,
     seq_sym: Symbol,
     plans: Mutex<HashMap<(usize, usize), PlanSlot>>,
+    rewrites: GraphRewrites,
 }
 
 /// One shape's plan, optimised on first use. Each slot has its own lock so that optimising one
@@ -290,7 +310,7 @@ impl Encoder {
         tokenizer.with_padding(None);
 
         let origin = at("model.onnx");
-        let (base, inputs, batch_sym, seq_sym) =
+        let (base, inputs, batch_sym, seq_sym, rewrites) =
             load_graph(files.model_onnx, &origin, cfg.hidden_size)?;
         Ok(Encoder {
             name: files.name.to_string(),
@@ -305,6 +325,7 @@ impl Encoder {
             batch_sym,
             seq_sym,
             plans: Mutex::new(HashMap::new()),
+            rewrites,
         })
     }
 
@@ -485,6 +506,17 @@ impl Encoder {
         Ok(plan)
     }
 
+    /// Which parts of the graph the load-time rewrites matched.
+    ///
+    /// ```no_run
+    /// let encoder = emotions_encoder::Encoder::from_dir("models/minilm")?;
+    /// assert_eq!(encoder.rewrites().attention, 6); // one per layer of MiniLM-L6
+    /// # Ok::<(), emotions_encoder::EncoderError>(())
+    /// ```
+    pub fn rewrites(&self) -> GraphRewrites {
+        self.rewrites
+    }
+
     /// Shapes with an optimised plan cached so far.
     pub fn cached_shapes(&self) -> Vec<(usize, usize)> {
         let mut shapes: Vec<_> = self
@@ -595,7 +627,7 @@ fn load_graph(
     bytes: &[u8],
     origin: &str,
     hidden: usize,
-) -> Result<(TypedModel, InputLayout, Symbol, Symbol), EncoderError> {
+) -> Result<(TypedModel, InputLayout, Symbol, Symbol, GraphRewrites), EncoderError> {
     let sig = |message: String| EncoderError::Signature {
         origin: origin.to_string(),
         message,
@@ -665,8 +697,21 @@ fn load_graph(
         .map_err(|e| tract_err(origin, "declutter", e))?;
     softmax::replace_softmax(&mut typed)
         .map_err(|e| tract_err(origin, "rewrite the softmax of", e))?;
-    gelu::fuse_gelu(&mut typed).map_err(|e| tract_err(origin, "fuse the GELUs of", e))?;
-    Ok((typed, InputLayout { order, output_slot }, batch, seq))
+    let rewrites = GraphRewrites {
+        gelu: gelu::fuse_gelu(&mut typed).map_err(|e| tract_err(origin, "fuse the GELUs of", e))?,
+        // Attention first: it traces Q, K and V back to the projections' bias adds.
+        attention: attention::fuse_attention(&mut typed)
+            .map_err(|e| tract_err(origin, "fuse the attention of", e))?,
+        linear: linear::pack_linears(&mut typed)
+            .map_err(|e| tract_err(origin, "pack the weights of", e))?,
+    };
+    Ok((
+        typed,
+        InputLayout { order, output_slot },
+        batch,
+        seq,
+        rewrites,
+    ))
 }
 
 #[cfg(test)]

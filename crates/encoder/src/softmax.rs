@@ -118,14 +118,16 @@ fn softmax_row(r: &mut [f32]) {
 /// `exp(x)` for `x <= 0` (Cephes `expf`: Cody-Waite reduction and a degree-7 polynomial,
 /// within about 1 ulp), written without calls so that a loop over it vectorises.
 #[inline(always)]
-fn exp_non_positive(x: f32) -> f32 {
+pub(crate) fn exp_non_positive(x: f32) -> f32 {
     const LOG2E: f32 = std::f32::consts::LOG2_E;
     const LN2_HI: f32 = 0.693_359_4;
     const LN2_LO: f32 = -2.121_944_4e-4;
     // Round to nearest by adding and subtracting 1.5 * 2^23 (no SSE4.1 `round` needed).
     const ROUND: f32 = 12_582_912.0;
-    // Below this the result is under f32's smallest normal; clamp and let it be ~1e-38.
-    let x = x.max(-87.0);
+    // Below -87 the result is under f32's smallest normal; clamp and let it be ~1e-38. The
+    // upper clamp keeps the exponent conversion below defined whatever the caller passes.
+    #[allow(clippy::manual_clamp)] // `clamp` keeps NaN, which the conversion below must not see
+    let x = x.max(-87.0).min(0.0);
     let n = (x * LOG2E + ROUND) - ROUND;
     let r = x - n * LN2_HI - n * LN2_LO;
     let p = 1.987_569_1e-4;
@@ -135,7 +137,11 @@ fn exp_non_positive(x: f32) -> f32 {
     let p = p * r + 1.666_666_5e-1;
     let p = p * r + 0.5;
     let e = p * r * r + r + 1.0;
-    e * f32::from_bits((((n as i32) + 127) as u32) << 23)
+    // SAFETY: n is a whole number in [-126, 0], as x is clamped to [-87, 0] (`max` turns NaN
+    // into -87). An unchecked conversion vectorises; `as i32`, with its saturation
+    // and NaN checks, made this loop scalar.
+    let n = unsafe { n.to_int_unchecked::<i32>() };
+    e * f32::from_bits(((n + 127) as u32) << 23)
 }
 
 #[cfg(test)]

@@ -418,13 +418,8 @@ mod tests {
         let m = fit(&x, rows, dim, &y, 2, &o).unwrap();
         for k in 0..2 {
             assert!(m.convergence[k].converged, "{:?}", m.convergence[k]);
-            for j in 0..dim {
-                assert!(
-                    (m.weights[k][j] - true_w[k][j]).abs() < 0.1,
-                    "label {k} w{j}: {} vs {}",
-                    m.weights[k][j],
-                    true_w[k][j]
-                );
+            for (j, (got, want)) in m.weights[k].iter().zip(&true_w[k]).enumerate() {
+                assert!((got - want).abs() < 0.1, "label {k} w{j}: {got} vs {want}");
             }
             assert!(
                 (m.bias[k] - true_b[k]).abs() < 0.1,

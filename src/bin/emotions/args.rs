@@ -79,9 +79,10 @@ pub struct EncoderArgs {
     /// Threads for tract's matrix products. Default: the number of cores.
     #[arg(long, value_name = "N")]
     pub threads: Option<usize>,
-    /// Encoder plans: "buckets" (one optimised plan per batch/length bucket; fastest per batch)
-    /// or "symbolic" (one plan for all shapes; fastest start).
-    #[arg(long, value_name = "MODE", default_value = "buckets")]
+    /// Encoder plans: "symbolic" (one plan for all shapes, no padding beyond each batch's
+    /// longest text) or "buckets" (one plan per batch size and length bucket; faster only for
+    /// encoders whose projections and attention the rewrites do not match).
+    #[arg(long, value_name = "MODE", default_value = "symbolic")]
     pub plans: String,
 }
 

@@ -1,0 +1,357 @@
+//! Dense projections as one op whose weights are packed once, for any number of tokens.
+//!
+//! tract packs a matmul's constant weights when it optimises a plan, and picks its kernel from
+//! the plan's shapes. With the token count symbolic it falls back to a kernel meant for
+//! single-token decoding (64x3 here), which made MiniLM's projections a third slower per token
+//! than in a plan per shape; and a plan per shape repacks all 42 MB of weights, costing a
+//! memory-bound ~40 ms and its own copy each. [`PackedLinear`] asks tract-linalg once for the
+//! kernel a concrete plan would use, packs the weights for it at load time, and runs any token
+//! count with them, so one symbolic plan does every batch at the speed of a concrete one.
+
+use std::sync::Arc;
+use tract_linalg::BinOp;
+use tract_linalg::mmm::{AsInputValue, FusedSpec, MMMInputValue, MatMatMul, Query};
+use tract_onnx::prelude::*;
+use tract_onnx::tract_core::internal::*;
+use tract_onnx::tract_core::ops::binary::TypedBinOp;
+use tract_onnx::tract_core::ops::einsum::EinSum;
+use tract_onnx::tract_core::ops::math::Add;
+
+use crate::pattern::sole_successor;
+
+/// Tokens per matmul the kernel is chosen for: a batch of 32 texts of 24 tokens.
+const TYPICAL_TOKENS: usize = 768;
+
+/// `y = x · W (+ bias)` over the last `contracted` axes of `x`, with `W` packed once.
+#[derive(Debug, Clone)]
+pub(crate) struct PackedLinear {
+    name: String,
+    kernel: Box<dyn MatMatMul>,
+    packing: usize,
+    weights: Arc<Box<dyn MMMInputValue>>,
+    bias: Option<Arc<Tensor>>,
+    /// A second input of the output's shape is added (a residual connection).
+    residual: bool,
+    contracted: usize,
+    k: usize,
+    n: usize,
+}
+
+impl PartialEq for PackedLinear {
+    fn eq(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.weights, &other.weights)
+            && self.bias.as_ref().map(Arc::as_ptr) == other.bias.as_ref().map(Arc::as_ptr)
+    }
+}
+impl Eq for PackedLinear {}
+
+impl std::hash::Hash for PackedLinear {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.name.hash(state);
+        (self.k, self.n, self.contracted, self.residual).hash(state);
+    }
+}
+
+impl Op for PackedLinear {
+    fn name(&self) -> StaticName {
+        "PackedLinear".into()
+    }
+
+    fn info(&self) -> TractResult<Vec<String>> {
+        Ok(vec![format!(
+            "k: {}, n: {}, bias: {}, residual: {}, kernel: {}",
+            self.k,
+            self.n,
+            self.bias.is_some(),
+            self.residual,
+            self.kernel.name()
+        )])
+    }
+
+    op_as_typed_op!();
+}
+
+impl EvalOp for PackedLinear {
+    op_out_of_plan!();
+
+    fn eval(&self, _ctx: &EvalContext, inputs: TVec<TValue>) -> TractResult<TVec<TValue>> {
+        let x = &inputs[0];
+        ensure!(x.datum_type() == f32::datum_type() && x.rank() >= self.contracted);
+        let lead = x.rank() - self.contracted;
+        ensure!(
+            x.shape()[lead..].iter().product::<usize>() == self.k,
+            "PackedLinear {}: input {:?} does not end in {} values",
+            self.name,
+            x.shape(),
+            self.k
+        );
+        let m = x.shape()[..lead].iter().product::<usize>();
+        let mut shape: TVec<usize> = x.shape()[..lead].into();
+        shape.push(self.n);
+        // SAFETY: every element is written by the kernel's store below (m * n of them).
+        let mut y = unsafe { Tensor::uninitialized::<f32>(&shape)? };
+        if m == 0 {
+            return Ok(tvec!(y.into_tvalue()));
+        }
+        let (rows_shape, rows_strides) = ([m, self.k], [self.k as isize, 1]);
+        // SAFETY: x is a contiguous (row-major) f32 tensor of m * k elements.
+        let rows = unsafe { TensorView::from_bytes(x, 0, &rows_shape, &rows_strides) };
+        let a = self.kernel.packings()[self.packing]
+            .0
+            .prepare_one_view(&rows, 1, 0)?;
+        // SAFETY: y is m × n, row-major, f32, as the store spec says; the kernel and packings
+        // are the ones the weights were packed for.
+        unsafe {
+            let store = self.kernel.c_from_data_and_strides(4, self.n as isize, 1);
+            let view = y.view_mut();
+            let mut ops: TVec<FusedSpec> = tvec![FusedSpec::AddMatMul {
+                a: AsInputValue::Borrowed(&*a),
+                b: AsInputValue::Borrowed(&**self.weights),
+                packing: self.packing,
+            }];
+            if let Some(bias) = &self.bias {
+                ops.push(FusedSpec::BinPerCol(bias.view(), BinOp::Add));
+            }
+            let residual = inputs.get(1).map(|r| r.view());
+            if let Some(r) = &residual {
+                ensure!(r.shape() == &shape[..] && r.datum_type() == f32::datum_type());
+                ops.push(FusedSpec::AddUnicast(store.wrap(r)));
+            }
+            ops.push(FusedSpec::Store(store.wrap(&view)));
+            self.kernel.run(m, self.n, &ops)?;
+        }
+        Ok(tvec!(y.into_tvalue()))
+    }
+}
+
+impl TypedOp for PackedLinear {
+    fn output_facts(&self, inputs: &[&TypedFact]) -> TractResult<TVec<TypedFact>> {
+        let x = inputs[0];
+        ensure!(x.datum_type == f32::datum_type() && x.rank() >= self.contracted);
+        let mut shape: TVec<TDim> = x.shape[..x.rank() - self.contracted].into();
+        shape.push(self.n.to_dim());
+        Ok(tvec!(f32::fact(shape)))
+    }
+
+    as_op!();
+}
+
+/// Replaces every f32 matmul by constant weights (and its bias add, if any); returns how many.
+pub(crate) fn pack_linears(model: &mut TypedModel) -> TractResult<usize> {
+    let mut patches = vec![];
+    for node in &model.nodes {
+        if let Some(patch) = match_linear(model, node)? {
+            patches.push(patch);
+        }
+    }
+    let packed = patches.len();
+    for patch in patches {
+        patch.apply(model)?;
+    }
+    Ok(packed)
+}
+
+/// How many leading axes of the weights `op` contracts with the trailing axes of `x`, when
+/// it is `y[..., n] = Σ x[..., k1, k2] · w[k1, k2, n]` with every axis in that order.
+fn contracted_axes(op: &EinSum, x_rank: usize, w_rank: usize) -> Option<usize> {
+    if w_rank < 2 || op.axes.rank(InOut::Out(0)) + w_rank - 2 != x_rank {
+        return None;
+    }
+    let c = w_rank - 1;
+    let lead = x_rank.checked_sub(c)?;
+    for axis in op.axes.iter_all_axes() {
+        let (xs, ws, outs) = (&axis.inputs[0], &axis.inputs[1], &axis.outputs[0]);
+        let ok = match (&xs[..], &ws[..], &outs[..]) {
+            // Batch-like axis of x, kept in place.
+            (&[p], [], &[o]) => p < lead && o == p,
+            // Contracted: the i-th trailing axis of x with the i-th leading axis of w.
+            (&[p], &[q], []) => p >= lead && q < c && p - lead == q,
+            // The output features.
+            ([], &[q], &[o]) => q == c && o == lead,
+            _ => false,
+        };
+        if !ok {
+            return None;
+        }
+    }
+    Some(c)
+}
+
+fn match_linear(model: &TypedModel, node: &TypedNode) -> TractResult<Option<TypedModelPatch>> {
+    let Some(op) = node.op_as::<EinSum>() else {
+        return Ok(None);
+    };
+    if op.q_params.is_some() || node.inputs.len() != 2 {
+        return Ok(None);
+    }
+    let (x_fact, w_fact) = (
+        model.outlet_fact(node.inputs[0])?,
+        model.outlet_fact(node.inputs[1])?,
+    );
+    let Some(w) = w_fact.konst.clone() else {
+        return Ok(None);
+    };
+    if x_fact.datum_type != f32::datum_type()
+        || w.datum_type() != f32::datum_type()
+        || x_fact.konst.is_some()
+        || x_fact.exotic_fact().is_some()
+    {
+        return Ok(None);
+    }
+    let Some(contracted) = contracted_axes(op, x_fact.rank(), w.rank()) else {
+        return Ok(None);
+    };
+    let n = *w.shape().last().unwrap();
+    let k = w.len() / n.max(1);
+    if k == 0 || n == 0 {
+        return Ok(None);
+    }
+    let query = Query {
+        weight: f32::datum_type().into(),
+        activation: f32::datum_type(),
+        accumulators: tvec![f32::datum_type()],
+        store: Some(f32::datum_type()),
+        allow_extractor: false,
+        m: Some(TYPICAL_TOKENS),
+        k: Some(k),
+        n: Some(n),
+    };
+    let Some((kernel, packing, None)) = tract_linalg::MmmDispatch::native().pick(&query) else {
+        return Ok(None);
+    };
+    let matrix = w.clone().into_tensor().into_shape(&[k, n])?;
+    let weights = kernel.packings()[packing].1.prepare_one(&matrix, 0, 1)?;
+
+    // A following `+ bias` over the features joins the op.
+    let mut last = node;
+    let mut bias = None;
+    if let Some(add) = sole_successor(model, node)
+        && add.op_as::<TypedBinOp>().is_some_and(|op| op.0.is::<Add>())
+        && add.inputs.len() == 2
+    {
+        let other = if add.inputs[0] == node.id.into() {
+            1
+        } else {
+            0
+        };
+        let fact = model.outlet_fact(add.inputs[other])?;
+        let out_rank = x_fact.rank() - contracted + 1;
+        if let Some(b) = &fact.konst
+            && b.datum_type() == f32::datum_type()
+            && b.len() == n
+            && b.rank() <= out_rank
+            && b.shape().last() == Some(&n)
+        {
+            bias = Some(Arc::new(b.clone().into_tensor().into_shape(&[n])?));
+            last = add;
+        }
+    }
+    // Then `+ residual`, of the output's own shape.
+    let mut residual = None;
+    if let Some(add) = sole_successor(model, last)
+        && add.op_as::<TypedBinOp>().is_some_and(|op| op.0.is::<Add>())
+        && add.inputs.len() == 2
+    {
+        let other = add.inputs[if add.inputs[0] == last.id.into() {
+            1
+        } else {
+            0
+        }];
+        let (fact, out) = (
+            model.outlet_fact(other)?,
+            model.outlet_fact(last.id.into())?,
+        );
+        if fact.datum_type == f32::datum_type() && fact.konst.is_none() && fact.shape == out.shape {
+            residual = Some(other);
+            last = add;
+        }
+    }
+    let linear = PackedLinear {
+        name: node.name.clone(),
+        kernel,
+        packing,
+        weights: Arc::new(weights),
+        bias,
+        residual: residual.is_some(),
+        contracted,
+        k,
+        n,
+    };
+    let mut patch = TypedModelPatch::default();
+    let mut inputs = vec![patch.tap_model(model, node.inputs[0])?];
+    if let Some(r) = residual {
+        inputs.push(patch.tap_model(model, r)?);
+    }
+    let y = patch.wire_node(format!("{}.packed", node.name), linear, &inputs)?;
+    patch.shunt_outside(model, last.id.into(), y[0])?;
+    Ok(Some(patch))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tract_onnx::tract_core::ops::math::add;
+
+    /// `x[2, 5, 2, 4] · w[2, 4, 6] + bias + residual`, as a decluttered export has it.
+    fn projection() -> TractResult<TypedModel> {
+        let mut m = TypedModel::default();
+        let x = m.add_source("x", f32::fact([2, 5, 2, 4]))?;
+        let r = m.add_source("r", f32::fact([2, 5, 6]))?;
+        let w: Vec<f32> = (0..48)
+            .map(|i| ((i * 37) % 19) as f32 / 9.0 - 1.0)
+            .collect();
+        let w = m.add_const("w", tensor1(&w).into_shape(&[2, 4, 6])?)?;
+        let y = m.wire_node(
+            "mm",
+            EinSum::new("abcd,cdn->abn".parse()?, f32::datum_type()),
+            &[x, w],
+        )?[0];
+        let bias: Vec<f32> = (0..6).map(|i| i as f32 * 0.25 - 0.5).collect();
+        let bias = m.add_const("bias", tensor1(&bias).into_shape(&[1, 1, 6])?)?;
+        let y = m.wire_node("biased", add(), &[y, bias])?[0];
+        let y = m.wire_node("residual", add(), &[r, y])?;
+        m.select_output_outlets(&y)?;
+        Ok(m)
+    }
+
+    #[test]
+    fn packed_projection_matches_the_graph() -> TractResult<()> {
+        let model = projection()?;
+        let x: Vec<f32> = (0..80)
+            .map(|i| ((i * 53) % 23) as f32 / 11.0 - 1.0)
+            .collect();
+        let r: Vec<f32> = (0..60)
+            .map(|i| ((i * 29) % 13) as f32 / 6.0 - 1.0)
+            .collect();
+        let inputs = || -> TractResult<TVec<TValue>> {
+            Ok(tvec![
+                tensor1(&x).into_shape(&[2, 5, 2, 4])?.into_tvalue(),
+                tensor1(&r).into_shape(&[2, 5, 6])?.into_tvalue(),
+            ])
+        };
+        let want = model.clone().into_runnable()?.run(inputs()?)?;
+        let mut packed = model;
+        assert_eq!(pack_linears(&mut packed)?, 1);
+        let names: Vec<_> = packed
+            .clone()
+            .into_decluttered()?
+            .nodes
+            .iter()
+            .map(|n| n.op.name())
+            .collect();
+        assert!(
+            !names.iter().any(|n| n == "EinSum" || n == "Add"),
+            "{names:?}"
+        );
+        let got = packed.into_optimized()?.into_runnable()?.run(inputs()?)?;
+        let (got, want) = (
+            got[0].to_plain_array_view::<f32>()?,
+            want[0].to_plain_array_view::<f32>()?,
+        );
+        assert_eq!(got.shape(), want.shape());
+        for (g, w) in got.iter().zip(want.iter()) {
+            assert!((g - w).abs() <= 1e-6 * w.abs().max(1.0), "{g} vs {w}");
+        }
+        Ok(())
+    }
+}
