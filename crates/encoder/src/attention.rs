@@ -159,11 +159,41 @@ struct Scales {
 
 type Bias<'a> = Option<(&'a [f32], [usize; 4])>;
 
-/// Runs the fused block with the widest vector instructions the CPU has: the same code,
-/// compiled per instruction set, so results do not depend on `target-cpu`.
+/// Runs the fused block, texts spread over tract's thread pool when it has one (a lone batch
+/// with `--threads 2`), each with the widest vector instructions the CPU has.
 fn attend(
     shape: &Shape,
     scales: Scales,
+    q: &[f32],
+    k: &[f32],
+    v: &[f32],
+    bias: Bias,
+    out: &mut [f32],
+) {
+    use rayon::prelude::*;
+    use tract_linalg::multithread::{Executor, current_tract_executor};
+    let per_text = shape.seq * shape.heads * shape.depth;
+    if per_text == 0 {
+        return;
+    }
+    let one = |(b, out): (usize, &mut [f32])| attend_text(shape, scales, b, q, k, v, bias, out);
+    match current_tract_executor() {
+        Executor::MultiThread(pool) if shape.batch > 1 => {
+            pool.install(|| out.par_chunks_mut(per_text).enumerate().for_each(one))
+        }
+        Executor::RayonGlobal if shape.batch > 1 => {
+            out.par_chunks_mut(per_text).enumerate().for_each(one)
+        }
+        _ => out.chunks_mut(per_text).enumerate().for_each(one),
+    }
+}
+
+/// Text `b`'s output rows `[seq, heads, depth]`.
+#[allow(clippy::too_many_arguments)]
+fn attend_text(
+    shape: &Shape,
+    scales: Scales,
+    b: usize,
     q: &[f32],
     k: &[f32],
     v: &[f32],
@@ -174,42 +204,46 @@ fn attend(
     {
         if std::is_x86_feature_detected!("avx512f") && std::is_x86_feature_detected!("fma") {
             // SAFETY: the CPU has the features the function is compiled for.
-            return unsafe { attend_avx512(shape, scales, q, k, v, bias, out) };
+            return unsafe { attend_avx512(shape, scales, b, q, k, v, bias, out) };
         }
         if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
             // SAFETY: as above.
-            return unsafe { attend_avx2(shape, scales, q, k, v, bias, out) };
+            return unsafe { attend_avx2(shape, scales, b, q, k, v, bias, out) };
         }
     }
-    attend_generic::<false>(shape, scales, q, k, v, bias, out)
+    attend_generic::<false>(shape, scales, b, q, k, v, bias, out)
 }
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,fma")]
+#[allow(clippy::too_many_arguments)]
 unsafe fn attend_avx512(
     shape: &Shape,
     scales: Scales,
+    b: usize,
     q: &[f32],
     k: &[f32],
     v: &[f32],
     bias: Bias,
     out: &mut [f32],
 ) {
-    attend_generic::<true>(shape, scales, q, k, v, bias, out)
+    attend_generic::<true>(shape, scales, b, q, k, v, bias, out)
 }
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
+#[allow(clippy::too_many_arguments)]
 unsafe fn attend_avx2(
     shape: &Shape,
     scales: Scales,
+    b: usize,
     q: &[f32],
     k: &[f32],
     v: &[f32],
     bias: Bias,
     out: &mut [f32],
 ) {
-    attend_generic::<true>(shape, scales, q, k, v, bias, out)
+    attend_generic::<true>(shape, scales, b, q, k, v, bias, out)
 }
 
 /// `a * b + c`, fused where the instruction exists (a software fma would be far slower).
@@ -238,10 +272,12 @@ struct Scratch {
     probs: Vec<f32>,
 }
 
+#[allow(clippy::too_many_arguments)]
 #[inline(always)]
 fn attend_generic<const FMA: bool>(
     s: &Shape,
     scales: Scales,
+    b: usize,
     q: &[f32],
     k: &[f32],
     v: &[f32],
@@ -257,7 +293,7 @@ fn attend_generic<const FMA: bool>(
         bias_of: None,
         probs: vec![0f32; s.kseq * LANES],
     };
-    for b in 0..s.batch {
+    {
         for h in 0..s.heads {
             for i in 0..s.seq {
                 let row = &q[(b * s.seq + i) * width + h * depth..][..depth];
@@ -402,7 +438,8 @@ fn values_rows<const FMA: bool, const R: usize>(
     out: &mut [f32],
 ) {
     let (depth, width) = (s.depth, s.heads * s.depth);
-    let out_at = |r: usize| ((b * s.seq + i + r) * s.heads + h) * depth;
+    // `out` holds this text only.
+    let out_at = |r: usize| ((i + r) * s.heads + h) * depth;
     let v_at = |j: usize| (b * s.kseq + j) * width + h * depth;
     assert!(v_at(s.kseq - 1) + depth <= v.len() && (s.kseq - 1) * LANES + lane + R <= probs.len());
     let mut db = 0;
@@ -906,6 +943,47 @@ mod tests {
                 "{batch}×{seq}×{heads}×{depth}: worst {worst:e}"
             );
         }
+    }
+
+    #[test]
+    fn texts_spread_over_a_thread_pool_give_identical_outputs() {
+        use tract_linalg::multithread::{Executor, multithread_tract_scope};
+        let s = Shape {
+            batch: 5,
+            seq: 19,
+            kseq: 19,
+            heads: 2,
+            depth: 32,
+        };
+        let n = 5 * 19 * 64;
+        let (q, k, v) = (values(n, 4), values(n, 5), values(n, 6));
+        let bias = values(5 * 19 * 19, 7);
+        let scales = Scales {
+            q: 0.5,
+            k: 0.5,
+            nan_to_zero: true,
+        };
+        let run = || {
+            let mut out = vec![0f32; n];
+            attend(
+                &s,
+                scales,
+                &q,
+                &k,
+                &v,
+                Some((&bias, [361, 0, 19, 1])),
+                &mut out,
+            );
+            out
+        };
+        let alone = multithread_tract_scope(Executor::SingleThread, run);
+        let pooled = multithread_tract_scope(Executor::multithread(2), run);
+        assert!(
+            alone
+                .iter()
+                .zip(&pooled)
+                .all(|(a, b)| a.to_bits() == b.to_bits())
+        );
     }
 
     #[test]
