@@ -685,16 +685,10 @@ fn match_block(model: &TypedModel, softmax: &TypedNode) -> TractResult<Option<Ty
         scores = model.node(qk.node);
     }
     let Some(qk_op) = scores.op_as::<EinSum>() else {
-        {
-            eprintln!("nomatch line 484");
-            return Ok(None);
-        }
+        return Ok(None);
     };
     if qk_op.q_params.is_some() || scores.inputs.len() != 2 {
-        {
-            eprintln!("nomatch line 487");
-            return Ok(None);
-        }
+        return Ok(None);
     }
     // Which input gives the query positions is the EinSum's business: try both.
     let mut qk = None;
@@ -720,17 +714,11 @@ fn match_block(model: &TypedModel, softmax: &TypedNode) -> TractResult<Option<Ty
         }
     }
     let Some(((q, _, q_scale), (k, _, k_scale), probs_layout)) = qk else {
-        {
-            eprintln!("nomatch line 513");
-            return Ok(None);
-        }
+        return Ok(None);
     };
     // Probabilities, maybe through `Where(IsNaN(p), 0, p)`, into the value product.
     let [out] = &softmax.outputs[..] else {
-        {
-            eprintln!("nomatch line 517");
-            return Ok(None);
-        }
+        return Ok(None);
     };
     let users: Vec<&TypedNode> = out.successors.iter().map(|s| model.node(s.node)).collect();
     let (pv, probs, nan_to_zero) = match users[..] {
@@ -755,17 +743,11 @@ fn match_block(model: &TypedModel, softmax: &TypedNode) -> TractResult<Option<Ty
         _ => return Ok(None),
     };
     if !pv.op_is::<EinSum>() || pv.inputs.len() != 2 {
-        {
-            eprintln!("nomatch line 558");
-            return Ok(None);
-        }
+        return Ok(None);
     }
     let pv_op = pv.op_as::<EinSum>().unwrap();
     if pv_op.q_params.is_some() {
-        {
-            eprintln!("nomatch line 562");
-            return Ok(None);
-        }
+        return Ok(None);
     }
     let (p_ix, v_ix) = if pv.inputs[0] == probs {
         (0, 1)
@@ -773,17 +755,11 @@ fn match_block(model: &TypedModel, softmax: &TypedNode) -> TractResult<Option<Ty
         (1, 0)
     };
     if pv.inputs[p_ix] != probs {
-        {
-            eprintln!("nomatch line 566");
-            return Ok(None);
-        }
+        return Ok(None);
     }
     let Some((v, v_layout, v_scale)) = trace_projection(model, pv.inputs[v_ix], heads, Atom::Key)
     else {
-        {
-            eprintln!("nomatch line 570");
-            return Ok(None);
-        }
+        return Ok(None);
     };
     let (a, b) = if p_ix == 0 {
         (&probs_layout, &v_layout)
@@ -791,10 +767,7 @@ fn match_block(model: &TypedModel, softmax: &TypedNode) -> TractResult<Option<Ty
         (&v_layout, &probs_layout)
     };
     let Some((out_layout, summed)) = einsum_layout(pv_op, a, b) else {
-        {
-            eprintln!("nomatch line 578");
-            return Ok(None);
-        }
+        return Ok(None);
     };
     let want = [Atom::Batch, Atom::Query, Atom::Head, Atom::Depth];
     if v_scale != 1.0
@@ -802,10 +775,7 @@ fn match_block(model: &TypedModel, softmax: &TypedNode) -> TractResult<Option<Ty
         || out_layout.0.len() != 4
         || (0..4).any(|i| out_layout.atoms(i) != [want[i]])
     {
-        {
-            eprintln!("nomatch line 586");
-            return Ok(None);
-        }
+        return Ok(None);
     }
     // Q, K and V must agree on the shapes the op reads them with.
     let (qf, kf, vf) = (
@@ -814,10 +784,7 @@ fn match_block(model: &TypedModel, softmax: &TypedNode) -> TractResult<Option<Ty
         model.outlet_fact(v)?,
     );
     if qf.shape != kf.shape || kf.shape != vf.shape {
-        {
-            eprintln!("nomatch line 595");
-            return Ok(None);
-        }
+        return Ok(None);
     }
     let op = FusedAttention {
         heads,
@@ -837,10 +804,7 @@ fn match_block(model: &TypedModel, softmax: &TypedNode) -> TractResult<Option<Ty
     }
     let fused_fact = op.output_facts(&[qf])?.remove(0);
     if fused_fact.shape != model.outlet_fact(pv.id.into())?.shape {
-        {
-            eprintln!("nomatch line 615");
-            return Ok(None);
-        }
+        return Ok(None);
     }
     let fused = patch.wire_node(format!("{}.fused_attention", pv.name), op, &inputs)?;
     patch.shunt_outside(model, pv.id.into(), fused[0])?;
