@@ -159,6 +159,16 @@ struct Scales {
 
 type Bias<'a> = Option<(&'a [f32], [usize; 4])>;
 
+/// The op's inputs as slices: `q`, `k`, `v` `[batch, seq, heads * depth]`, and the bias with
+/// its strides (0 along broadcast axes).
+#[derive(Clone, Copy)]
+struct Operands<'a> {
+    q: &'a [f32],
+    k: &'a [f32],
+    v: &'a [f32],
+    bias: Bias<'a>,
+}
+
 /// Runs the fused block, texts spread over tract's thread pool when it has one (a lone batch
 /// with `--threads 2`), each with the widest vector instructions the CPU has.
 fn attend(
@@ -176,7 +186,8 @@ fn attend(
     if per_text == 0 {
         return;
     }
-    let one = |(b, out): (usize, &mut [f32])| attend_text(shape, scales, b, q, k, v, bias, out);
+    let ops = Operands { q, k, v, bias };
+    let one = |(b, out): (usize, &mut [f32])| attend_text(shape, scales, ops, b, out);
     match current_tract_executor() {
         Executor::MultiThread(pool) if shape.batch > 1 => {
             pool.install(|| out.par_chunks_mut(per_text).enumerate().for_each(one))
@@ -189,61 +200,31 @@ fn attend(
 }
 
 /// Text `b`'s output rows `[seq, heads, depth]`.
-#[allow(clippy::too_many_arguments)]
-fn attend_text(
-    shape: &Shape,
-    scales: Scales,
-    b: usize,
-    q: &[f32],
-    k: &[f32],
-    v: &[f32],
-    bias: Bias,
-    out: &mut [f32],
-) {
+fn attend_text(shape: &Shape, scales: Scales, ops: Operands, b: usize, out: &mut [f32]) {
     #[cfg(target_arch = "x86_64")]
     {
         if std::is_x86_feature_detected!("avx512f") && std::is_x86_feature_detected!("fma") {
             // SAFETY: the CPU has the features the function is compiled for.
-            return unsafe { attend_avx512(shape, scales, b, q, k, v, bias, out) };
+            return unsafe { attend_avx512(shape, scales, ops, b, out) };
         }
         if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
             // SAFETY: as above.
-            return unsafe { attend_avx2(shape, scales, b, q, k, v, bias, out) };
+            return unsafe { attend_avx2(shape, scales, ops, b, out) };
         }
     }
-    attend_generic::<false>(shape, scales, b, q, k, v, bias, out)
+    attend_generic::<false>(shape, scales, ops, b, out)
 }
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,fma")]
-#[allow(clippy::too_many_arguments)]
-unsafe fn attend_avx512(
-    shape: &Shape,
-    scales: Scales,
-    b: usize,
-    q: &[f32],
-    k: &[f32],
-    v: &[f32],
-    bias: Bias,
-    out: &mut [f32],
-) {
-    attend_generic::<true>(shape, scales, b, q, k, v, bias, out)
+unsafe fn attend_avx512(shape: &Shape, scales: Scales, ops: Operands, b: usize, out: &mut [f32]) {
+    attend_generic::<true>(shape, scales, ops, b, out)
 }
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
-#[allow(clippy::too_many_arguments)]
-unsafe fn attend_avx2(
-    shape: &Shape,
-    scales: Scales,
-    b: usize,
-    q: &[f32],
-    k: &[f32],
-    v: &[f32],
-    bias: Bias,
-    out: &mut [f32],
-) {
-    attend_generic::<true>(shape, scales, b, q, k, v, bias, out)
+unsafe fn attend_avx2(shape: &Shape, scales: Scales, ops: Operands, b: usize, out: &mut [f32]) {
+    attend_generic::<true>(shape, scales, ops, b, out)
 }
 
 /// `a * b + c`, fused where the instruction exists (a software fma would be far slower).
@@ -265,25 +246,22 @@ struct Scratch {
     qt: Vec<f32>,
     /// Scaled keys of one head: `[kseq][depth]`.
     ks: Vec<f32>,
-    /// Bias transposed: `[kseq][qpad]`, and which (text, head) it holds.
+    /// Bias transposed: `[kseq][qpad]`, and which head's it is (0 when shared by all).
     bias_t: Vec<f32>,
-    bias_of: Option<(usize, usize)>,
+    bias_of: Option<usize>,
     /// Probabilities of one block of 16 query rows: `[kseq][LANES]`.
     probs: Vec<f32>,
 }
 
-#[allow(clippy::too_many_arguments)]
 #[inline(always)]
 fn attend_generic<const FMA: bool>(
     s: &Shape,
     scales: Scales,
+    ops: Operands,
     b: usize,
-    q: &[f32],
-    k: &[f32],
-    v: &[f32],
-    bias: Bias,
     out: &mut [f32],
 ) {
+    let Operands { q, k, v, bias } = ops;
     let (depth, width) = (s.depth, s.heads * s.depth);
     let qpad = s.seq.div_ceil(LANES) * LANES;
     let mut sc = Scratch {
@@ -293,44 +271,42 @@ fn attend_generic<const FMA: bool>(
         bias_of: None,
         probs: vec![0f32; s.kseq * LANES],
     };
-    {
-        for h in 0..s.heads {
-            for i in 0..s.seq {
-                let row = &q[(b * s.seq + i) * width + h * depth..][..depth];
-                for (d, &x) in row.iter().enumerate() {
-                    sc.qt[d * qpad + i] = x * scales.q;
-                }
+    for h in 0..s.heads {
+        for i in 0..s.seq {
+            let row = &q[(b * s.seq + i) * width + h * depth..][..depth];
+            for (d, &x) in row.iter().enumerate() {
+                sc.qt[d * qpad + i] = x * scales.q;
             }
-            for j in 0..s.kseq {
-                let row = &k[(b * s.kseq + j) * width + h * depth..][..depth];
-                for (dst, &x) in sc.ks[j * depth..][..depth].iter_mut().zip(row) {
-                    *dst = x * scales.k;
-                }
+        }
+        for j in 0..s.kseq {
+            let row = &k[(b * s.kseq + j) * width + h * depth..][..depth];
+            for (dst, &x) in sc.ks[j * depth..][..depth].iter_mut().zip(row) {
+                *dst = x * scales.k;
             }
-            if let Some((bias, st)) = bias {
-                // A mask bias is usually shared by all heads: transpose it once per text.
-                let key = (b, if st[1] == 0 { 0 } else { h });
-                if sc.bias_of != Some(key) {
-                    for i in 0..s.seq {
-                        for j in 0..s.kseq {
-                            sc.bias_t[j * qpad + i] =
-                                bias[b * st[0] + h * st[1] + i * st[2] + j * st[3]];
-                        }
+        }
+        if let Some((bias, st)) = bias {
+            // A mask bias is usually shared by all heads: transpose it once per text.
+            let key = if st[1] == 0 { 0 } else { h };
+            if sc.bias_of != Some(key) {
+                for i in 0..s.seq {
+                    for j in 0..s.kseq {
+                        sc.bias_t[j * qpad + i] =
+                            bias[b * st[0] + h * st[1] + i * st[2] + j * st[3]];
                     }
-                    sc.bias_of = Some(key);
                 }
+                sc.bias_of = Some(key);
             }
-            for i0 in (0..s.seq).step_by(LANES) {
-                scores_block::<FMA>(s, &mut sc, i0, qpad, bias.is_some(), scales.nan_to_zero);
-                let rows = (s.seq - i0).min(LANES);
-                let mut r = 0;
-                while r + ROWS <= rows {
-                    values_rows::<FMA, ROWS>(s, &sc.probs, r, b, h, i0 + r, v, out);
-                    r += ROWS;
-                }
-                for r in r..rows {
-                    values_rows::<FMA, 1>(s, &sc.probs, r, b, h, i0 + r, v, out);
-                }
+        }
+        for i0 in (0..s.seq).step_by(LANES) {
+            scores_block::<FMA>(s, &mut sc, i0, qpad, bias.is_some(), scales.nan_to_zero);
+            let rows = (s.seq - i0).min(LANES);
+            let mut r = 0;
+            while r + ROWS <= rows {
+                values_rows::<FMA, ROWS>(s, &sc.probs, r, b, h, i0 + r, v, out);
+                r += ROWS;
+            }
+            for r in r..rows {
+                values_rows::<FMA, 1>(s, &sc.probs, r, b, h, i0 + r, v, out);
             }
         }
     }

@@ -177,6 +177,20 @@ fn contracted_axes(op: &EinSum, x_rank: usize, w_rank: usize) -> Option<usize> {
     Some(c)
 }
 
+/// The `Add` that is the only consumer of `node`, and the other operand it adds.
+fn added_to<'m>(model: &'m TypedModel, node: &TypedNode) -> Option<(&'m TypedNode, OutletId)> {
+    let add = sole_successor(model, node)?;
+    if !add.op_as::<TypedBinOp>().is_some_and(|op| op.0.is::<Add>()) || add.inputs.len() != 2 {
+        return None;
+    }
+    let other = add.inputs[if add.inputs[0] == node.id.into() {
+        1
+    } else {
+        0
+    }];
+    Some((add, other))
+}
+
 fn match_linear(model: &TypedModel, node: &TypedNode) -> TractResult<Option<TypedModelPatch>> {
     let Some(op) = node.op_as::<EinSum>() else {
         return Ok(None);
@@ -225,16 +239,8 @@ fn match_linear(model: &TypedModel, node: &TypedNode) -> TractResult<Option<Type
     // A following `+ bias` over the features joins the op.
     let mut last = node;
     let mut bias = None;
-    if let Some(add) = sole_successor(model, node)
-        && add.op_as::<TypedBinOp>().is_some_and(|op| op.0.is::<Add>())
-        && add.inputs.len() == 2
-    {
-        let other = if add.inputs[0] == node.id.into() {
-            1
-        } else {
-            0
-        };
-        let fact = model.outlet_fact(add.inputs[other])?;
+    if let Some((add, other)) = added_to(model, node) {
+        let fact = model.outlet_fact(other)?;
         let out_rank = x_fact.rank() - contracted + 1;
         if let Some(b) = &fact.konst
             && b.datum_type() == f32::datum_type()
@@ -248,15 +254,7 @@ fn match_linear(model: &TypedModel, node: &TypedNode) -> TractResult<Option<Type
     }
     // Then `+ residual`, of the output's own shape.
     let mut residual = None;
-    if let Some(add) = sole_successor(model, last)
-        && add.op_as::<TypedBinOp>().is_some_and(|op| op.0.is::<Add>())
-        && add.inputs.len() == 2
-    {
-        let other = add.inputs[if add.inputs[0] == last.id.into() {
-            1
-        } else {
-            0
-        }];
+    if let Some((add, other)) = added_to(model, last) {
         let (fact, out) = (
             model.outlet_fact(other)?,
             model.outlet_fact(last.id.into())?,
