@@ -1,6 +1,6 @@
 //! Criterion benches. Run: `cargo bench --bench inference`.
 //!
-//! Inputs are the committed conformance rows, so `scripts/bench_onnxruntime.py` can time
+//! Inputs are the committed conformance rows, so `benches/onnxruntime_baseline.py` can time
 //! onnxruntime on the same data.
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};

@@ -17,9 +17,13 @@
 //! # Ok::<(), emotions::Error>(())
 //! ```
 
+#![forbid(unsafe_code)]
+
 use std::path::{Path, PathBuf};
 
-pub use emotions_encoder::Encoder;
+pub use emotions_encoder::{
+    Encoder, EncoderFiles, EncoderOptions, GraphRewrites, PlanShapes, Pooling, set_threads,
+};
 pub use emotions_labels::{DecisionPolicy, LABELS, NUM_LABELS, Prediction, Thresholds};
 pub use emotions_runtime::{Head, HeadInfo};
 
@@ -75,6 +79,21 @@ pub enum Error {
     NoEncoder,
 }
 
+impl Error {
+    /// For the server: the client's fault (bad input) or the model's.
+    fn into_backend(self) -> emotions_server::BackendError {
+        use emotions_runtime::RuntimeError;
+        use emotions_server::BackendError;
+        match self {
+            Error::Head(RuntimeError::NonFinite { .. } | RuntimeError::InputLength { .. })
+            | Error::Encoder(emotions_encoder::EncoderError::Tokenize { .. }) => {
+                BackendError::Input(Box::new(self))
+            }
+            other => BackendError::Model(Box::new(other)),
+        }
+    }
+}
+
 /// Which sentence encoder, if any, a classifier carries.
 #[derive(Debug, Clone, Default)]
 pub enum EncoderChoice {
@@ -119,7 +138,8 @@ pub struct ClassifierBuilder {
     thresholds: ThresholdsSource,
     policy: PolicyChoice,
     encoder: EncoderChoice,
-    encoder_options: emotions_encoder::EncoderOptions,
+    encoder_options: EncoderOptions,
+    head_threads: Option<usize>,
 }
 
 impl Default for ClassifierBuilder {
@@ -130,6 +150,7 @@ impl Default for ClassifierBuilder {
             policy: PolicyChoice::PerLabel,
             encoder: EncoderChoice::Default,
             encoder_options: Default::default(),
+            head_threads: None,
         }
     }
 }
@@ -173,8 +194,14 @@ impl ClassifierBuilder {
     }
 
     /// Encoder batching and plan options.
-    pub fn encoder_options(mut self, options: emotions_encoder::EncoderOptions) -> Self {
+    pub fn encoder_options(mut self, options: EncoderOptions) -> Self {
         self.encoder_options = options;
+        self
+    }
+
+    /// Threads a large batch of embeddings is scored on (default: the number of cores).
+    pub fn head_threads(mut self, threads: usize) -> Self {
+        self.head_threads = Some(threads);
         self
     }
 
@@ -191,24 +218,32 @@ impl ClassifierBuilder {
         };
         // With an encoder the head must take its width; without one, any width the file declares.
         let width = encoder.as_ref().map(Encoder::dim);
+        let threads = self.head_threads;
+        let configured = |b: emotions_runtime::HeadBuilder| {
+            let b = b.expected_dim(width);
+            match threads {
+                Some(n) => b.threads(n),
+                None => b,
+            }
+        };
         let (head, beside) = match &self.head {
             HeadSource::Default => (
-                Head::builder_from_bytes(defaults::HEAD_ONNX, "<embedded default head>")
-                    .expected_dim(width)
-                    .build()?,
+                configured(Head::builder_from_bytes(
+                    defaults::HEAD_ONNX,
+                    "<embedded default head>",
+                ))
+                .build()?,
                 Some(Thresholds::from_json_str(
                     defaults::HEAD_THRESHOLDS_JSON,
                     "<embedded default thresholds>",
                 )?),
             ),
             HeadSource::Path(path) => (
-                Head::builder_from_path(path).expected_dim(width).build()?,
+                configured(Head::builder_from_path(path)).build()?,
                 thresholds_beside(path)?,
             ),
             HeadSource::Bytes(bytes) => (
-                Head::builder_from_bytes(bytes.clone(), "<head bytes>")
-                    .expected_dim(width)
-                    .build()?,
+                configured(Head::builder_from_bytes(bytes.clone(), "<head bytes>")).build()?,
                 None,
             ),
         };
@@ -365,11 +400,15 @@ impl emotions_server::Backend for Classifier {
     fn dim(&self) -> usize {
         self.input_dim()
     }
-    fn embed(&self, texts: &[String]) -> Result<Vec<f32>, String> {
-        Classifier::embed(self, texts).map_err(|e| e.to_string())
+    fn embed(&self, texts: &[String]) -> Result<Vec<f32>, emotions_server::BackendError> {
+        Classifier::embed(self, texts).map_err(Error::into_backend)
     }
-    fn scores(&self, embeddings: &[f32], rows: usize) -> Result<Vec<f32>, String> {
-        Classifier::scores(self, embeddings, rows).map_err(|e| e.to_string())
+    fn scores(
+        &self,
+        embeddings: &[f32],
+        rows: usize,
+    ) -> Result<Vec<f32>, emotions_server::BackendError> {
+        Classifier::scores(self, embeddings, rows).map_err(Error::into_backend)
     }
     fn policy(&self) -> &DecisionPolicy {
         Classifier::policy(self)

@@ -189,6 +189,7 @@ fn head_with(dim: usize, encoder: &str) -> Vec<u8> {
         metadata,
     }
     .to_onnx_bytes()
+    .unwrap()
 }
 
 #[test]

@@ -134,7 +134,7 @@ fn train_rejects_bad_options() {
     );
     fails_with(
         args(&["--class-weight", "heavy"]),
-        "expected none or balanced, found 'heavy'",
+        "invalid value 'heavy' for '--class-weight <W>'",
     );
     let wrong = s.write("e.jsonl", "[1, 2]\n");
     fails_with(
@@ -196,4 +196,83 @@ fn default_head_on_the_test_split() {
         "classify gives {macro_f1}, eval prints {eval_f1}"
     );
     assert!(macro_f1 >= 0.38, "macro-F1 {macro_f1} below 0.38");
+}
+
+/// Copies the MiniLM folder to `dir`, with mean pooling swapped for CLS pooling when `cls`:
+/// another model under the same folder name.
+fn minilm_copy(dir: &std::path::Path, cls: bool) {
+    std::fs::create_dir_all(dir.join("1_Pooling")).unwrap();
+    for f in [
+        "model.onnx",
+        "tokenizer.json",
+        "config.json",
+        "sentence_bert_config.json",
+        "modules.json",
+    ] {
+        std::fs::copy(repo(&format!("models/minilm/{f}")), dir.join(f)).unwrap();
+    }
+    let pooling = std::fs::read_to_string(repo("models/minilm/1_Pooling/config.json")).unwrap();
+    let pooling = if cls {
+        pooling
+            .replace(
+                "\"pooling_mode_cls_token\": false",
+                "\"pooling_mode_cls_token\": true",
+            )
+            .replace(
+                "\"pooling_mode_mean_tokens\": true",
+                "\"pooling_mode_mean_tokens\": false",
+            )
+    } else {
+        pooling
+    };
+    std::fs::write(dir.join("1_Pooling/config.json"), pooling).unwrap();
+}
+
+/// The embedding cache was keyed by the encoder folder's name: two different encoders in
+/// folders of the same name shared entries. It is keyed by the encoder's files now.
+#[test]
+fn encoders_with_the_same_folder_name_do_not_share_cached_embeddings() {
+    let s = Scratch::new("cache");
+    let (dev_tsv, _) = head_of_split(&s, "dev", 12);
+    let cache = s.path("cache");
+    let (mean, cls) = (s.path("a/minilm"), s.path("b/minilm"));
+    minilm_copy(&mean, false);
+    minilm_copy(&cls, true);
+    let eval = |encoder: &std::path::Path| {
+        run(
+            &[
+                "eval",
+                "--split",
+                dev_tsv.to_str().unwrap(),
+                "--encoder",
+                encoder.to_str().unwrap(),
+                "--cache",
+                cache.to_str().unwrap(),
+                "--json",
+            ],
+            None,
+        )
+    };
+    let first = eval(&mean);
+    assert!(
+        stderr(&first).contains("embedding 12 texts"),
+        "{}",
+        stderr(&first)
+    );
+    let again = eval(&mean);
+    assert!(
+        stderr(&again).contains("using cached embeddings"),
+        "{}",
+        stderr(&again)
+    );
+    assert_eq!(stdout(&first), stdout(&again));
+    // Same folder name, another model: embedded afresh, and scored differently.
+    let other = eval(&cls);
+    assert!(
+        stderr(&other).contains("embedding 12 texts"),
+        "{}",
+        stderr(&other)
+    );
+    assert_ne!(stdout(&first), stdout(&other));
+    assert_eq!(std::fs::read_dir(&cache).unwrap().count(), 2);
 }

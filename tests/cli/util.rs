@@ -15,31 +15,24 @@ pub fn head_fixture(name: &str) -> PathBuf {
     repo(&format!("crates/conformance/fixtures/heads/{name}"))
 }
 
-/// A scratch directory removed on drop.
-pub struct Scratch(pub PathBuf);
+/// A scratch directory (a `tempfile::TempDir`, removed on drop) with helpers for its files.
+pub struct Scratch(tempfile::TempDir);
 
 impl Scratch {
     pub fn new(tag: &str) -> Scratch {
         let dir = tempfile::Builder::new()
             .prefix(&format!("emotions-{tag}-"))
             .tempdir()
-            .unwrap()
-            .keep();
+            .unwrap();
         Scratch(dir)
     }
     pub fn path(&self, name: &str) -> PathBuf {
-        self.0.join(name)
+        self.0.path().join(name)
     }
     pub fn write(&self, name: &str, bytes: impl AsRef<[u8]>) -> PathBuf {
         let p = self.path(name);
         std::fs::write(&p, bytes).unwrap();
         p
-    }
-}
-
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
     }
 }
 

@@ -8,6 +8,8 @@
 //! assert!(AbsTolerance(1e-9).compare(&[0.5, 0.25], &[0.5, 0.2500001], 2).is_err());
 //! ```
 
+#![forbid(unsafe_code)]
+
 use std::fmt;
 use std::path::PathBuf;
 

@@ -2,7 +2,6 @@
 
 use crate::{EncoderError, EncoderFiles};
 use serde::Deserialize;
-use tract_onnx::prelude::tract_ndarray::ArrayView2;
 
 /// How token vectors become one sentence vector (`1_Pooling/config.json`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -18,20 +17,25 @@ pub enum Pooling {
 }
 
 impl Pooling {
-    /// Pools `tokens` (`[len, dim]`, real tokens only) into `out`.
-    pub(crate) fn pool(self, tokens: ArrayView2<f32>, out: &mut [f32]) {
-        let len = tokens.nrows().max(1) as f32;
+    /// Pools `tokens` (`[len, dim]` row-major, real tokens only) into `out` (`dim` values).
+    pub(crate) fn pool(self, tokens: &[f32], dim: usize, out: &mut [f32]) {
+        let rows = tokens.chunks_exact(dim.max(1));
+        let len = rows.len().max(1) as f32;
         match self {
-            Pooling::Cls => out.iter_mut().zip(tokens.row(0)).for_each(|(o, x)| *o = *x),
+            Pooling::Cls => {
+                if let Some(first) = tokens.get(..dim) {
+                    out.copy_from_slice(first);
+                }
+            }
             Pooling::Max => {
                 out.fill(f32::NEG_INFINITY);
-                for row in tokens.rows() {
+                for row in rows {
                     out.iter_mut().zip(row).for_each(|(o, x)| *o = o.max(*x));
                 }
             }
             Pooling::Mean | Pooling::MeanSqrtLen => {
                 out.fill(0.0);
-                for row in tokens.rows() {
+                for row in rows {
                     out.iter_mut().zip(row).for_each(|(o, x)| *o += *x);
                 }
                 let d = if self == Pooling::Mean {
@@ -140,19 +144,18 @@ impl EncoderConfig {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use tract_onnx::prelude::tract_ndarray::arr2;
 
     #[test]
     fn pooling_modes() {
-        let t = arr2(&[[1.0f32, -2.0], [3.0, 4.0]]);
+        let t = [1.0f32, -2.0, 3.0, 4.0];
         let mut out = [0f32; 2];
-        Pooling::Cls.pool(t.view(), &mut out);
+        Pooling::Cls.pool(&t, 2, &mut out);
         assert_eq!(out, [1.0, -2.0]);
-        Pooling::Mean.pool(t.view(), &mut out);
+        Pooling::Mean.pool(&t, 2, &mut out);
         assert_eq!(out, [2.0, 1.0]);
-        Pooling::Max.pool(t.view(), &mut out);
+        Pooling::Max.pool(&t, 2, &mut out);
         assert_eq!(out, [3.0, 4.0]);
-        Pooling::MeanSqrtLen.pool(t.view(), &mut out);
+        Pooling::MeanSqrtLen.pool(&t, 2, &mut out);
         assert_eq!(out, [4.0 / 2f32.sqrt(), 2.0 / 2f32.sqrt()]);
     }
 }

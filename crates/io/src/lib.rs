@@ -17,6 +17,8 @@
 //! assert_eq!(err.to_string(), "stdin: line 2: expected 2 numbers, found 1");
 //! ```
 
+#![forbid(unsafe_code)]
+
 use std::io::BufRead;
 use std::path::Path;
 

@@ -13,6 +13,8 @@
 //! assert_eq!(prediction.labels(), ["gratitude", "neutral"]);
 //! ```
 
+#![forbid(unsafe_code)]
+
 use serde::ser::{Serialize, SerializeMap, SerializeStruct, Serializer};
 use std::path::Path;
 

@@ -13,7 +13,7 @@
 //! Concat, Slice, Gather and Identity along the column axis. Anything else, or a constant we
 //! cannot read, means "not provably linear-logistic" and the caller runs the graph as it is.
 
-use crate::linear::LinearKernel;
+use crate::head_kernel::LinearKernel;
 use crate::{Columns, Signature};
 use emotions_labels::NUM_LABELS;
 use std::collections::HashMap;

@@ -1,8 +1,14 @@
-//! Runs go_emotions classifier heads (ONNX) on the CPU with tract.
+//! Every ONNX graph `emotions` runs, loaded, validated, optimised and run with tract on the CPU.
+//! No other crate of the workspace touches tract, and no tract type is in this crate's API.
 //!
-//! A head maps `[N, D]` sentence embeddings to one positive probability per go_emotions label.
-//! Three layouts are accepted, in any op set tract-onnx knows (`ai.onnx.ml` LinearClassifier,
-//! MatMul/Gemm + Add + Sigmoid + Concat, ...):
+//! - [`Head`]: a go_emotions classifier head, `[N, D]` sentence embeddings to one positive
+//!   probability per label (fused linear heads run on a dedicated AVX-512/AVX2 kernel);
+//! - [`EncoderGraph`]: a BERT-family encoder graph, token ids to token states, with the
+//!   load-time rewrites that make it fast;
+//! - [`export`]: writes heads as ONNX in the model card's format.
+//!
+//! Heads come in three layouts, in any op set tract-onnx knows (`ai.onnx.ml`
+//! LinearClassifier, MatMul/Gemm + Add + Sigmoid + Concat, ...):
 //!
 //! - **per-label outputs** (the model card's format): one `[N, 2]` = `[P(neg), P(pos)]` output
 //!   per label, named by the label, in any order; other outputs (such as an int64 `label`) are
@@ -22,27 +28,42 @@
 //! # Ok::<(), emotions_runtime::RuntimeError>(())
 //! ```
 
-use emotions_labels::{LABELS, NUM_LABELS, label_id};
+use emotions_labels::NUM_LABELS;
+use signature::{Columns, DEFAULT_DIM, Signature};
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
-use tract_onnx::pb;
 use tract_onnx::prelude::*;
 
+mod encoder;
+mod exp;
+pub mod export;
 mod fusion;
-mod linear;
+mod head_kernel;
+mod signature;
 
-/// Everything that can go wrong loading or running a head.
+pub use encoder::{
+    EncoderGraph, GraphRewrites, PlanShapes, TokenRow, set_threads, single_threaded,
+};
+
+/// What tract reported, with its chain of causes.
+pub type TractError = Box<dyn std::error::Error + Send + Sync>;
+
+/// Everything that can go wrong loading, running or writing a model.
 #[derive(Debug, thiserror::Error)]
 pub enum RuntimeError {
-    #[error("{origin}: cannot read model file: {source}")]
+    #[error("{origin}: cannot read model file")]
     Io {
         origin: String,
         #[source]
         source: std::io::Error,
     },
-    #[error("{origin}: not a valid ONNX model (truncated or not ONNX?): {message}")]
-    Decode { origin: String, message: String },
+    #[error("{origin}: not a valid ONNX model (truncated or not ONNX?)")]
+    Decode {
+        origin: String,
+        #[source]
+        source: TractError,
+    },
     #[error("{origin}: node '{node}' uses op '{op}' (domain '{domain}'), which is not supported")]
     UnknownOp {
         origin: String,
@@ -92,11 +113,14 @@ pub enum RuntimeError {
         expected: String,
         found: String,
     },
-    #[error("{origin}: tract could not {stage} the model: {message}")]
+    #[error("{origin}: the ONNX graph is not a BERT-style encoder: {message}")]
+    EncoderSignature { origin: String, message: String },
+    #[error("{origin}: tract could not {stage} the model")]
     Tract {
         origin: String,
         stage: &'static str,
-        message: String,
+        #[source]
+        source: TractError,
     },
     #[error("expected {expected} values for {rows} rows of {dim}, found {found}")]
     InputLength {
@@ -111,13 +135,20 @@ pub enum RuntimeError {
         column: usize,
         found: f32,
     },
+    #[error("cannot export the head: {0}")]
+    Export(String),
 }
 
-fn tract_err(origin: &str, stage: &'static str, e: impl std::fmt::Display) -> RuntimeError {
+/// A tract failure at `stage`, keeping tract's own error as the source.
+pub(crate) fn tract_err(
+    origin: &str,
+    stage: &'static str,
+    e: impl Into<TractError>,
+) -> RuntimeError {
     RuntimeError::Tract {
         origin: origin.to_string(),
         stage,
-        message: format!("{e:#}"),
+        source: e.into(),
     }
 }
 
@@ -222,7 +253,7 @@ impl HeadBuilder {
             .proto_model_for_read(&mut &bytes[..])
             .map_err(|e| RuntimeError::Decode {
                 origin: origin.clone(),
-                message: format!("{e:#}"),
+                source: e.into(),
             })?;
         let signature = Signature::validate(&proto, &origin, self.expected_dim)?;
         let fused = if self.fuse {
@@ -277,317 +308,6 @@ impl HeadBuilder {
     }
 }
 
-/// How to read the 28 label scores out of the plan's outputs.
-#[derive(Debug, Clone)]
-enum Columns {
-    /// Output `k` is label `k`'s `[N, 2]`; the positive probability is column 1.
-    PerLabel,
-    /// One `[N, width]` output; label `k` is column `column_of[k]`.
-    Single { width: usize, column_of: Vec<usize> },
-    /// One `[N, 28]` output in label order.
-    Fused,
-}
-
-/// What the ONNX graph declares, checked against what a head must be.
-struct Signature {
-    input_name: String,
-    input_dim: usize,
-    layout: HeadLayout,
-    /// Output tensor names to keep, in order.
-    outputs: Vec<String>,
-    columns: Columns,
-    metadata: BTreeMap<String, String>,
-}
-
-const DEFAULT_DIM: usize = 384;
-
-impl Signature {
-    fn validate(
-        proto: &pb::ModelProto,
-        origin: &str,
-        expected_dim: Option<usize>,
-    ) -> Result<Signature, RuntimeError> {
-        let graph = proto.graph.as_ref().ok_or_else(|| RuntimeError::Decode {
-            origin: origin.to_string(),
-            message: "the model has no graph".into(),
-        })?;
-        let register = tract_onnx::onnx().op_register;
-        if let Some(node) = graph
-            .node
-            .iter()
-            .find(|n| !register.0.contains_key(&n.op_type))
-        {
-            return Err(RuntimeError::UnknownOp {
-                origin: origin.to_string(),
-                node: node.name.clone(),
-                op: node.op_type.clone(),
-                domain: node.domain.clone(),
-            });
-        }
-        let initializers: std::collections::HashSet<&str> =
-            graph.initializer.iter().map(|t| t.name.as_str()).collect();
-        let inputs: Vec<&pb::ValueInfoProto> = graph
-            .input
-            .iter()
-            .filter(|i| !initializers.contains(i.name.as_str()))
-            .collect();
-        let [input] = inputs[..] else {
-            return Err(RuntimeError::InputCount {
-                origin: origin.to_string(),
-                found: inputs.len(),
-                names: inputs.iter().map(|i| i.name.clone()).collect(),
-            });
-        };
-        let input_dim = check_input(input, origin, expected_dim)?;
-        let metadata: BTreeMap<String, String> = proto
-            .metadata_props
-            .iter()
-            .map(|e| (e.key.clone(), e.value.clone()))
-            .collect();
-        let output_names: Vec<String> = graph.output.iter().map(|o| o.name.clone()).collect();
-
-        let missing: Vec<&'static str> = LABELS
-            .iter()
-            .copied()
-            .filter(|l| !output_names.iter().any(|o| o == l))
-            .collect();
-        if missing.is_empty() {
-            for label in LABELS {
-                let out = graph
-                    .output
-                    .iter()
-                    .find(|o| o.name == label)
-                    .expect("present");
-                check_declared_output(out, origin, 2)?;
-            }
-            return Ok(Signature {
-                input_name: input.name.clone(),
-                input_dim,
-                layout: HeadLayout::PerLabelOutputs,
-                outputs: LABELS.iter().map(|l| l.to_string()).collect(),
-                columns: Columns::PerLabel,
-                metadata,
-            });
-        }
-        let float_outputs: Vec<&pb::ValueInfoProto> = graph
-            .output
-            .iter()
-            .filter(|o| declared_elem_type(o).is_none_or(|t| t == 1))
-            .collect();
-        if let (Some(names), [single]) = (metadata.get("labels"), &float_outputs[..]) {
-            let names = parse_label_list(names).ok_or_else(|| RuntimeError::BadLabelsMetadata {
-                origin: origin.to_string(),
-                found: names.clone(),
-            })?;
-            let missing: Vec<&'static str> = LABELS
-                .iter()
-                .copied()
-                .filter(|l| !names.iter().any(|n| n == l))
-                .collect();
-            if !missing.is_empty() {
-                return Err(RuntimeError::MissingLabels {
-                    origin: origin.to_string(),
-                    missing,
-                    outputs: output_names,
-                });
-            }
-            check_declared_output(single, origin, names.len())?;
-            let mut column_of = vec![0usize; NUM_LABELS];
-            for (col, name) in names.iter().enumerate() {
-                if let Some(id) = label_id(name) {
-                    column_of[id] = col;
-                }
-            }
-            return Ok(Signature {
-                input_name: input.name.clone(),
-                input_dim,
-                layout: HeadLayout::SingleOutput,
-                outputs: vec![single.name.clone()],
-                columns: Columns::Single {
-                    width: names.len(),
-                    column_of,
-                },
-                metadata,
-            });
-        }
-        Err(RuntimeError::MissingLabels {
-            origin: origin.to_string(),
-            missing,
-            outputs: output_names,
-        })
-    }
-
-    /// The general path: the model's own graph, restricted to the label outputs, typed for
-    /// `[N, D]` with a symbolic batch.
-    fn typed_model(
-        &self,
-        proto: &pb::ModelProto,
-        origin: &str,
-    ) -> Result<TypedModel, RuntimeError> {
-        let mut model = tract_onnx::onnx()
-            .model_for_proto_model(proto)
-            .map_err(|e| tract_err(origin, "parse", e))?;
-        let batch = model.sym("N");
-        model
-            .set_input_fact(
-                0,
-                f32::fact(&[batch.to_dim(), self.input_dim.to_dim()]).into(),
-            )
-            .map_err(|e| tract_err(origin, "type the input of", e))?;
-        model
-            .select_outputs_by_name(&self.outputs)
-            .map_err(|e| tract_err(origin, "select the outputs of", e))?;
-        let typed = model
-            .into_typed()
-            .map_err(|e| tract_err(origin, "type", e))?;
-        let expected_width = match self.columns {
-            Columns::PerLabel => 2,
-            Columns::Single { width, .. } => width,
-            Columns::Fused => NUM_LABELS,
-        };
-        for (ix, name) in self.outputs.iter().enumerate() {
-            let fact = typed
-                .output_fact(ix)
-                .map_err(|e| tract_err(origin, "type", e))?;
-            let ok = fact.datum_type == f32::datum_type()
-                && fact.rank() == 2
-                && fact.shape[0] == batch.to_dim()
-                && fact.shape[1] == expected_width.to_dim();
-            if !ok {
-                return Err(RuntimeError::OutputShape {
-                    origin: origin.to_string(),
-                    name: name.clone(),
-                    expected: format!("f32 [N, {expected_width}]"),
-                    found: format!("{fact:?}"),
-                });
-            }
-        }
-        Ok(typed)
-    }
-}
-
-fn declared_elem_type(v: &pb::ValueInfoProto) -> Option<i32> {
-    match v.r#type.as_ref()?.value.as_ref()? {
-        pb::type_proto::Value::TensorType(t) => Some(t.elem_type).filter(|&t| t != 0),
-    }
-}
-
-/// Declared dims: `Some(n)` for a fixed dim, `None` for a symbolic one. `None` overall when the
-/// file declares no shape.
-fn declared_dims(v: &pb::ValueInfoProto) -> Option<Vec<Option<i64>>> {
-    let pb::type_proto::Value::TensorType(t) = v.r#type.as_ref()?.value.as_ref()?;
-    let shape = t.shape.as_ref()?;
-    Some(
-        shape
-            .dim
-            .iter()
-            .map(|d| match d.value {
-                Some(pb::tensor_shape_proto::dimension::Value::DimValue(n)) => Some(n),
-                _ => None,
-            })
-            .collect(),
-    )
-}
-
-fn elem_type_name(t: i32) -> String {
-    pb::tensor_proto::DataType::try_from(t)
-        .map(|d| format!("{d:?}").to_lowercase())
-        .unwrap_or_else(|_| format!("type {t}"))
-}
-
-fn check_input(
-    input: &pb::ValueInfoProto,
-    origin: &str,
-    expected_dim: Option<usize>,
-) -> Result<usize, RuntimeError> {
-    if let Some(t) = declared_elem_type(input).filter(|&t| t != 1) {
-        return Err(RuntimeError::InputType {
-            origin: origin.to_string(),
-            name: input.name.clone(),
-            found: elem_type_name(t),
-        });
-    }
-    let dims = declared_dims(input);
-    if let Some(dims) = &dims
-        && dims.len() != 2
-    {
-        return Err(RuntimeError::InputRank {
-            origin: origin.to_string(),
-            name: input.name.clone(),
-            found: dims.len(),
-        });
-    }
-    let declared = dims.as_ref().and_then(|d| d[1]);
-    let width_err = |found: String, expected: usize| RuntimeError::InputWidth {
-        origin: origin.to_string(),
-        name: input.name.clone(),
-        expected,
-        found,
-    };
-    match (declared, expected_dim) {
-        (Some(d), Some(e)) if d != e as i64 => Err(width_err(d.to_string(), e)),
-        (Some(d), _) if d > 0 => Ok(d as usize),
-        (None, Some(e)) => Ok(e),
-        (found, _) => Err(width_err(
-            found.map_or("a symbolic width".into(), |d| d.to_string()),
-            expected_dim.unwrap_or(DEFAULT_DIM),
-        )),
-    }
-}
-
-fn check_declared_output(
-    out: &pb::ValueInfoProto,
-    origin: &str,
-    width: usize,
-) -> Result<(), RuntimeError> {
-    let elem_ok = declared_elem_type(out).is_none_or(|t| t == 1);
-    let dims = declared_dims(out);
-    let shape_ok = dims
-        .as_ref()
-        .is_none_or(|d| d.len() == 2 && d[1].is_none_or(|w| w == width as i64));
-    if elem_ok && shape_ok {
-        return Ok(());
-    }
-    Err(RuntimeError::OutputShape {
-        origin: origin.to_string(),
-        name: out.name.clone(),
-        expected: format!("float [N, {width}]"),
-        found: format!(
-            "{} {}",
-            declared_elem_type(out).map_or("float".into(), elem_type_name),
-            dims.map_or("unknown shape".into(), |d| format!(
-                "[{}]",
-                d.iter()
-                    .map(|x| x.map_or("?".into(), |n| n.to_string()))
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            ))
-        ),
-    })
-}
-
-fn parse_label_list(s: &str) -> Option<Vec<String>> {
-    let s = s.trim();
-    if s.starts_with('[') {
-        return serde_json_array(s);
-    }
-    let names: Vec<String> = s.split(',').map(|n| n.trim().to_string()).collect();
-    names.iter().all(|n| !n.is_empty()).then_some(names)
-}
-
-/// A JSON array of strings, parsed without pulling serde into this crate.
-fn serde_json_array(s: &str) -> Option<Vec<String>> {
-    let inner = s.strip_prefix('[')?.strip_suffix(']')?;
-    inner
-        .split(',')
-        .map(|item| {
-            let item = item.trim();
-            let name = item.strip_prefix('"')?.strip_suffix('"')?;
-            (!name.is_empty() && !name.contains(['"', '\\'])).then(|| name.to_string())
-        })
-        .collect()
-}
-
 /// A loaded, validated, optimised head. Cheap to share: `Send + Sync`.
 pub struct Head {
     engine: Engine,
@@ -603,7 +323,7 @@ enum Engine {
         columns: Columns,
     },
     /// A fused head's optimised plan.
-    Linear(linear::LinearKernel),
+    Linear(head_kernel::LinearKernel),
 }
 
 impl std::fmt::Debug for Head {
@@ -785,14 +505,6 @@ mod tests {
     fn head_is_send_and_sync() {
         fn assert_send_sync<T: Send + Sync>() {}
         assert_send_sync::<Head>();
-    }
-
-    #[test]
-    fn label_lists_parse_both_ways() {
-        assert_eq!(parse_label_list(r#"["a", "b"]"#).unwrap(), ["a", "b"]);
-        assert_eq!(parse_label_list("a, b").unwrap(), ["a", "b"]);
-        assert!(parse_label_list(r#"["a", 3]"#).is_none());
-        assert!(parse_label_list("a,,b").is_none());
     }
 
     #[test]

@@ -9,6 +9,8 @@
 //! are micro-batched: the batcher waits at most `batch_wait` for more texts, then embeds them in
 //! one call.
 
+#![forbid(unsafe_code)]
+
 use axum::Router;
 use axum::body::Body;
 use axum::extract::{Request, State};
@@ -24,14 +26,48 @@ mod metrics;
 mod request;
 pub use request::{ClassifyRequest, Inputs, RequestError, parse_request};
 
+/// Why a [`Backend`] call failed, with the backend's own error as the source.
+#[derive(Debug, thiserror::Error)]
+pub enum BackendError {
+    /// The input cannot be processed (a text the tokenizer rejects, a non-finite number): the
+    /// client's fault, answered with a 422.
+    #[error("the input cannot be processed")]
+    Input(#[source] Box<dyn std::error::Error + Send + Sync>),
+    /// The encoder or the head failed: the server's fault, answered with a 500.
+    #[error("the model failed")]
+    Model(#[source] Box<dyn std::error::Error + Send + Sync>),
+}
+
+impl BackendError {
+    /// The status, `error_type` and message (the error and its causes) of the JSON answer.
+    fn response(&self, stage: &str) -> Response {
+        let mut message = self.to_string();
+        let mut source = std::error::Error::source(self);
+        while let Some(e) = source {
+            message += &format!(": {e}");
+            source = e.source();
+        }
+        match self {
+            BackendError::Input(_) => {
+                error(StatusCode::UNPROCESSABLE_ENTITY, "invalid_input", message)
+            }
+            BackendError::Model(_) => error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                &format!("{stage}_error"),
+                message,
+            ),
+        }
+    }
+}
+
 /// What the server needs from a classifier; the `emotions` crate implements it.
 pub trait Backend: Send + Sync + 'static {
     /// Embedding width the head takes.
     fn dim(&self) -> usize;
     /// Sentence embeddings of texts, `texts.len() * dim()` values.
-    fn embed(&self, texts: &[String]) -> Result<Vec<f32>, String>;
+    fn embed(&self, texts: &[String]) -> Result<Vec<f32>, BackendError>;
     /// Positive scores, `rows * 28`.
-    fn scores(&self, embeddings: &[f32], rows: usize) -> Result<Vec<f32>, String>;
+    fn scores(&self, embeddings: &[f32], rows: usize) -> Result<Vec<f32>, BackendError>;
     /// The default decision policy.
     fn policy(&self) -> &DecisionPolicy;
     /// Names shown by `/labels`.
@@ -70,7 +106,8 @@ impl Default for ServerConfig {
 
 struct Job {
     texts: Vec<String>,
-    reply: oneshot::Sender<Result<Vec<f32>, String>>,
+    /// Shared by every job of a failed batch.
+    reply: oneshot::Sender<Result<Vec<f32>, Arc<BackendError>>>,
 }
 
 struct AppState {
@@ -151,6 +188,7 @@ fn run_batcher(mut rx: mpsc::Receiver<Job>, backend: Arc<dyn Backend>, state: Ar
                 }
             }
             Err(e) => {
+                let e = Arc::new(e);
                 for job in jobs {
                     let _ = job.reply.send(Err(e.clone()));
                 }
@@ -276,7 +314,7 @@ async fn classify_inner(state: &AppState, request: Request) -> Response {
             }
             match wait.await {
                 Ok(Ok(e)) => (n, e),
-                Ok(Err(e)) => return error(StatusCode::INTERNAL_SERVER_ERROR, "encoder_error", e),
+                Ok(Err(e)) => return e.response("encoder"),
                 Err(_) => {
                     return error(
                         StatusCode::SERVICE_UNAVAILABLE,
@@ -289,7 +327,7 @@ async fn classify_inner(state: &AppState, request: Request) -> Response {
     };
     let scores = match state.backend.scores(&embeddings, rows) {
         Ok(s) => s,
-        Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, "model_error", e),
+        Err(e) => return e.response("model"),
     };
     let predictions = policy.decide_rows(&scores);
     let body = if req.raw_scores {

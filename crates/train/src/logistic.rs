@@ -16,6 +16,23 @@ pub enum ClassWeight {
     Balanced,
 }
 
+impl ClassWeight {
+    /// The name used on the command line and in head metadata.
+    pub fn name(self) -> &'static str {
+        match self {
+            ClassWeight::None => "none",
+            ClassWeight::Balanced => "balanced",
+        }
+    }
+
+    /// The class weighting with this [`name`](ClassWeight::name).
+    pub fn from_name(name: &str) -> Option<ClassWeight> {
+        [ClassWeight::None, ClassWeight::Balanced]
+            .into_iter()
+            .find(|w| w.name() == name)
+    }
+}
+
 /// Training options.
 #[derive(Debug, Clone, PartialEq)]
 pub struct TrainOptions {

@@ -4,6 +4,7 @@
 //! denominator is 0. "Macro" is the unweighted mean over labels; "weighted" weighs each label
 //! by its support (number of gold positives).
 
+use crate::TrainError;
 use serde::Serialize;
 
 /// Counts and scores of one label at one threshold.
@@ -116,31 +117,39 @@ fn averages(per_label: &[LabelMetrics], weighted: bool) -> Averages {
 /// ```
 /// use emotions_train::evaluate;
 /// // One label, four rows: a true positive, a false positive, a false negative, a true negative.
-/// let e = evaluate(&[0.9, 0.8, 0.1, 0.2], &[true, false, true, false], &[0.5]);
+/// let e = evaluate(&[0.9, 0.8, 0.1, 0.2], &[true, false, true, false], &[0.5])?;
 /// assert_eq!((e.per_label[0].precision, e.per_label[0].recall, e.per_label[0].f1), (0.5, 0.5, 0.5));
+/// # Ok::<(), emotions_train::TrainError>(())
 /// ```
 ///
-/// # Panics
-/// If the lengths disagree; callers build them from the same rows.
-pub fn evaluate(scores: &[f32], gold: &[bool], thresholds: &[f32]) -> Evaluation {
+/// Scores, gold labels and thresholds whose lengths disagree are an error.
+pub fn evaluate(
+    scores: &[f32],
+    gold: &[bool],
+    thresholds: &[f32],
+) -> Result<Evaluation, TrainError> {
     let labels = thresholds.len();
-    assert!(
-        labels > 0 && scores.len() == gold.len() && scores.len().is_multiple_of(labels),
-        "scores, gold and thresholds disagree"
-    );
+    if labels == 0 || scores.len() != gold.len() || !scores.len().is_multiple_of(labels) {
+        return Err(TrainError::Shape(format!(
+            "{} scores, {} gold labels and {} thresholds disagree",
+            scores.len(),
+            gold.len(),
+            labels
+        )));
+    }
     let per_label: Vec<LabelMetrics> = (0..labels)
         .map(|k| label_metrics(scores, gold, labels, k, thresholds[k]))
         .collect();
     let at_half: Vec<LabelMetrics> = (0..labels)
         .map(|k| label_metrics(scores, gold, labels, k, 0.5))
         .collect();
-    Evaluation {
+    Ok(Evaluation {
         rows: scores.len() / labels,
         macro_at_thresholds: averages(&per_label, false),
         weighted_at_thresholds: averages(&per_label, true),
         macro_at_half: averages(&at_half, false),
         per_label,
-    }
+    })
 }
 
 /// The thresholds `tune_thresholds` considers: 0.01, 0.02, ..., 0.99.
@@ -194,7 +203,7 @@ mod tests {
             false, false,
             true,  false,
         ];
-        let e = evaluate(&scores, &gold, &[0.5, 0.75]);
+        let e = evaluate(&scores, &gold, &[0.5, 0.75]).unwrap();
         // Label 0 at 0.5: predicted rows 0, 1, 4; gold rows 0, 2, 4 → tp 2, fp 1, fn 1.
         let l0 = e.per_label[0];
         assert_eq!(
@@ -224,7 +233,7 @@ mod tests {
 
     #[test]
     fn zero_division_is_zero() {
-        let e = evaluate(&[0.1, 0.2], &[false, false], &[0.5]);
+        let e = evaluate(&[0.1, 0.2], &[false, false], &[0.5]).unwrap();
         assert_eq!(
             (
                 e.per_label[0].precision,
@@ -246,5 +255,17 @@ mod tests {
         // Nothing learnable: F1 is 0 everywhere, so 0.5.
         let none = tune_thresholds(&[0.9, 0.8], &[false, false], 1)[0];
         assert_eq!((none.f1, none.threshold), (0.0, 0.5));
+    }
+
+    #[test]
+    fn disagreeing_lengths_are_errors_not_panics() {
+        for (scores, gold, thresholds) in [
+            (&[0.1f32, 0.2][..], &[true][..], &[0.5f32][..]),
+            (&[0.1, 0.2, 0.3], &[true, false, true], &[0.5, 0.5]),
+            (&[0.1], &[true], &[]),
+        ] {
+            let err = evaluate(scores, gold, thresholds).unwrap_err();
+            assert!(err.to_string().ends_with("disagree"), "{err}");
+        }
     }
 }

@@ -58,7 +58,7 @@ fn exported_linear_head_matches_in_memory_scores() {
         labels: LABELS.iter().map(|s| s.to_string()).collect(),
         metadata,
     };
-    let bytes = graph.to_onnx_bytes();
+    let bytes = graph.to_onnx_bytes().unwrap();
     let want = model.predict(&x, 600);
     for plan in [Plan::Decluttered, Plan::Optimized] {
         for fuse in [false, true] {
@@ -99,7 +99,7 @@ fn exported_mlp_head_runs_unfused() {
         labels: LABELS.iter().map(|s| s.to_string()).collect(),
         metadata: BTreeMap::new(),
     };
-    let head = Head::builder_from_bytes(graph.to_onnx_bytes(), "mlp")
+    let head = Head::builder_from_bytes(graph.to_onnx_bytes().unwrap(), "mlp")
         .expected_dim(Some(dim))
         .build()
         .unwrap();

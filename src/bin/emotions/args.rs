@@ -1,9 +1,15 @@
-//! Flags, parsed by clap, then validated into resolved configs the commands run from.
+//! Flags: clap's structs (the low-level arguments), then [`HiArgs`], what the commands run
+//! from. Turning one into the other is pure: it checks values and combinations and loads
+//! nothing, so a bad flag is reported before any model is read.
 
-use anyhow::{Context, bail};
-use clap::{Args, Parser, Subcommand};
-use emotions::{EncoderChoice, Thresholds};
+use anyhow::bail;
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use emotions::{EncoderChoice, EncoderOptions, PlanShapes};
+use emotions_train::{ClassWeight, TrainOptions};
 use std::path::PathBuf;
+
+/// More threads than this is a typo, and each costs a stack.
+pub const MAX_THREADS: u16 = 256;
 
 #[derive(Parser)]
 #[command(
@@ -12,13 +18,13 @@ use std::path::PathBuf;
     about = "go_emotions classifier: text or sentence embeddings in, 28 emotion labels out. No onnxruntime, no Python.",
     after_help = "Defaults compiled in: the all-MiniLM-L6-v2 int8 encoder and the default head (models/README.md)."
 )]
-pub struct Cli {
+pub struct LowArgs {
     #[command(subcommand)]
-    pub command: Command,
+    command: LowCommand,
 }
 
 #[derive(Subcommand)]
-pub enum Command {
+enum LowCommand {
     /// Classify texts or embeddings; writes one JSON line per input, in input order.
     Classify(ClassifyArgs),
     /// Embed texts; writes one JSON array per line, or an [N, D] .npy.
@@ -33,155 +39,249 @@ pub enum Command {
     Serve(ServeArgs),
 }
 
-pub fn parse() -> Cli {
-    Cli::parse()
-}
-
 /// Head and decision flags shared by the commands that classify.
 #[derive(Args, Clone)]
-pub struct HeadArgs {
+struct HeadArgs {
     /// Classifier head (ONNX). Default: the embedded default head (models/head). A head file's
     /// thresholds are thresholds.json beside it when present, else the model card's.
     #[arg(long, value_name = "PATH")]
-    pub model: Option<PathBuf>,
+    model: Option<PathBuf>,
     /// Per-label thresholds: {label: t} or an array in label order.
     #[arg(long, value_name = "PATH", conflicts_with_all = ["threshold", "top_k"])]
-    pub thresholds: Option<PathBuf>,
+    thresholds: Option<PathBuf>,
     /// One threshold for every label, in [0, 1].
     #[arg(long, value_name = "F", conflicts_with = "top_k")]
-    pub threshold: Option<f32>,
+    threshold: Option<f32>,
     /// Predict the K highest-scoring labels instead of thresholding.
     #[arg(long, value_name = "K")]
-    pub top_k: Option<usize>,
+    top_k: Option<usize>,
 }
 
 /// Where texts come from.
 #[derive(Args, Clone)]
-pub struct TextArgs {
+struct TextArgs {
     /// A text to classify; repeat for more.
     #[arg(long = "text", value_name = "TEXT")]
-    pub text: Vec<String>,
+    text: Vec<String>,
     /// One text per line, UTF-8; '-' reads stdin. An empty line is an empty text, not skipped.
     #[arg(long, value_name = "FILE", conflicts_with = "text")]
-    pub texts: Option<String>,
+    texts: Option<String>,
+}
+
+/// Encoder plans, as the command line names them.
+#[derive(Clone, Copy, ValueEnum)]
+enum PlansArg {
+    /// One plan for all shapes, no padding beyond each batch's longest text.
+    Symbolic,
+    /// One plan per batch size and length bucket; faster only for encoders whose projections
+    /// and attention the rewrites do not match.
+    Buckets,
 }
 
 /// Encoder flags.
 #[derive(Args, Clone)]
-pub struct EncoderArgs {
+struct EncoderArgs {
     /// Sentence-transformers folder (model.onnx, tokenizer.json, ...). Default: the embedded
     /// all-MiniLM-L6-v2 int8.
     #[arg(long, value_name = "DIR")]
-    pub encoder: Option<PathBuf>,
+    encoder: Option<PathBuf>,
     /// Texts per encoder forward pass.
-    #[arg(long, value_name = "N", default_value_t = 32)]
-    pub batch_size: usize,
-    /// Threads for tract's matrix products. Default: the number of cores.
-    #[arg(long, value_name = "N")]
-    pub threads: Option<usize>,
-    /// Encoder plans: "symbolic" (one plan for all shapes, no padding beyond each batch's
-    /// longest text) or "buckets" (one plan per batch size and length bucket; faster only for
-    /// encoders whose projections and attention the rewrites do not match).
-    #[arg(long, value_name = "MODE", default_value = "symbolic")]
-    pub plans: String,
-}
-
-impl EncoderArgs {
-    /// Loads the encoder these flags name.
-    fn load(&self) -> anyhow::Result<emotions::Encoder> {
-        self.apply_threads()?;
-        let options = self.options()?;
-        match &self.encoder {
-            Some(dir) => emotions::Encoder::from_dir_with(dir, options),
-            None => {
-                emotions::Encoder::from_files_with(emotions::defaults::encoder_files(), options)
-            }
-        }
-        .context("loading the encoder")
-    }
-
-    fn options(&self) -> anyhow::Result<emotions_encoder::EncoderOptions> {
-        if self.batch_size == 0 {
-            bail!("--batch-size must be at least 1");
-        }
-        let plans = match self.plans.as_str() {
-            "buckets" => emotions_encoder::PlanShapes::Buckets,
-            "symbolic" => emotions_encoder::PlanShapes::Symbolic,
-            other => bail!("--plans: expected buckets or symbolic, found '{other}'"),
-        };
-        Ok(emotions_encoder::EncoderOptions {
-            batch_size: self.batch_size,
-            plans,
-            workers: self.threads()?,
-        })
-    }
-
-    fn choice(&self) -> EncoderChoice {
-        match &self.encoder {
-            Some(dir) => EncoderChoice::Dir(dir.clone()),
-            None => EncoderChoice::Default,
-        }
-    }
-
-    fn threads(&self) -> anyhow::Result<usize> {
-        match self.threads {
-            Some(0) => bail!("--threads must be at least 1"),
-            Some(n) => Ok(n),
-            None => Ok(std::thread::available_parallelism().map_or(1, |n| n.get())),
-        }
-    }
-
-    /// A lone batch splits its matrix products across the threads; many batches run one per
-    /// thread instead.
-    fn apply_threads(&self) -> anyhow::Result<()> {
-        emotions_encoder::set_threads(self.threads()?);
-        Ok(())
-    }
-}
-
-/// Loads a classifier; every bad file is an error naming it.
-fn classifier(
-    head: &HeadArgs,
-    encoder: EncoderChoice,
-    enc: &EncoderArgs,
-) -> anyhow::Result<emotions::Classifier> {
-    let mut builder = emotions::Classifier::builder()
-        .encoder(encoder)
-        .encoder_options(enc.options()?);
-    if let Some(path) = &head.model {
-        builder = builder.head_path(path);
-    }
-    if let Some(path) = &head.thresholds {
-        builder = builder.thresholds(Thresholds::from_path(path)?);
-    }
-    if let Some(t) = head.threshold {
-        builder = builder.fixed_threshold(t);
-    }
-    if let Some(k) = head.top_k {
-        builder = builder.top_k(k);
-    }
-    let classifier = builder.build().context("loading the classifier")?;
-    for w in classifier.warnings() {
-        eprintln!("emotions: warning: {w}");
-    }
-    Ok(classifier)
+    #[arg(long, value_name = "N", default_value_t = 32,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    batch_size: u32,
+    /// Threads for the encoder and the head. Default: the number of cores.
+    #[arg(long, value_name = "N",
+          value_parser = clap::value_parser!(u16).range(1..=MAX_THREADS as i64))]
+    threads: Option<u16>,
+    /// Encoder plans.
+    #[arg(long, value_name = "MODE", value_enum, default_value_t = PlansArg::Symbolic)]
+    plans: PlansArg,
 }
 
 #[derive(Args)]
-pub struct ClassifyArgs {
+struct ClassifyArgs {
     #[command(flatten)]
-    pub texts: TextArgs,
+    texts: TextArgs,
     /// Embeddings instead of texts: .npy (f32 [N, D]) or JSON Lines (an array of D numbers, or
     /// an object with an "embedding" array, per line); '-' reads JSON Lines from stdin.
     #[arg(long, value_name = "FILE", conflicts_with_all = ["text", "texts", "encoder"])]
-    pub embeddings: Option<String>,
+    embeddings: Option<String>,
     /// Write the [N, 28] positive scores in label order to this .npy instead of JSON Lines.
     #[arg(long, value_name = "FILE.npy")]
-    pub output: Option<PathBuf>,
+    output: Option<PathBuf>,
     #[command(flatten)]
-    pub head: HeadArgs,
+    head: HeadArgs,
     #[command(flatten)]
-    pub encoder: EncoderArgs,
+    encoder: EncoderArgs,
+}
+
+#[derive(Args)]
+struct EmbedArgs {
+    #[command(flatten)]
+    texts: TextArgs,
+    /// Write an [N, D] f32 .npy instead of JSON Lines.
+    #[arg(long, value_name = "FILE.npy")]
+    output: Option<PathBuf>,
+    #[command(flatten)]
+    encoder: EncoderArgs,
+}
+
+/// A labelled split and where its embeddings come from.
+#[derive(Args)]
+struct SplitArgs {
+    /// A go_emotions split: text<TAB>label ids<TAB>id per line.
+    #[arg(long, value_name = "FILE.tsv")]
+    split: PathBuf,
+    /// Precomputed embeddings row-aligned with the split (from `emotions embed`); otherwise the
+    /// encoder computes them, cached in --cache.
+    #[arg(long, value_name = "FILE")]
+    embeddings: Option<String>,
+    /// Where computed embeddings are cached, keyed by the encoder's model and the texts.
+    #[arg(long, value_name = "DIR", default_value = ".emotions-cache")]
+    cache: PathBuf,
+    #[command(flatten)]
+    encoder: EncoderArgs,
+}
+
+/// Class weighting, as the command line names it.
+#[derive(Clone, Copy, ValueEnum)]
+enum ClassWeightArg {
+    /// Every sample weighs 1.
+    None,
+    /// n / (2 n_class) per class.
+    Balanced,
+}
+
+#[derive(Args)]
+struct TrainArgs {
+    #[command(flatten)]
+    data: SplitArgs,
+    /// Where to write the head (ONNX, the model card's format).
+    #[arg(long, value_name = "FILE.onnx")]
+    output: PathBuf,
+    /// Inverse L2 strength (scikit-learn's C): one value, or 28 comma-separated in label order.
+    #[arg(long, value_name = "C", default_value = "1")]
+    c: String,
+    /// Class weighting.
+    #[arg(long, value_name = "W", value_enum, default_value_t = ClassWeightArg::None)]
+    class_weight: ClassWeightArg,
+    /// L-BFGS iterations per label at most.
+    #[arg(long, value_name = "N", default_value_t = 1000,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    max_iter: u32,
+    /// Stop when the largest gradient component is at most this.
+    #[arg(long, value_name = "F", default_value_t = 1e-6)]
+    tol: f64,
+    /// Labels fitted in parallel; the result does not depend on it. Default: the number of cores.
+    #[arg(long, value_name = "N",
+          value_parser = clap::value_parser!(u16).range(1..=MAX_THREADS as i64))]
+    jobs: Option<u16>,
+    /// The encoder name recorded in the head's metadata. Default: the encoder's.
+    #[arg(long, value_name = "NAME")]
+    encoder_name: Option<String>,
+}
+
+#[derive(Args)]
+struct TuneArgs {
+    #[command(flatten)]
+    data: SplitArgs,
+    /// The head to tune. Default: the embedded default head.
+    #[arg(long, value_name = "PATH")]
+    model: Option<PathBuf>,
+    /// Where to write thresholds.json.
+    #[arg(long, value_name = "FILE")]
+    output: PathBuf,
+    /// Also tune on out-of-fold scores of this training split: refit the head --folds times
+    /// with the options its metadata records, each time scoring the rows left out.
+    #[arg(long, value_name = "FILE.tsv")]
+    cv_split: Option<PathBuf>,
+    /// Precomputed embeddings row-aligned with --cv-split.
+    #[arg(long, value_name = "FILE", requires = "cv_split")]
+    cv_embeddings: Option<String>,
+    /// Folds for --cv-split.
+    #[arg(long, value_name = "K", default_value_t = 5,
+          value_parser = clap::value_parser!(u16).range(2..))]
+    folds: u16,
+    /// Labels fitted in parallel for --cv-split. Default: the number of cores.
+    #[arg(long, value_name = "N",
+          value_parser = clap::value_parser!(u16).range(1..=MAX_THREADS as i64))]
+    jobs: Option<u16>,
+}
+
+#[derive(Args)]
+struct EvalArgs {
+    #[command(flatten)]
+    data: SplitArgs,
+    #[command(flatten)]
+    head: HeadArgs,
+    /// Print JSON instead of tables.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Args)]
+struct ServeArgs {
+    /// Address to listen on.
+    #[arg(long, value_name = "HOST:PORT", default_value = "127.0.0.1:8080")]
+    addr: String,
+    /// Texts or embedding rows per request at most.
+    #[arg(long, value_name = "N", default_value_t = 64, value_parser = at_least_one)]
+    max_inputs: usize,
+    /// Characters per text at most; longer texts are cut (the encoder truncates to its
+    /// max_seq_length tokens in any case).
+    #[arg(long, value_name = "N", default_value_t = 10_000, value_parser = at_least_one)]
+    max_text_chars: usize,
+    /// Request body size at most.
+    #[arg(long, value_name = "BYTES", default_value_t = 1 << 20, value_parser = at_least_one)]
+    max_body_bytes: usize,
+    /// Requests in flight at once; more get 429.
+    #[arg(long, value_name = "N", default_value_t = 64, value_parser = at_least_one)]
+    max_concurrent: usize,
+    /// Texts per encoder call when batching concurrent requests.
+    #[arg(long, value_name = "N", default_value_t = 64, value_parser = at_least_one)]
+    max_batch: usize,
+    /// How long to wait for more requests to batch, in milliseconds.
+    #[arg(long, value_name = "MS", default_value_t = 2)]
+    batch_wait_ms: u64,
+    #[command(flatten)]
+    head: HeadArgs,
+    #[command(flatten)]
+    encoder: EncoderArgs,
+}
+
+/// A count flag of at least 1.
+fn at_least_one(s: &str) -> Result<usize, String> {
+    match s.parse::<usize>() {
+        Ok(0) => Err("must be at least 1".into()),
+        Ok(n) => Ok(n),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+/// The command to run, its flags checked.
+pub enum HiArgs {
+    Classify(ClassifyPlan),
+    Embed(EmbedPlan),
+    Train(TrainPlan),
+    Tune(TunePlan),
+    Eval(EvalPlan),
+    Serve(ServePlan),
+}
+
+/// Which encoder, with what options and threads.
+#[derive(Clone)]
+pub struct EncoderSpec {
+    pub choice: EncoderChoice,
+    pub options: EncoderOptions,
+    pub threads: usize,
+}
+
+/// Which head, and how it decides.
+pub struct HeadSpec {
+    pub model: Option<PathBuf>,
+    pub thresholds: Option<PathBuf>,
+    pub threshold: Option<f32>,
+    pub top_k: Option<usize>,
 }
 
 /// What `classify` and `embed` read.
@@ -189,6 +289,219 @@ pub enum Input {
     Embeddings(String),
     Texts(Vec<String>),
     TextsFile(String),
+}
+
+pub struct ClassifyPlan {
+    pub input: Input,
+    pub output: Option<PathBuf>,
+    pub head: HeadSpec,
+    pub encoder: EncoderSpec,
+}
+
+pub struct EmbedPlan {
+    pub input: Input,
+    pub output: Option<PathBuf>,
+    pub encoder: EncoderSpec,
+}
+
+/// A labelled split, and where its embeddings come from.
+pub struct SplitSpec {
+    pub split: PathBuf,
+    pub embeddings: Option<String>,
+    pub cache: PathBuf,
+}
+
+pub struct TrainPlan {
+    pub data: SplitSpec,
+    pub encoder: EncoderSpec,
+    pub output: PathBuf,
+    pub options: TrainOptions,
+    /// Recorded in the head's metadata; `None` for the encoder's own name.
+    pub encoder_name: Option<String>,
+}
+
+pub struct TunePlan {
+    pub data: SplitSpec,
+    pub encoder: EncoderSpec,
+    pub model: Option<PathBuf>,
+    pub output: PathBuf,
+    /// A training split whose out-of-fold scores join the tuning rows, and the fold count.
+    pub cross_validate: Option<(SplitSpec, usize)>,
+    pub jobs: usize,
+}
+
+pub struct EvalPlan {
+    pub data: SplitSpec,
+    pub encoder: EncoderSpec,
+    pub head: HeadSpec,
+    pub json: bool,
+}
+
+pub struct ServePlan {
+    pub addr: std::net::SocketAddr,
+    pub server: emotions_server::ServerConfig,
+    pub head: HeadSpec,
+    pub encoder: EncoderSpec,
+}
+
+/// Parses the command line (clap reports bad flags and exits) and checks what clap cannot.
+pub fn parse() -> anyhow::Result<HiArgs> {
+    HiArgs::from_low(LowArgs::parse())
+}
+
+fn cores() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
+impl HiArgs {
+    pub fn from_low(low: LowArgs) -> anyhow::Result<HiArgs> {
+        Ok(match low.command {
+            LowCommand::Classify(a) => {
+                check_npy_output(&a.output)?;
+                let encoder = a.encoder.spec();
+                let (input, encoder) = match (a.embeddings, Input::from_text_args(a.texts)) {
+                    (Some(path), _) => (
+                        Input::Embeddings(path),
+                        EncoderSpec {
+                            choice: EncoderChoice::None,
+                            ..encoder
+                        },
+                    ),
+                    (None, Some(input)) => (input, encoder),
+                    (None, None) => bail!(
+                        "nothing to classify: give --text TEXT, --texts FILE or --embeddings FILE"
+                    ),
+                };
+                HiArgs::Classify(ClassifyPlan {
+                    input,
+                    output: a.output,
+                    head: a.head.spec(),
+                    encoder,
+                })
+            }
+            LowCommand::Embed(a) => {
+                check_npy_output(&a.output)?;
+                let Some(input) = Input::from_text_args(a.texts) else {
+                    bail!("nothing to embed: give --text TEXT or --texts FILE");
+                };
+                HiArgs::Embed(EmbedPlan {
+                    input,
+                    output: a.output,
+                    encoder: a.encoder.spec(),
+                })
+            }
+            LowCommand::Train(a) => {
+                let options = TrainOptions {
+                    c: parse_c(&a.c)?,
+                    class_weight: match a.class_weight {
+                        ClassWeightArg::None => ClassWeight::None,
+                        ClassWeightArg::Balanced => ClassWeight::Balanced,
+                    },
+                    max_iter: a.max_iter as usize,
+                    tol: a.tol,
+                    jobs: a.jobs.map_or_else(cores, usize::from),
+                    ..Default::default()
+                };
+                if !(a.tol.is_finite() && a.tol >= 0.0) {
+                    bail!("--tol: must be a finite number >= 0, found {}", a.tol);
+                }
+                HiArgs::Train(TrainPlan {
+                    encoder: a.data.encoder.spec(),
+                    data: a.data.spec(),
+                    output: a.output,
+                    options,
+                    encoder_name: a.encoder_name,
+                })
+            }
+            LowCommand::Tune(a) => HiArgs::Tune(TunePlan {
+                encoder: a.data.encoder.spec(),
+                cross_validate: a.cv_split.map(|split| {
+                    (
+                        SplitSpec {
+                            split,
+                            embeddings: a.cv_embeddings,
+                            cache: a.data.cache.clone(),
+                        },
+                        a.folds as usize,
+                    )
+                }),
+                data: a.data.spec(),
+                model: a.model,
+                output: a.output,
+                jobs: a.jobs.map_or_else(cores, usize::from),
+            }),
+            LowCommand::Eval(a) => HiArgs::Eval(EvalPlan {
+                encoder: a.data.encoder.spec(),
+                data: a.data.spec(),
+                head: a.head.spec(),
+                json: a.json,
+            }),
+            LowCommand::Serve(a) => {
+                use std::net::ToSocketAddrs;
+                let addr = a
+                    .addr
+                    .to_socket_addrs()
+                    .map_err(|e| anyhow::anyhow!("--addr {}: expected HOST:PORT: {e}", a.addr))?
+                    .next()
+                    .ok_or_else(|| anyhow::anyhow!("--addr {}: no address", a.addr))?;
+                HiArgs::Serve(ServePlan {
+                    addr,
+                    server: emotions_server::ServerConfig {
+                        max_inputs: a.max_inputs,
+                        max_text_chars: a.max_text_chars,
+                        max_body_bytes: a.max_body_bytes,
+                        max_concurrent: a.max_concurrent,
+                        max_batch: a.max_batch,
+                        batch_wait: std::time::Duration::from_millis(a.batch_wait_ms),
+                    },
+                    head: a.head.spec(),
+                    encoder: a.encoder.spec(),
+                })
+            }
+        })
+    }
+}
+
+impl EncoderArgs {
+    fn spec(&self) -> EncoderSpec {
+        let threads = self.threads.map_or_else(cores, usize::from);
+        EncoderSpec {
+            choice: match &self.encoder {
+                Some(dir) => EncoderChoice::Dir(dir.clone()),
+                None => EncoderChoice::Default,
+            },
+            options: EncoderOptions {
+                batch_size: self.batch_size as usize,
+                plans: match self.plans {
+                    PlansArg::Symbolic => PlanShapes::Symbolic,
+                    PlansArg::Buckets => PlanShapes::Buckets,
+                },
+                workers: threads,
+            },
+            threads,
+        }
+    }
+}
+
+impl HeadArgs {
+    fn spec(self) -> HeadSpec {
+        HeadSpec {
+            model: self.model,
+            thresholds: self.thresholds,
+            threshold: self.threshold,
+            top_k: self.top_k,
+        }
+    }
+}
+
+impl SplitArgs {
+    fn spec(self) -> SplitSpec {
+        SplitSpec {
+            split: self.split,
+            embeddings: self.embeddings,
+            cache: self.cache,
+        }
+    }
 }
 
 impl Input {
@@ -199,21 +512,6 @@ impl Input {
             (None, true) => None,
         }
     }
-
-    /// The texts, read now; errors name the file and line.
-    pub fn texts(self) -> anyhow::Result<Vec<String>> {
-        match self {
-            Input::Texts(t) => Ok(t),
-            Input::TextsFile(path) => Ok(emotions_io::read_texts_path(&path)?),
-            Input::Embeddings(_) => unreachable!("resolved configs never ask embeddings for texts"),
-        }
-    }
-}
-
-pub struct ClassifyConfig {
-    pub input: Input,
-    pub output: Option<PathBuf>,
-    pub classifier: emotions::Classifier,
 }
 
 fn check_npy_output(out: &Option<PathBuf>) -> anyhow::Result<()> {
@@ -227,327 +525,75 @@ fn check_npy_output(out: &Option<PathBuf>) -> anyhow::Result<()> {
     Ok(())
 }
 
-impl ClassifyArgs {
-    pub fn resolve(self) -> anyhow::Result<ClassifyConfig> {
-        check_npy_output(&self.output)?;
-        let (input, encoder) = match (self.embeddings, Input::from_text_args(self.texts)) {
-            (Some(path), _) => (Input::Embeddings(path), EncoderChoice::None),
-            (None, Some(input)) => (input, self.encoder.choice()),
-            (None, None) => {
-                bail!("nothing to classify: give --text TEXT, --texts FILE or --embeddings FILE")
-            }
-        };
-        self.encoder.apply_threads()?;
-        Ok(ClassifyConfig {
-            input,
-            output: self.output,
-            classifier: classifier(&self.head, encoder, &self.encoder)?,
+/// `--c`: one positive value, or one per label.
+fn parse_c(text: &str) -> anyhow::Result<Vec<f64>> {
+    let c: Vec<f64> = text
+        .split(',')
+        .map(|v| {
+            v.trim()
+                .parse::<f64>()
+                .map_err(|_| anyhow::anyhow!("--c: '{v}' is not a number"))
         })
+        .collect::<anyhow::Result<_>>()?;
+    if c.len() != 1 && c.len() != emotions::NUM_LABELS {
+        bail!(
+            "--c: expected 1 or {} values, found {}",
+            emotions::NUM_LABELS,
+            c.len()
+        );
     }
-}
-
-#[derive(Args)]
-pub struct EmbedArgs {
-    #[command(flatten)]
-    pub texts: TextArgs,
-    /// Write an [N, D] f32 .npy instead of JSON Lines.
-    #[arg(long, value_name = "FILE.npy")]
-    pub output: Option<PathBuf>,
-    #[command(flatten)]
-    pub encoder: EncoderArgs,
-}
-
-pub struct EmbedConfig {
-    pub input: Input,
-    pub output: Option<PathBuf>,
-    pub encoder: emotions::Encoder,
-}
-
-impl EmbedArgs {
-    pub fn resolve(self) -> anyhow::Result<EmbedConfig> {
-        check_npy_output(&self.output)?;
-        let Some(input) = Input::from_text_args(self.texts) else {
-            bail!("nothing to embed: give --text TEXT or --texts FILE");
-        };
-        Ok(EmbedConfig {
-            input,
-            output: self.output,
-            encoder: self.encoder.load()?,
-        })
+    if let Some(bad) = c.iter().find(|v| !(v.is_finite() && **v > 0.0)) {
+        bail!("--c: must be positive, found {bad}");
     }
+    Ok(c)
 }
 
-/// A labelled split and where its embeddings come from.
-#[derive(Args)]
-pub struct SplitArgs {
-    /// A go_emotions split: text<TAB>label ids<TAB>id per line.
-    #[arg(long, value_name = "FILE.tsv")]
-    pub split: PathBuf,
-    /// Precomputed embeddings row-aligned with the split (from `emotions embed`); otherwise the
-    /// encoder computes them, cached in --cache.
-    #[arg(long, value_name = "FILE")]
-    pub embeddings: Option<String>,
-    /// Where computed embeddings are cached, keyed by encoder and texts.
-    #[arg(long, value_name = "DIR", default_value = ".emotions-cache")]
-    pub cache: PathBuf,
-    #[command(flatten)]
-    pub encoder: EncoderArgs,
-}
+#[cfg(test)]
+mod tests {
+    use super::*;
 
-impl SplitArgs {
-    fn load(&self) -> anyhow::Result<crate::training::Split> {
-        use crate::training::{EmbeddingSource, Split};
-        match &self.embeddings {
-            Some(file) => Split::load(&self.split, EmbeddingSource::File(file)),
-            None => {
-                let encoder = self.encoder.load()?;
-                Split::load(
-                    &self.split,
-                    EmbeddingSource::Encoder {
-                        encoder: &encoder,
-                        cache: &self.cache,
-                    },
-                )
-            }
+    fn hi(args: &[&str]) -> Result<HiArgs, String> {
+        let low = LowArgs::try_parse_from(std::iter::once("emotions").chain(args.iter().copied()))
+            .map_err(|e| e.to_string())?;
+        HiArgs::from_low(low).map_err(|e| e.to_string())
+    }
+
+    fn err(args: &[&str]) -> String {
+        match hi(args) {
+            Ok(_) => panic!("{args:?} parsed"),
+            Err(e) => e,
         }
     }
-}
 
-#[derive(Args)]
-pub struct TrainArgs {
-    #[command(flatten)]
-    pub data: SplitArgs,
-    /// Where to write the head (ONNX, the model card's format).
-    #[arg(long, value_name = "FILE.onnx")]
-    pub output: PathBuf,
-    /// Inverse L2 strength (scikit-learn's C): one value, or 28 comma-separated in label order.
-    #[arg(long, value_name = "C", default_value = "1")]
-    pub c: String,
-    /// none, or balanced (n / (2 n_class) per class).
-    #[arg(long, value_name = "W", default_value = "none")]
-    pub class_weight: String,
-    /// L-BFGS iterations per label at most.
-    #[arg(long, value_name = "N", default_value_t = 1000)]
-    pub max_iter: usize,
-    /// Stop when the largest gradient component is at most this.
-    #[arg(long, value_name = "F", default_value_t = 1e-6)]
-    pub tol: f64,
-    /// Labels fitted in parallel; the result does not depend on it. Default: the number of cores.
-    #[arg(long, value_name = "N")]
-    pub jobs: Option<usize>,
-    /// The encoder name recorded in the head's metadata. Default: the encoder's.
-    #[arg(long, value_name = "NAME")]
-    pub encoder_name: Option<String>,
-}
-
-impl TrainArgs {
-    pub fn resolve(self) -> anyhow::Result<crate::training::TrainConfig> {
-        let c: Vec<f64> = self
-            .c
-            .split(',')
-            .map(|v| {
-                v.trim()
-                    .parse::<f64>()
-                    .map_err(|_| anyhow::anyhow!("--c: '{v}' is not a number"))
-            })
-            .collect::<anyhow::Result<_>>()?;
-        if c.len() != 1 && c.len() != emotions::NUM_LABELS {
-            bail!(
-                "--c: expected 1 or {} values, found {}",
-                emotions::NUM_LABELS,
-                c.len()
-            );
-        }
-        if let Some(bad) = c.iter().find(|v| !(v.is_finite() && **v > 0.0)) {
-            bail!("--c: must be positive, found {bad}");
-        }
-        let jobs = self
-            .jobs
-            .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
-        if jobs == 0 {
-            bail!("--jobs must be at least 1");
-        }
-        let options = emotions_train::TrainOptions {
-            c,
-            class_weight: crate::training::parse_class_weight(&self.class_weight)?,
-            max_iter: self.max_iter,
-            tol: self.tol,
-            jobs,
-            ..Default::default()
-        };
-        let encoder_name =
-            self.encoder_name
-                .clone()
-                .unwrap_or_else(|| match &self.data.encoder.encoder {
-                    Some(dir) => dir.file_name().map_or(dir.display().to_string(), |n| {
-                        n.to_string_lossy().into_owned()
-                    }),
-                    None => emotions::defaults::ENCODER_NAME.to_string(),
-                });
-        Ok(crate::training::TrainConfig {
-            split: self.data.load()?,
-            output: self.output,
-            options,
-            encoder_name,
-        })
+    #[test]
+    fn ranges_and_enums_are_checked_while_parsing() {
+        let tune = ["tune", "--split", "d.tsv", "--output", "t.json"];
+        assert!(err(&[&tune[..], &["--folds", "1"]].concat()).contains("--folds"));
+        assert!(err(&["embed", "--text", "x", "--threads", "0"]).contains("--threads"));
+        let e = err(&["embed", "--text", "x", "--threads", "100000"]);
+        assert!(e.contains("--threads") && e.contains("256"), "{e}");
+        assert!(err(&["embed", "--text", "x", "--batch-size", "0"]).contains("--batch-size"));
+        let e = err(&["embed", "--text", "x", "--plans", "many"]);
+        assert!(e.contains("buckets") && e.contains("symbolic"), "{e}");
+        let train = ["train", "--split", "t.tsv", "--output", "h.onnx"];
+        let e = err(&[&train[..], &["--class-weight", "heavy"]].concat());
+        assert!(e.contains("none") && e.contains("balanced"), "{e}");
+        assert!(err(&[&train[..], &["--c", "1,2"]].concat()).contains("expected 1 or 28"));
+        assert!(err(&["serve", "--max-batch", "0"]).contains("at least 1"));
+        assert!(err(&["classify"]).contains("nothing to classify"));
+        assert!(err(&["embed", "--text", "x", "--output", "e.txt"]).contains(".npy"));
     }
-}
 
-#[derive(Args)]
-pub struct TuneArgs {
-    #[command(flatten)]
-    pub data: SplitArgs,
-    /// The head to tune. Default: the embedded default head.
-    #[arg(long, value_name = "PATH")]
-    pub model: Option<PathBuf>,
-    /// Where to write thresholds.json.
-    #[arg(long, value_name = "FILE")]
-    pub output: PathBuf,
-    /// Also tune on out-of-fold scores of this training split: refit the head --folds times
-    /// with the options its metadata records, each time scoring the rows left out.
-    #[arg(long, value_name = "FILE.tsv")]
-    pub cv_split: Option<PathBuf>,
-    /// Precomputed embeddings row-aligned with --cv-split.
-    #[arg(long, value_name = "FILE", requires = "cv_split")]
-    pub cv_embeddings: Option<String>,
-    /// Folds for --cv-split.
-    #[arg(long, value_name = "K", default_value_t = 5)]
-    pub folds: usize,
-    /// Labels fitted in parallel for --cv-split. Default: the number of cores.
-    #[arg(long, value_name = "N")]
-    pub jobs: Option<usize>,
-}
-
-impl TuneArgs {
-    pub fn resolve(self) -> anyhow::Result<crate::training::TuneConfig> {
-        let head = HeadArgs {
-            model: self.model,
-            thresholds: None,
-            threshold: None,
-            top_k: None,
+    #[test]
+    fn threads_reach_the_encoder_workers_and_the_head() {
+        let Ok(HiArgs::Classify(plan)) = hi(&["classify", "--text", "x", "--threads", "3"]) else {
+            panic!("classify did not parse");
         };
-        let classifier = classifier(&head, EncoderChoice::None, &self.data.encoder)?;
-        if self.folds < 2 {
-            bail!("--folds must be at least 2");
-        }
-        let jobs = self
-            .jobs
-            .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
-            .max(1);
-        let cross_validate = match &self.cv_split {
-            Some(path) => {
-                let cv = SplitArgs {
-                    split: path.clone(),
-                    embeddings: self.cv_embeddings.clone(),
-                    cache: self.data.cache.clone(),
-                    encoder: self.data.encoder.clone(),
-                };
-                Some((cv.load()?, self.folds))
-            }
-            None => None,
+        assert_eq!(plan.encoder.threads, 3);
+        assert_eq!(plan.encoder.options.workers, 3);
+        let Ok(HiArgs::Classify(plan)) = hi(&["classify", "--embeddings", "e.npy"]) else {
+            panic!("classify did not parse");
         };
-        Ok(crate::training::TuneConfig {
-            split: self.data.load()?,
-            classifier,
-            output: self.output,
-            cross_validate,
-            jobs,
-        })
-    }
-}
-
-#[derive(Args)]
-pub struct EvalArgs {
-    #[command(flatten)]
-    pub data: SplitArgs,
-    #[command(flatten)]
-    pub head: HeadArgs,
-    /// Print JSON instead of tables.
-    #[arg(long)]
-    pub json: bool,
-}
-
-impl EvalArgs {
-    pub fn resolve(self) -> anyhow::Result<crate::training::EvalConfig> {
-        let classifier = classifier(&self.head, EncoderChoice::None, &self.data.encoder)?;
-        Ok(crate::training::EvalConfig {
-            split: self.data.load()?,
-            classifier,
-            json: self.json,
-        })
-    }
-}
-
-#[derive(Args)]
-pub struct ServeArgs {
-    /// Address to listen on.
-    #[arg(long, value_name = "HOST:PORT", default_value = "127.0.0.1:8080")]
-    pub addr: String,
-    /// Texts or embedding rows per request at most.
-    #[arg(long, value_name = "N", default_value_t = 64)]
-    pub max_inputs: usize,
-    /// Characters per text at most; longer texts are cut (the encoder truncates to its
-    /// max_seq_length tokens in any case).
-    #[arg(long, value_name = "N", default_value_t = 10_000)]
-    pub max_text_chars: usize,
-    /// Request body size at most.
-    #[arg(long, value_name = "BYTES", default_value_t = 1 << 20)]
-    pub max_body_bytes: usize,
-    /// Requests in flight at once; more get 429.
-    #[arg(long, value_name = "N", default_value_t = 64)]
-    pub max_concurrent: usize,
-    /// Texts per encoder call when batching concurrent requests.
-    #[arg(long, value_name = "N", default_value_t = 64)]
-    pub max_batch: usize,
-    /// How long to wait for more requests to batch, in milliseconds.
-    #[arg(long, value_name = "MS", default_value_t = 2)]
-    pub batch_wait_ms: u64,
-    #[command(flatten)]
-    pub head: HeadArgs,
-    #[command(flatten)]
-    pub encoder: EncoderArgs,
-}
-
-pub struct ServeConfig {
-    pub addr: std::net::SocketAddr,
-    pub server: emotions_server::ServerConfig,
-    pub classifier: emotions::Classifier,
-}
-
-impl ServeArgs {
-    pub fn resolve(self) -> anyhow::Result<ServeConfig> {
-        use std::net::ToSocketAddrs;
-        let addr = self
-            .addr
-            .to_socket_addrs()
-            .with_context(|| format!("--addr {}: expected HOST:PORT", self.addr))?
-            .next()
-            .with_context(|| format!("--addr {}: no address", self.addr))?;
-        for (flag, v) in [
-            ("--max-inputs", self.max_inputs),
-            ("--max-text-chars", self.max_text_chars),
-            ("--max-body-bytes", self.max_body_bytes),
-            ("--max-concurrent", self.max_concurrent),
-            ("--max-batch", self.max_batch),
-        ] {
-            if v == 0 {
-                bail!("{flag} must be at least 1");
-            }
-        }
-        let server = emotions_server::ServerConfig {
-            max_inputs: self.max_inputs,
-            max_text_chars: self.max_text_chars,
-            max_body_bytes: self.max_body_bytes,
-            max_concurrent: self.max_concurrent,
-            max_batch: self.max_batch,
-            batch_wait: std::time::Duration::from_millis(self.batch_wait_ms),
-        };
-        self.encoder.apply_threads()?;
-        let classifier = classifier(&self.head, self.encoder.choice(), &self.encoder)?;
-        Ok(ServeConfig {
-            addr,
-            server,
-            classifier,
-        })
+        assert!(matches!(plan.encoder.choice, EncoderChoice::None));
     }
 }

@@ -1,23 +1,27 @@
-//! The `emotions` command line: a thin layer over the library crates.
+//! The `emotions` command line: a thin layer over the library crates. Flags are parsed and
+//! checked first (`args`), then models and data are loaded (`load`), then a command runs.
+
+#![forbid(unsafe_code)]
 
 use std::io::Write;
 use std::process::ExitCode;
 
 mod args;
 mod classify;
+mod load;
+mod output;
 mod serve;
 mod training;
 
 fn main() -> ExitCode {
-    let cli = args::parse();
-    let result = match cli.command {
-        args::Command::Classify(a) => a.resolve().and_then(classify::classify),
-        args::Command::Embed(a) => a.resolve().and_then(classify::embed),
-        args::Command::Train(a) => a.resolve().and_then(training::train),
-        args::Command::Tune(a) => a.resolve().and_then(training::tune),
-        args::Command::Eval(a) => a.resolve().and_then(training::eval),
-        args::Command::Serve(a) => a.resolve().and_then(serve::serve),
-    };
+    let result = args::parse().and_then(|command| match command {
+        args::HiArgs::Classify(plan) => classify::classify(plan),
+        args::HiArgs::Embed(plan) => classify::embed(plan),
+        args::HiArgs::Train(plan) => training::train(plan),
+        args::HiArgs::Tune(plan) => training::tune(plan),
+        args::HiArgs::Eval(plan) => training::eval(plan),
+        args::HiArgs::Serve(plan) => serve::serve(plan),
+    });
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) if is_broken_pipe(&err) => ExitCode::SUCCESS,

@@ -1,26 +1,28 @@
 //! `emotions serve`: the HTTP server on a tokio runtime, stopped by SIGTERM or Ctrl-C.
 
-use crate::args::ServeConfig;
+use crate::args::ServePlan;
+use crate::load;
 use anyhow::Context;
 use std::sync::Arc;
 
-pub fn serve(config: ServeConfig) -> anyhow::Result<()> {
+pub fn serve(plan: ServePlan) -> anyhow::Result<()> {
+    let classifier = load::classifier(&plan.head, &plan.encoder)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .context("starting the async runtime")?;
     runtime.block_on(async move {
-        let listener = tokio::net::TcpListener::bind(config.addr)
+        let listener = tokio::net::TcpListener::bind(plan.addr)
             .await
-            .with_context(|| format!("binding {}", config.addr))?;
+            .with_context(|| format!("binding {}", plan.addr))?;
         let local = listener.local_addr()?;
         eprintln!(
             "emotions: serving on http://{local} (POST /classify, GET /labels /health /metrics)"
         );
         emotions_server::serve(
             listener,
-            Arc::new(config.classifier),
-            config.server,
+            Arc::new(classifier),
+            plan.server,
             shutdown_signal(),
         )
         .await

@@ -17,7 +17,7 @@ use tract_onnx::tract_core::ops::binary::TypedBinOp;
 use tract_onnx::tract_core::ops::einsum::EinSum;
 use tract_onnx::tract_core::ops::math::Add;
 
-use crate::pattern::sole_successor;
+use super::pattern::sole_successor;
 
 /// Tokens per matmul the kernel is chosen for: a batch of 32 texts of 24 tokens.
 const TYPICAL_TOKENS: usize = 768;

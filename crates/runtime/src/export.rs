@@ -1,10 +1,11 @@
-//! Writes trained heads as ONNX in the model card's format, with the protobuf types tract-onnx
+//! Writes heads as ONNX in the model card's format, with the protobuf types tract-onnx
 //! itself reads (prost), never from a template.
 //!
 //! Graph: input `logits` f32 `[N, D]` → MatMul `[D, K]` → Add bias → Sigmoid → per label
 //! Slice its column → `[1 - p, p]` by Sub and Concat → output `[N, 2]` named by the label.
 //! For an MLP head, a hidden layer (MatMul, Add, Relu) comes first.
 
+use crate::RuntimeError;
 use prost::Message;
 use std::collections::BTreeMap;
 use tract_onnx::pb;
@@ -85,13 +86,10 @@ fn value_info(name: &str, dims: &[Result<usize, &str>]) -> pb::ValueInfoProto {
 }
 
 impl HeadGraph {
-    /// The serialised ONNX model.
-    ///
-    /// # Panics
-    /// If layer shapes disagree with each other or with `labels`; trainers build them consistently.
-    pub fn to_onnx_bytes(&self) -> Vec<u8> {
-        let k = self.labels.len();
-        assert_eq!(self.output.outputs, k, "one output unit per label");
+    /// The serialised ONNX model, or an error when the layers' shapes disagree with each other
+    /// or with `labels`.
+    pub fn to_onnx_bytes(&self) -> Result<Vec<u8>, RuntimeError> {
+        self.check_shapes()?;
         let dim = self
             .hidden
             .as_ref()
@@ -100,10 +98,6 @@ impl HeadGraph {
         let mut nodes = vec![];
         let mut x = "logits".to_string();
         if let Some(h) = &self.hidden {
-            assert_eq!(
-                h.outputs, self.output.inputs,
-                "hidden width feeds the output layer"
-            );
             init.push(tensor_f32(
                 "hidden.weight",
                 &[h.inputs, h.outputs],
@@ -180,6 +174,95 @@ impl HeadGraph {
                 .collect(),
             ..Default::default()
         };
-        model.encode_to_vec()
+        Ok(model.encode_to_vec())
+    }
+
+    fn check_shapes(&self) -> Result<(), RuntimeError> {
+        let bad = |m: String| Err(RuntimeError::Export(m));
+        for (name, d) in std::iter::once(("output", &self.output))
+            .chain(self.hidden.as_ref().map(|h| ("hidden", h)))
+        {
+            if d.weights.len() != d.inputs * d.outputs || d.bias.len() != d.outputs {
+                return bad(format!(
+                    "the {name} layer is {}x{} but has {} weights and {} biases",
+                    d.inputs,
+                    d.outputs,
+                    d.weights.len(),
+                    d.bias.len()
+                ));
+            }
+        }
+        if self.output.outputs != self.labels.len() {
+            return bad(format!(
+                "{} output units for {} labels",
+                self.output.outputs,
+                self.labels.len()
+            ));
+        }
+        if let Some(h) = &self.hidden
+            && h.outputs != self.output.inputs
+        {
+            return bad(format!(
+                "the hidden layer has {} units but the output layer takes {}",
+                h.outputs, self.output.inputs
+            ));
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn dense(inputs: usize, outputs: usize) -> Dense {
+        Dense {
+            inputs,
+            outputs,
+            weights: vec![0.5; inputs * outputs],
+            bias: vec![0.0; outputs],
+        }
+    }
+
+    #[test]
+    fn mismatched_shapes_are_errors_not_panics() {
+        let labels: Vec<String> = ["a", "b"].map(String::from).to_vec();
+        let ok = HeadGraph {
+            hidden: Some(dense(4, 3)),
+            output: dense(3, 2),
+            labels: labels.clone(),
+            metadata: BTreeMap::new(),
+        };
+        assert!(ok.to_onnx_bytes().is_ok());
+        let cases = [
+            (
+                HeadGraph {
+                    output: dense(3, 3),
+                    ..ok.clone()
+                },
+                "3 output units for 2 labels",
+            ),
+            (
+                HeadGraph {
+                    hidden: Some(dense(4, 5)),
+                    ..ok.clone()
+                },
+                "the hidden layer has 5 units but the output layer takes 3",
+            ),
+            (
+                HeadGraph {
+                    output: Dense {
+                        bias: vec![0.0],
+                        ..dense(3, 2)
+                    },
+                    ..ok.clone()
+                },
+                "the output layer is 3x2 but has 6 weights and 1 biases",
+            ),
+        ];
+        for (graph, want) in cases {
+            let err = graph.to_onnx_bytes().unwrap_err();
+            assert!(err.to_string().ends_with(want), "{err}");
+        }
     }
 }

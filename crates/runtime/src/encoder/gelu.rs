@@ -4,7 +4,7 @@
 //! `x * ((1 + erf(x / √2)) * 0.5)`, which it leaves as five passes over the `[batch, seq,
 //! 1536]` activations (about 6% of MiniLM's time on go_emotions texts).
 
-use crate::pattern::{bin_with_const, sole_successor};
+use super::pattern::{bin_with_const, sole_successor};
 use tract_onnx::prelude::*;
 use tract_onnx::tract_core::ops::binary::TypedBinOp;
 use tract_onnx::tract_core::ops::element_wise::ElementWiseOp;

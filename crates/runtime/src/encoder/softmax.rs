@@ -5,6 +5,7 @@
 //! text (about 20 scores), so that overhead made Softmax 11.6% of MiniLM's time on go_emotions
 //! texts. This op does each row in place, with an `exp` the compiler can vectorise.
 
+use crate::exp::exp;
 use tract_onnx::prelude::*;
 use tract_onnx::tract_core::internal::*;
 use tract_onnx::tract_core::ops::nn::{Softmax, SoftmaxKind};
@@ -109,57 +110,15 @@ fn softmax_row(r: &mut [f32]) {
         return;
     }
     for x in r.iter_mut() {
-        *x = exp_non_positive(*x - max);
+        *x = exp(*x - max);
     }
     let inv = 1.0 / r.iter().sum::<f32>();
     r.iter_mut().for_each(|x| *x *= inv);
 }
 
-/// `exp(x)` for `x <= 0` (Cephes `expf`: Cody-Waite reduction and a degree-7 polynomial,
-/// within about 1 ulp), written without calls so that a loop over it vectorises.
-#[inline(always)]
-pub(crate) fn exp_non_positive(x: f32) -> f32 {
-    const LOG2E: f32 = std::f32::consts::LOG2_E;
-    const LN2_HI: f32 = 0.693_359_4;
-    const LN2_LO: f32 = -2.121_944_4e-4;
-    // Round to nearest by adding and subtracting 1.5 * 2^23 (no SSE4.1 `round` needed).
-    const ROUND: f32 = 12_582_912.0;
-    // Below -87 the result is under f32's smallest normal; clamp and let it be ~1e-38. The
-    // upper clamp keeps the exponent conversion below defined whatever the caller passes.
-    #[allow(clippy::manual_clamp)] // `clamp` keeps NaN, which the conversion below must not see
-    let x = x.max(-87.0).min(0.0);
-    let n = (x * LOG2E + ROUND) - ROUND;
-    let r = x - n * LN2_HI - n * LN2_LO;
-    let p = 1.987_569_1e-4;
-    let p = p * r + 1.398_199_9e-3;
-    let p = p * r + 8.333_452e-3;
-    let p = p * r + 4.166_579_6e-2;
-    let p = p * r + 1.666_666_5e-1;
-    let p = p * r + 0.5;
-    let e = p * r * r + r + 1.0;
-    // SAFETY: n is a whole number in [-126, 0], as x is clamped to [-87, 0] (`max` turns NaN
-    // into -87). An unchecked conversion vectorises; `as i32`, with its saturation
-    // and NaN checks, made this loop scalar.
-    let n = unsafe { n.to_int_unchecked::<i32>() };
-    e * f32::from_bits(((n + 127) as u32) << 23)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn exp_matches_std_within_two_ulp() {
-        let mut worst = 0f32;
-        let mut x = 0f32;
-        while x > -87.0 {
-            let want = (x as f64).exp();
-            let got = exp_non_positive(x) as f64;
-            worst = worst.max(((got - want) / want).abs() as f32);
-            x -= 0.000_37;
-        }
-        assert!(worst < 2.5e-7, "worst relative error {worst:e}");
-    }
 
     #[test]
     fn rows_sum_to_one_and_match_f64() {

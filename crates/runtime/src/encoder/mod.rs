@@ -1,0 +1,425 @@
+//! BERT-family encoder graphs: load → fold → declutter → [`optimise`] → plan → run.
+//!
+//! The text side (tokenizer, batching, pooling) lives in the `emotions-encoder` crate; this
+//! module owns the ONNX graph. At load it folds constant dequantisation, declutters, and
+//! rewrites the parts of the graph that tract runs slowly on short texts into ops of this
+//! crate (see [`optimise`] for the passes and their order). One symbolic plan then serves every
+//! batch size and sequence length, unless [`PlanShapes::Buckets`] asks for one per shape.
+
+use crate::{RuntimeError, tract_err};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use tract_onnx::prelude::*;
+
+mod attention;
+mod fold;
+mod gelu;
+mod linear;
+mod pattern;
+mod softmax;
+
+/// How many parts of the encoder graph run on this crate's fused ops rather than tract's
+/// generic ones. An encoder whose graph the rewrites do not recognise still runs, more slowly.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct GraphRewrites {
+    /// Exact GELU chains turned into one pass.
+    pub gelu: usize,
+    /// Self-attention blocks (scores, mask, softmax, values) turned into one op.
+    pub attention: usize,
+    /// Matmuls by constant weights (with their bias and residual adds) whose weights are packed
+    /// once at load.
+    pub linear: usize,
+}
+
+/// Which shapes get their own optimised plan. The projections (weights packed once at load) and
+/// attention are shape-free ops of this crate, so a symbolic plan runs as fast as a concrete
+/// one and pads nothing; buckets remain for graphs those rewrites do not match, where tract's
+/// own matmuls are much faster with concrete shapes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum PlanShapes {
+    /// One plan per (batch size, sequence bucket), texts padded up to the bucket.
+    Buckets,
+    /// One plan for every shape, batch and sequence left symbolic, texts padded to the longest
+    /// of their batch only.
+    #[default]
+    Symbolic,
+}
+
+/// Sequence lengths plans are made for; a batch is padded up to the next one. Short texts
+/// dominate go_emotions, so the small buckets are fine-grained.
+const SEQUENCE_BUCKETS: [usize; 24] = [
+    8, 12, 16, 20, 24, 28, 32, 36, 40, 44, 48, 52, 56, 60, 64, 80, 96, 128, 160, 192, 224, 256,
+    384, 512,
+];
+
+/// Sets how many threads tract's matrix products use, process-wide (1 = single-threaded).
+pub fn set_threads(threads: usize) {
+    use tract_linalg::multithread::{Executor, set_default_executor};
+    set_default_executor(if threads > 1 {
+        Executor::multithread(threads)
+    } else {
+        Executor::SingleThread
+    });
+}
+
+/// Runs `work` with tract's matrix products single-threaded on this thread, for callers that
+/// run one batch per thread themselves.
+pub fn single_threaded<R>(work: impl FnOnce() -> R) -> R {
+    use tract_linalg::multithread::{Executor, multithread_tract_scope};
+    multithread_tract_scope(Executor::SingleThread, work)
+}
+
+/// One text of a batch: its token ids and token type ids, special tokens included.
+#[derive(Debug, Clone, Copy)]
+pub struct TokenRow<'a> {
+    pub ids: &'a [u32],
+    pub type_ids: &'a [u32],
+}
+
+/// A loaded encoder graph. `Send + Sync`; plans are cached per shape and shared.
+pub struct EncoderGraph {
+    origin: String,
+    hidden: usize,
+    inputs: InputLayout,
+    /// Decluttered and rewritten, with symbolic batch and sequence.
+    base: TypedModel,
+    batch_sym: Symbol,
+    seq_sym: Symbol,
+    plan_shapes: PlanShapes,
+    plans: Mutex<HashMap<(usize, usize), PlanSlot>>,
+    rewrites: GraphRewrites,
+}
+
+/// One shape's plan, optimised on first use. Each slot has its own lock so that optimising one
+/// shape does not block runs at another.
+type PlanSlot = Arc<Mutex<Option<Arc<TypedRunnableModel>>>>;
+
+impl std::fmt::Debug for EncoderGraph {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EncoderGraph")
+            .field("origin", &self.origin)
+            .field("hidden", &self.hidden)
+            .field("plan_shapes", &self.plan_shapes)
+            .field("rewrites", &self.rewrites)
+            .finish()
+    }
+}
+
+/// A batch ready to run: its plan key, its padded sequence length and the input tensors.
+type BatchInputs = ((usize, usize), usize, TVec<TValue>);
+
+/// Which graph inputs exist, in graph order, and which output holds the token states.
+#[derive(Debug, Clone)]
+struct InputLayout {
+    order: Vec<InputKind>,
+    output_slot: usize,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum InputKind {
+    InputIds,
+    AttentionMask,
+    TokenTypeIds,
+}
+
+/// The load-time passes over the decluttered graph, in the order they must run. Returns what
+/// each matched.
+///
+/// - The softmax is replaced first: attention is matched around the replacement.
+/// - GELU chains next; they do not interact with the others.
+/// - Attention before the projections: it traces Q, K and V back to the projections' bias
+///   adds, which packing the projections would absorb.
+/// - Projections last, with their bias and residual adds.
+fn optimise(model: &mut TypedModel) -> TractResult<GraphRewrites> {
+    softmax::replace_softmax(model)?;
+    let gelu = gelu::fuse_gelu(model)?;
+    let attention = attention::fuse_attention(model)?;
+    let linear = linear::pack_linears(model)?;
+    Ok(GraphRewrites {
+        gelu,
+        attention,
+        linear,
+    })
+}
+
+impl EncoderGraph {
+    /// Parses an encoder's ONNX bytes, checks that its inputs and output are a BERT-style
+    /// encoder's (`[batch, sequence, hidden]` token states), folds dequantisation and applies
+    /// the rewrites. `origin` names the file in errors.
+    pub fn load(
+        bytes: &[u8],
+        origin: &str,
+        hidden: usize,
+        plan_shapes: PlanShapes,
+    ) -> Result<Self, RuntimeError> {
+        let sig = |message: String| RuntimeError::EncoderSignature {
+            origin: origin.to_string(),
+            message,
+        };
+        let mut proto = tract_onnx::onnx()
+            .proto_model_for_read(&mut &bytes[..])
+            .map_err(|e| RuntimeError::Decode {
+                origin: origin.to_string(),
+                source: e.into(),
+            })?;
+        fold::fold_proto_dequantisation(&mut proto);
+        let model = tract_onnx::onnx()
+            .model_for_proto_model(&proto)
+            .map_err(|e| tract_err(origin, "parse", e))?;
+        let names: Vec<String> = model
+            .input_outlets()
+            .map_err(|e| tract_err(origin, "parse", e))?
+            .iter()
+            .map(|o| model.node(o.node).name.clone())
+            .collect();
+        let order = names
+            .iter()
+            .map(|n| match n.as_str() {
+                "input_ids" => Ok(InputKind::InputIds),
+                "attention_mask" => Ok(InputKind::AttentionMask),
+                "token_type_ids" => Ok(InputKind::TokenTypeIds),
+                other => Err(sig(format!(
+                    "unexpected input '{other}' (expected input_ids, attention_mask, token_type_ids)"
+                ))),
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        if !order.contains(&InputKind::InputIds) || !order.contains(&InputKind::AttentionMask) {
+            return Err(sig(format!(
+                "inputs {names:?} lack input_ids or attention_mask"
+            )));
+        }
+        let output_names: Vec<&str> = proto
+            .graph
+            .as_ref()
+            .map(|g| g.output.iter().map(|o| o.name.as_str()).collect())
+            .unwrap_or_default();
+        let output_slot = output_names
+            .iter()
+            .position(|n| *n == "last_hidden_state" || *n == "token_embeddings")
+            .unwrap_or(0);
+
+        // Symbolic batch and sequence, whatever the file calls them.
+        let mut model = model;
+        let (batch, seq) = (model.sym("batch"), model.sym("sequence"));
+        for ix in 0..order.len() {
+            model
+                .set_input_fact(ix, i64::fact(&[batch.to_dim(), seq.to_dim()]).into())
+                .map_err(|e| tract_err(origin, "type the inputs of", e))?;
+        }
+        let mut typed = model
+            .into_typed()
+            .map_err(|e| tract_err(origin, "type", e))?;
+        let out_fact = typed
+            .output_fact(output_slot)
+            .map_err(|e| tract_err(origin, "type", e))?;
+        if out_fact.rank() != 3 || out_fact.shape[2] != hidden.to_dim() {
+            return Err(sig(format!(
+                "output {output_slot} is {out_fact:?}, expected [batch, sequence, {hidden}]"
+            )));
+        }
+        fold::fold_constant_dequantisation(&mut typed)
+            .map_err(|e| tract_err(origin, "fold the weights of", e))?;
+        let mut typed = typed
+            .into_decluttered()
+            .map_err(|e| tract_err(origin, "declutter", e))?;
+        let rewrites = optimise(&mut typed).map_err(|e| tract_err(origin, "rewrite", e))?;
+        Ok(EncoderGraph {
+            origin: origin.to_string(),
+            hidden,
+            inputs: InputLayout { order, output_slot },
+            base: typed,
+            batch_sym: batch,
+            seq_sym: seq,
+            plan_shapes,
+            plans: Mutex::new(HashMap::new()),
+            rewrites,
+        })
+    }
+
+    /// Which parts of the graph the load-time rewrites matched.
+    pub fn rewrites(&self) -> GraphRewrites {
+        self.rewrites
+    }
+
+    /// Width of the token states.
+    pub fn hidden(&self) -> usize {
+        self.hidden
+    }
+
+    /// Shapes with an optimised plan cached so far; `(0, 0)` is the symbolic plan.
+    pub fn cached_shapes(&self) -> Vec<(usize, usize)> {
+        let mut shapes: Vec<_> = self
+            .plans
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .keys()
+            .copied()
+            .collect();
+        shapes.sort();
+        shapes
+    }
+
+    /// Runs a batch and calls `per_text(row, states)` for each text in order, `states` being
+    /// its real tokens' states (`ids.len() × hidden` values, padding excluded).
+    pub fn run(
+        &self,
+        batch: &[TokenRow<'_>],
+        mut per_text: impl FnMut(usize, &[f32]),
+    ) -> Result<(), RuntimeError> {
+        let (key, seq, inputs) = self.batch_inputs(batch)?;
+        let outputs = self
+            .plan(key)?
+            .run(inputs)
+            .map_err(|e| tract_err(&self.origin, "run", e))?;
+        let out = &outputs[self.inputs.output_slot];
+        let want = [batch.len(), seq, self.hidden];
+        if out.shape() != want {
+            return Err(tract_err(
+                &self.origin,
+                "read the output of",
+                format!("token states are {:?}, expected {want:?}", out.shape()),
+            ));
+        }
+        let plain = out
+            .try_as_plain_ram()
+            .map_err(|e| tract_err(&self.origin, "read the output of", e))?;
+        let states = plain
+            .as_slice::<f32>()
+            .map_err(|e| tract_err(&self.origin, "read the output of", e))?;
+        for (row, t) in batch.iter().enumerate() {
+            let start = row * seq * self.hidden;
+            per_text(row, &states[start..start + t.ids.len() * self.hidden]);
+        }
+        Ok(())
+    }
+
+    /// Time spent per op type over `batches`, single-threaded, for performance work:
+    /// `(op name, total, calls)`, largest first.
+    pub fn op_profile(
+        &self,
+        batches: &[Vec<TokenRow<'_>>],
+    ) -> Result<Vec<(String, std::time::Duration, usize)>, RuntimeError> {
+        let mut totals: HashMap<String, (std::time::Duration, usize)> = HashMap::new();
+        for batch in batches {
+            let (key, _, inputs) = self.batch_inputs(batch)?;
+            let plan = self.plan(key)?;
+            let mut state = plan
+                .spawn()
+                .map_err(|e| tract_err(&self.origin, "run", e))?;
+            state
+                .run_plan_with_eval(inputs, |ctx, op_state, node, input| {
+                    let start = std::time::Instant::now();
+                    let out = tract_onnx::tract_core::plan::eval(ctx, op_state, node, input);
+                    // Layers aggregated: digits dropped from the node name.
+                    let name: String = node.name.chars().filter(|c| !c.is_ascii_digit()).collect();
+                    let e = totals
+                        .entry(format!("{} {name}", node.op.name()))
+                        .or_default();
+                    e.0 += start.elapsed();
+                    e.1 += 1;
+                    out
+                })
+                .map_err(|e| tract_err(&self.origin, "run", e))?;
+        }
+        let mut rows: Vec<_> = totals.into_iter().map(|(k, (t, n))| (k, t, n)).collect();
+        rows.sort_by_key(|r| std::cmp::Reverse(r.1));
+        Ok(rows)
+    }
+
+    /// The shape a batch runs at: its size, and its longest text rounded up to a bucket. The
+    /// plan key is `(0, 0)` for the symbolic plan.
+    fn bucket(&self, batch: usize, longest: usize) -> ((usize, usize), (usize, usize)) {
+        match self.plan_shapes {
+            PlanShapes::Symbolic => ((batch, longest), (0, 0)),
+            PlanShapes::Buckets => {
+                let seq = SEQUENCE_BUCKETS
+                    .iter()
+                    .copied()
+                    .find(|&b| b >= longest)
+                    .unwrap_or(longest);
+                ((batch, seq), (batch, seq))
+            }
+        }
+    }
+
+    fn plan(&self, shape: (usize, usize)) -> Result<Arc<TypedRunnableModel>, RuntimeError> {
+        let slot = self
+            .plans
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry(shape)
+            .or_default()
+            .clone();
+        let mut slot = slot.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(plan) = slot.as_ref() {
+            return Ok(plan.clone());
+        }
+        let subs = if shape == (0, 0) {
+            HashMap::new()
+        } else {
+            HashMap::from([
+                (self.batch_sym.clone(), shape.0.to_dim()),
+                (self.seq_sym.clone(), shape.1.to_dim()),
+            ])
+        };
+        let origin = &self.origin;
+        let plan = self
+            .base
+            .set_symbols(&subs)
+            .map_err(|e| tract_err(origin, "specialise", e))?
+            .into_optimized()
+            .map_err(|e| tract_err(origin, "optimise", e))?
+            .into_runnable()
+            .map_err(|e| tract_err(origin, "plan", e))?;
+        *slot = Some(plan.clone());
+        Ok(plan)
+    }
+
+    /// The plan key, the padded sequence length and the input tensors for a batch.
+    fn batch_inputs(&self, batch: &[TokenRow<'_>]) -> Result<BatchInputs, RuntimeError> {
+        let longest = batch.iter().map(|t| t.ids.len()).max().unwrap_or(0).max(1);
+        let ((b, s), key) = self.bucket(batch.len(), longest);
+        let mut ids = vec![0i64; b * s];
+        let mut mask = vec![0i64; b * s];
+        let mut types = vec![0i64; b * s];
+        for (row, t) in batch.iter().enumerate() {
+            for (j, (&id, &ty)) in t.ids.iter().zip(t.type_ids).enumerate() {
+                ids[row * s + j] = id as i64;
+                mask[row * s + j] = 1;
+                types[row * s + j] = ty as i64;
+            }
+        }
+        let tensor = |v: &[i64]| Tensor::from_shape(&[b, s], v).map(|t| t.into_tvalue());
+        let inputs = self
+            .inputs
+            .order
+            .iter()
+            .map(|k| match k {
+                InputKind::InputIds => tensor(&ids),
+                InputKind::AttentionMask => tensor(&mask),
+                InputKind::TokenTypeIds => tensor(&types),
+            })
+            .collect::<TractResult<TVec<_>>>()
+            .map_err(|e| tract_err(&self.origin, "build inputs for", e))?;
+        Ok((key, s, inputs))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn encoder_graph_is_send_and_sync() {
+        fn assert_send_sync<T: Send + Sync>() {}
+        assert_send_sync::<EncoderGraph>();
+    }
+
+    #[test]
+    fn garbage_is_a_decode_error_naming_the_file() {
+        let err = EncoderGraph::load(b"not onnx", "enc/model.onnx", 384, PlanShapes::Symbolic)
+            .unwrap_err();
+        assert!(matches!(err, RuntimeError::Decode { .. }), "{err}");
+        assert!(err.to_string().starts_with("enc/model.onnx: "), "{err}");
+    }
+}

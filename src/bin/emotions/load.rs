@@ -1,0 +1,132 @@
+//! Loading what the checked flags name: encoders, classifiers and labelled splits. Every bad
+//! file is an error naming it.
+
+use crate::args::{EncoderSpec, HeadSpec, SplitSpec};
+use crate::output::with_progress;
+use anyhow::{Context, bail};
+use emotions::{Classifier, Encoder, EncoderChoice, NUM_LABELS, Thresholds};
+use emotions_train::EmbeddingCache;
+use std::path::PathBuf;
+
+/// The encoder a spec names; `None` when it names none.
+pub fn encoder(spec: &EncoderSpec) -> anyhow::Result<Option<Encoder>> {
+    // A lone batch splits its matrix products across the threads; many batches run one per
+    // worker instead.
+    emotions::set_threads(spec.threads);
+    let encoder = match &spec.choice {
+        EncoderChoice::None => return Ok(None),
+        EncoderChoice::Default => {
+            Encoder::from_files_with(emotions::defaults::encoder_files(), spec.options)
+        }
+        EncoderChoice::Dir(dir) => Encoder::from_dir_with(dir, spec.options),
+    };
+    Ok(Some(encoder.context("loading the encoder")?))
+}
+
+/// The name an encoder goes by, without loading it: its folder's name, or the default's.
+pub fn encoder_name(spec: &EncoderSpec) -> String {
+    match &spec.choice {
+        EncoderChoice::Dir(dir) => dir.file_name().map_or(dir.display().to_string(), |n| {
+            n.to_string_lossy().into_owned()
+        }),
+        _ => emotions::defaults::ENCODER_NAME.to_string(),
+    }
+}
+
+/// A classifier; its warnings go to stderr.
+pub fn classifier(head: &HeadSpec, encoder: &EncoderSpec) -> anyhow::Result<Classifier> {
+    emotions::set_threads(encoder.threads);
+    let mut builder = Classifier::builder()
+        .encoder(encoder.choice.clone())
+        .encoder_options(encoder.options)
+        .head_threads(encoder.threads);
+    if let Some(path) = &head.model {
+        builder = builder.head_path(path);
+    }
+    if let Some(path) = &head.thresholds {
+        builder = builder.thresholds(Thresholds::from_path(path)?);
+    }
+    if let Some(t) = head.threshold {
+        builder = builder.fixed_threshold(t);
+    }
+    if let Some(k) = head.top_k {
+        builder = builder.top_k(k);
+    }
+    let classifier = builder.build().context("loading the classifier")?;
+    for w in classifier.warnings() {
+        eprintln!("emotions: warning: {w}");
+    }
+    Ok(classifier)
+}
+
+/// A labelled split with its embeddings.
+pub struct Split {
+    pub path: PathBuf,
+    /// `rows * 28`, label order.
+    pub gold: Vec<bool>,
+    pub embeddings: emotions_io::Embeddings,
+    /// The fingerprint of the encoder that embedded it, when one did.
+    pub encoder_fingerprint: Option<String>,
+}
+
+/// Reads a split, and its embeddings from the file given, else from the cache, else from the
+/// encoder (then cached).
+pub fn split(spec: &SplitSpec, encoder_spec: &EncoderSpec) -> anyhow::Result<Split> {
+    let examples = emotions_io::read_go_emotions(&spec.split, NUM_LABELS)?;
+    let texts: Vec<String> = examples.iter().map(|e| e.text.clone()).collect();
+    let mut gold = vec![false; examples.len() * NUM_LABELS];
+    for (i, e) in examples.iter().enumerate() {
+        for &l in &e.labels {
+            gold[i * NUM_LABELS + l] = true;
+        }
+    }
+    let (embeddings, encoder_fingerprint) = match &spec.embeddings {
+        Some(file) => {
+            let e = emotions_io::read_embeddings(file, None)?;
+            if e.rows() != texts.len() {
+                bail!(
+                    "{file}: {} embedding rows for {} examples in {}",
+                    e.rows(),
+                    texts.len(),
+                    spec.split.display()
+                );
+            }
+            (e, None)
+        }
+        None => {
+            let Some(encoder) = encoder(encoder_spec)? else {
+                bail!("{}: no embeddings and no encoder", spec.split.display());
+            };
+            let cache = EmbeddingCache::new(&spec.cache);
+            let fingerprint = encoder.fingerprint().to_string();
+            let e =
+                match cache.lookup(&fingerprint, encoder.dim(), &texts)? {
+                    Some(e) => {
+                        eprintln!(
+                            "emotions: using cached embeddings {}",
+                            cache.path(&fingerprint, &texts).display()
+                        );
+                        e
+                    }
+                    None => {
+                        eprintln!(
+                            "emotions: embedding {} texts with {}",
+                            texts.len(),
+                            encoder.name()
+                        );
+                        let data = with_progress(texts.len(), |p| {
+                            Ok(encoder.embed_with_progress(&texts, p)?)
+                        })?;
+                        cache.store(&fingerprint, encoder.dim(), &texts, data)?
+                    }
+                };
+            (e, Some(fingerprint))
+        }
+    };
+    Ok(Split {
+        path: spec.split.clone(),
+        gold,
+        embeddings,
+        encoder_fingerprint,
+    })
+}
