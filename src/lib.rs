@@ -410,6 +410,28 @@ impl emotions_server::Backend for Classifier {
     ) -> Result<Vec<f32>, emotions_server::BackendError> {
         Classifier::scores(self, embeddings, rows).map_err(Error::into_backend)
     }
+    fn count_tokens(&self, texts: &[String]) -> Result<Vec<usize>, emotions_server::BackendError> {
+        let encoder = self
+            .encoder
+            .as_ref()
+            .ok_or(Error::NoEncoder)
+            .map_err(Error::into_backend)?;
+        texts
+            .iter()
+            .map(|t| {
+                encoder
+                    .tokenize(t)
+                    .map(|tokens| tokens.ids.len())
+                    .map_err(|e| Error::from(e).into_backend())
+            })
+            .collect()
+    }
+    fn normalizes(&self) -> bool {
+        self.encoder.as_ref().is_some_and(Encoder::normalizes)
+    }
+    fn max_input_length(&self) -> usize {
+        self.encoder.as_ref().map_or(0, Encoder::max_seq_length)
+    }
     fn policy(&self) -> &DecisionPolicy {
         Classifier::policy(self)
     }

@@ -2,6 +2,7 @@
 
 mod bad_input;
 mod classify_embeddings;
+mod compat;
 mod serve;
 mod texts;
 mod training;

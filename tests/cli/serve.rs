@@ -6,13 +6,13 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::process::{Child, Command, Stdio};
 
-struct Server {
+pub struct Server {
     child: Child,
     port: u16,
 }
 
 impl Server {
-    fn start(extra: &[&str]) -> Server {
+    pub fn start(extra: &[&str]) -> Server {
         let mut child = Command::new(BIN)
             .args(["serve", "--addr", "127.0.0.1:0"])
             .args(extra)
@@ -38,7 +38,7 @@ impl Server {
     }
 
     /// One HTTP/1.1 request; returns status and body.
-    fn request(&self, method: &str, path: &str, body: &[u8]) -> (u16, String) {
+    pub fn request(&self, method: &str, path: &str, body: &[u8]) -> (u16, String) {
         let mut s = TcpStream::connect(("127.0.0.1", self.port)).unwrap();
         s.set_read_timeout(Some(std::time::Duration::from_secs(60)))
             .unwrap();
@@ -110,7 +110,7 @@ fn endpoints_answer() {
     let (status, metrics) = server.request("GET", "/metrics", b"");
     assert_eq!(status, 200);
     assert!(
-        metrics.contains("emotions_requests_total{status=\"2xx\"} 3"),
+        metrics.contains("emotions_requests_total{route=\"/classify\",status=\"2xx\"} 3"),
         "{metrics}"
     );
     assert!(
@@ -231,7 +231,7 @@ fn holds_800_requests_from_8_clients() {
     assert_eq!(server.request("GET", "/health", b"").0, 200);
     let (_, metrics) = server.request("GET", "/metrics", b"");
     assert!(
-        metrics.contains("emotions_requests_total{status=\"2xx\"} 800"),
+        metrics.contains("emotions_requests_total{route=\"/classify\",status=\"2xx\"} 800"),
         "{metrics}"
     );
 }

@@ -10,6 +10,8 @@
 //! one call.
 
 #![forbid(unsafe_code)]
+// Handlers short-circuit with a ready error `Response`; it is built once per failed request.
+#![allow(clippy::result_large_err)]
 
 use axum::Router;
 use axum::body::Body;
@@ -22,8 +24,16 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::{Semaphore, mpsc, oneshot};
 
+mod compat;
 mod metrics;
+mod openapi;
 mod request;
+pub use compat::{
+    ClassificationParameters, EmbedRequest, EncodingFormat, FunctionToApply, Info, LabelScore,
+    OpenAiEmbeddingsRequest, OpenAiEmbeddingsResponse, PredictRequest, TextClassificationRequest,
+    TextInputs,
+};
+pub use openapi::ApiDoc;
 pub use request::{ClassifyRequest, Inputs, RequestError, parse_request};
 
 /// Why a [`Backend`] call failed, with the backend's own error as the source.
@@ -68,6 +78,12 @@ pub trait Backend: Send + Sync + 'static {
     fn embed(&self, texts: &[String]) -> Result<Vec<f32>, BackendError>;
     /// Positive scores, `rows * 28`.
     fn scores(&self, embeddings: &[f32], rows: usize) -> Result<Vec<f32>, BackendError>;
+    /// Tokens per text after truncation, special tokens included (OpenAI's `usage`).
+    fn count_tokens(&self, texts: &[String]) -> Result<Vec<usize>, BackendError>;
+    /// Whether [`Backend::embed`] already returns unit-length rows.
+    fn normalizes(&self) -> bool;
+    /// Tokens per text the encoder keeps (TEI's `max_input_length`).
+    fn max_input_length(&self) -> usize;
     /// The default decision policy.
     fn policy(&self) -> &DecisionPolicy;
     /// Names shown by `/labels`.
@@ -135,6 +151,12 @@ pub fn router(backend: Arc<dyn Backend>, config: ServerConfig) -> Router {
         .expect("spawn the batcher thread");
     Router::new()
         .route("/classify", post(classify))
+        .route("/predict", post(predict))
+        .route("/", post(hf_inference))
+        .route("/embed", post(embed))
+        .route("/v1/embeddings", post(openai_embeddings))
+        .route("/info", get(info))
+        .route("/openapi.json", get(openapi_json))
         .route("/health", get(health))
         .route("/labels", get(labels))
         .route("/metrics", get(metrics_handler))
@@ -216,14 +238,16 @@ async fn not_found() -> Response {
     error(
         StatusCode::NOT_FOUND,
         "not_found",
-        "no such endpoint; see /classify, /labels, /health, /metrics",
+        "no such endpoint; see /classify, /predict, /embed, /v1/embeddings, / (POST), /info, /labels, /health, /metrics, /openapi.json",
     )
 }
 
+#[utoipa::path(get, path = "/health", responses((status = 200, description = "`{\"status\":\"ok\"}`")))]
 async fn health() -> Response {
     json(StatusCode::OK, r#"{"status":"ok"}"#.into())
 }
 
+#[utoipa::path(get, path = "/labels", responses((status = 200, description = "Labels, thresholds, model and encoder", body = Object)))]
 async fn labels(State(state): State<Arc<AppState>>) -> Response {
     let thresholds = match state.backend.policy() {
         DecisionPolicy::PerLabel(t) => serde_json::json!(
@@ -245,6 +269,7 @@ async fn labels(State(state): State<Arc<AppState>>) -> Response {
     json(StatusCode::OK, body.to_string())
 }
 
+#[utoipa::path(get, path = "/metrics", responses((status = 200, description = "Prometheus text format", content_type = "text/plain")))]
 async fn metrics_handler(State(state): State<Arc<AppState>>) -> Response {
     (
         StatusCode::OK,
@@ -254,88 +279,347 @@ async fn metrics_handler(State(state): State<Arc<AppState>>) -> Response {
         .into_response()
 }
 
-async fn classify(State(state): State<Arc<AppState>>, request: Request) -> Response {
+/// Runs a POST handler under the shared limits (a concurrency slot, else 429; the body size,
+/// else 413) and counts it in the metrics under `route`.
+async fn guarded<F, Fut>(
+    state: Arc<AppState>,
+    route: &'static str,
+    request: Request,
+    handle: F,
+) -> Response
+where
+    F: FnOnce(Arc<AppState>, axum::body::Bytes) -> Fut,
+    Fut: std::future::Future<Output = Response>,
+{
     let started = Instant::now();
-    let response = classify_inner(&state, request).await;
-    state
-        .metrics
-        .observe_request(response.status().as_u16(), started.elapsed());
-    response
-}
-
-async fn classify_inner(state: &AppState, request: Request) -> Response {
-    let Ok(_permit) = state.permits.try_acquire() else {
-        return error(
+    let response = match state.permits.try_acquire() {
+        Err(_) => error(
             StatusCode::TOO_MANY_REQUESTS,
             "overloaded",
             format!(
                 "more than {} requests in flight; retry later",
                 state.config.max_concurrent
             ),
-        );
-    };
-    let body =
-        match axum::body::to_bytes(Body::new(request.into_body()), state.config.max_body_bytes)
-            .await
-        {
-            Ok(b) => b,
-            Err(_) => {
-                return error(
+        ),
+        Ok(_permit) => {
+            match axum::body::to_bytes(Body::new(request.into_body()), state.config.max_body_bytes)
+                .await
+            {
+                Ok(body) => handle(state.clone(), body).await,
+                Err(_) => error(
                     StatusCode::PAYLOAD_TOO_LARGE,
                     "body_too_large",
                     format!("request body over {} bytes", state.config.max_body_bytes),
-                );
+                ),
             }
-        };
-    let req = match parse_request(&body, state.config.max_inputs, state.backend.dim()) {
-        Ok(r) => r,
-        Err(e) => return error(StatusCode::BAD_REQUEST, e.error_type(), e.to_string()),
+        }
     };
+    state
+        .metrics
+        .observe_request(route, response.status().as_u16(), started.elapsed());
+    response
+}
+
+/// Embeds texts through the micro-batcher, each cut to `max_text_chars` first.
+async fn embed_texts(state: &AppState, texts: Vec<String>) -> Result<Vec<f32>, Response> {
+    let texts: Vec<String> = texts
+        .into_iter()
+        .map(|t| truncate_chars(t, state.config.max_text_chars))
+        .collect();
+    let shutting_down = || {
+        error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "shutting_down",
+            "the server is shutting down",
+        )
+    };
+    let (reply, wait) = oneshot::channel();
+    if state.batcher.send(Job { texts, reply }).await.is_err() {
+        return Err(shutting_down());
+    }
+    match wait.await {
+        Ok(Ok(e)) => Ok(e),
+        Ok(Err(e)) => Err(e.response("encoder")),
+        Err(_) => Err(shutting_down()),
+    }
+}
+
+/// The 28 positive scores of each text, `texts.len() * 28`.
+async fn score_texts(state: &AppState, texts: Vec<String>) -> Result<Vec<f32>, Response> {
+    let rows = texts.len();
+    let embeddings = embed_texts(state, texts).await?;
+    state
+        .backend
+        .scores(&embeddings, rows)
+        .map_err(|e| e.response("model"))
+}
+
+fn bad_request(e: RequestError) -> Response {
+    error(StatusCode::BAD_REQUEST, e.error_type(), e.to_string())
+}
+
+/// A typed body, or a 400 that says what is wrong with it.
+fn parse_json<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, Response> {
+    serde_json::from_slice(body).map_err(|e| {
+        use serde_json::error::Category;
+        let error_type = match e.classify() {
+            Category::Syntax | Category::Eof | Category::Io => "malformed_json",
+            Category::Data => "invalid_request",
+        };
+        error(StatusCode::BAD_REQUEST, error_type, e.to_string())
+    })
+}
+
+fn json_value(value: &impl serde::Serialize) -> Response {
+    match serde_json::to_string(value) {
+        Ok(body) => json(StatusCode::OK, body),
+        Err(e) => error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "serialisation_error",
+            e.to_string(),
+        ),
+    }
+}
+
+/// Rows of `dim` values, each scaled to unit length.
+fn normalise_rows(values: &mut [f32], dim: usize) {
+    for row in values.chunks_mut(dim.max(1)) {
+        let norm = row.iter().map(|x| x * x).sum::<f32>().sqrt().max(1e-12);
+        row.iter_mut().for_each(|x| *x /= norm);
+    }
+}
+
+/// `POST /classify`, this server's own route: decisions and scores per input.
+#[utoipa::path(post, path = "/classify",
+    request_body(content = Object, description = "`{\"inputs\": text | [texts]}` or `{\"embeddings\": [[f32; dim], ...]}`; optional `threshold`, `top_k`, `raw_scores`"),
+    responses((status = 200, description = "One `{labels, scores}` per input", body = Vec<Object>),
+              (status = 400, description = "Bad request")))]
+async fn classify(State(state): State<Arc<AppState>>, request: Request) -> Response {
+    guarded(state, "/classify", request, |state, body| async move {
+        classify_body(&state, &body)
+            .await
+            .unwrap_or_else(|response| response)
+    })
+    .await
+}
+
+async fn classify_body(state: &AppState, body: &[u8]) -> Result<Response, Response> {
+    let req =
+        parse_request(body, state.config.max_inputs, state.backend.dim()).map_err(bad_request)?;
     let policy = match (req.threshold, req.top_k) {
         (Some(t), _) => DecisionPolicy::Fixed(t),
         (None, Some(k)) => DecisionPolicy::TopK(k),
         (None, None) => state.backend.policy().clone(),
     };
-    let (rows, embeddings) = match req.inputs {
-        Inputs::Embeddings { rows, data } => (rows, data),
-        Inputs::Texts(texts) => {
+    let scores = match req.inputs {
+        Inputs::Embeddings { rows, data } => state
+            .backend
+            .scores(&data, rows)
+            .map_err(|e| e.response("model"))?,
+        Inputs::Texts(texts) => score_texts(state, texts).await?,
+    };
+    let predictions = policy.decide_rows(&scores);
+    Ok(if req.raw_scores {
+        json_value(&predictions.iter().map(ScoresOnly).collect::<Vec<_>>())
+    } else {
+        json_value(&predictions)
+    })
+}
+
+/// `POST /predict` (TEI): every label's score, highest first; one list for a string, a list
+/// of lists for an array.
+#[utoipa::path(post, path = "/predict", request_body = PredictRequest,
+    responses((status = 200, description = "Scores, highest first", body = Vec<Vec<LabelScore>>),
+              (status = 400, description = "Bad request")))]
+async fn predict(State(state): State<Arc<AppState>>, request: Request) -> Response {
+    guarded(state, "/predict", request, |state, body| async move {
+        let run = async {
+            let req: PredictRequest = parse_json(&body)?;
+            let one = req.is_one();
+            let function = if req.raw_scores {
+                FunctionToApply::None
+            } else {
+                FunctionToApply::Sigmoid
+            };
+            let texts = req
+                .inputs
+                .into_texts("inputs", state.config.max_inputs)
+                .map_err(bad_request)?;
+            let scores = score_texts(&state, texts).await?;
+            let rows: Vec<Vec<LabelScore>> = scores
+                .chunks(LABELS.len())
+                .map(|p| compat::ranked(p, function, None))
+                .collect();
+            Ok(json_value(&compat::one_or_many(one, rows)))
+        };
+        run.await.unwrap_or_else(|r: Response| r)
+    })
+    .await
+}
+
+/// `POST /`: what `huggingface_hub.InferenceClient` sends to a URL. With `parameters`, text
+/// classification (`[[{label, score}, ...]]`, one list per input); without, feature extraction
+/// (`[[f32; dim], ...]`).
+#[utoipa::path(post, path = "/", request_body = TextClassificationRequest,
+    responses((status = 200, description = "Text classification: one list per input; feature extraction (a body without `parameters`, as EmbedRequest): one embedding per input", body = Vec<Vec<LabelScore>>),
+              (status = 400, description = "Bad request")))]
+async fn hf_inference(State(state): State<Arc<AppState>>, request: Request) -> Response {
+    guarded(state, "/", request, |state, body| async move {
+        let run = async {
+            let value: serde_json::Value = parse_json(&body)?;
+            if value.get("parameters").is_none() {
+                return embed_body(&state, &body).await;
+            }
+            let req: TextClassificationRequest = parse_json(&body)?;
+            let function = req.parameters.function_to_apply.unwrap_or_default();
+            let top_k = req.parameters.top_k;
+            if top_k == Some(0) {
+                return Err(bad_request(RequestError::FieldType {
+                    field: "parameters.top_k".into(),
+                    expected: "a whole number of at least 1",
+                    found: "0".into(),
+                }));
+            }
+            let texts = req
+                .inputs
+                .into_texts("inputs", state.config.max_inputs)
+                .map_err(bad_request)?;
+            let scores = score_texts(&state, texts).await?;
+            let rows: Vec<Vec<LabelScore>> = scores
+                .chunks(LABELS.len())
+                .map(|p| compat::ranked(p, function, top_k))
+                .collect();
+            Ok(json_value(&rows))
+        };
+        run.await.unwrap_or_else(|r: Response| r)
+    })
+    .await
+}
+
+/// `POST /embed` (TEI): one embedding per input, always a list of lists.
+#[utoipa::path(post, path = "/embed", request_body = EmbedRequest,
+    responses((status = 200, description = "One embedding per input", body = Vec<Vec<f32>>),
+              (status = 400, description = "Bad request")))]
+async fn embed(State(state): State<Arc<AppState>>, request: Request) -> Response {
+    guarded(state, "/embed", request, |state, body| async move {
+        embed_body(&state, &body)
+            .await
+            .unwrap_or_else(|response| response)
+    })
+    .await
+}
+
+async fn embed_body(state: &AppState, body: &[u8]) -> Result<Response, Response> {
+    let req: EmbedRequest = parse_json(body)?;
+    let texts = req
+        .inputs
+        .into_texts("inputs", state.config.max_inputs)
+        .map_err(bad_request)?;
+    let dim = state.backend.dim();
+    let mut embeddings = embed_texts(state, texts).await?;
+    // Rows that are unit-length already stay bit-identical to `emotions embed`.
+    if req.normalize && !state.backend.normalizes() {
+        normalise_rows(&mut embeddings, dim);
+    }
+    let rows: Vec<&[f32]> = embeddings.chunks(dim.max(1)).collect();
+    Ok(json_value(&rows))
+}
+
+/// `POST /v1/embeddings` (OpenAI).
+#[utoipa::path(post, path = "/v1/embeddings", request_body = OpenAiEmbeddingsRequest,
+    responses((status = 200, description = "Embeddings and token usage", body = OpenAiEmbeddingsResponse),
+              (status = 400, description = "Bad request")))]
+async fn openai_embeddings(State(state): State<Arc<AppState>>, request: Request) -> Response {
+    guarded(state, "/v1/embeddings", request, |state, body| async move {
+        let run = async {
+            let req: OpenAiEmbeddingsRequest = parse_json(&body)?;
+            let dim = state.backend.dim();
+            if let Some(d) = req.dimensions.filter(|&d| d != dim) {
+                return Err(bad_request(RequestError::FieldType {
+                    field: "dimensions".into(),
+                    expected: "the encoder's width",
+                    found: format!("{d} (the encoder makes {dim})"),
+                }));
+            }
+            let texts = req
+                .input
+                .into_texts("input", state.config.max_inputs)
+                .map_err(bad_request)?;
             let texts: Vec<String> = texts
                 .into_iter()
                 .map(|t| truncate_chars(t, state.config.max_text_chars))
                 .collect();
-            let n = texts.len();
-            let (reply, wait) = oneshot::channel();
-            if state.batcher.send(Job { texts, reply }).await.is_err() {
-                return error(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "shutting_down",
-                    "the server is shutting down",
-                );
-            }
-            match wait.await {
-                Ok(Ok(e)) => (n, e),
-                Ok(Err(e)) => return e.response("encoder"),
-                Err(_) => {
-                    return error(
-                        StatusCode::SERVICE_UNAVAILABLE,
-                        "shutting_down",
-                        "the server is shutting down",
-                    );
-                }
-            }
-        }
-    };
-    let scores = match state.backend.scores(&embeddings, rows) {
-        Ok(s) => s,
-        Err(e) => return e.response("model"),
-    };
-    let predictions = policy.decide_rows(&scores);
-    let body = if req.raw_scores {
-        serde_json::to_string(&predictions.iter().map(ScoresOnly).collect::<Vec<_>>())
-    } else {
-        serde_json::to_string(&predictions)
-    };
-    json(StatusCode::OK, body.expect("predictions serialise"))
+            let tokens: usize = state
+                .backend
+                .count_tokens(&texts)
+                .map_err(|e| e.response("tokenizer"))?
+                .iter()
+                .sum();
+            let embeddings = embed_texts(&state, texts).await?;
+            let base64 = req.encoding_format == Some(EncodingFormat::Base64);
+            let data = embeddings
+                .chunks(dim.max(1))
+                .enumerate()
+                .map(|(index, e)| compat::OpenAiEmbedding {
+                    object: "embedding",
+                    index,
+                    embedding: if base64 {
+                        compat::EmbeddingValue::Base64(compat::base64_f32(e))
+                    } else {
+                        compat::EmbeddingValue::Float(e.to_vec())
+                    },
+                })
+                .collect();
+            Ok(json_value(&OpenAiEmbeddingsResponse {
+                object: "list",
+                data,
+                model: req.model.unwrap_or_else(|| state.backend.encoder_name()),
+                usage: compat::OpenAiUsage {
+                    prompt_tokens: tokens,
+                    total_tokens: tokens,
+                },
+            }))
+        };
+        run.await.unwrap_or_else(|r: Response| r)
+    })
+    .await
+}
+
+/// `GET /info`, as TEI answers it.
+#[utoipa::path(get, path = "/info", responses((status = 200, body = Info)))]
+async fn info(State(state): State<Arc<AppState>>) -> Response {
+    let c = &state.config;
+    json_value(&Info {
+        model_id: state.backend.model_name(),
+        model_sha: None,
+        model_dtype: "float32",
+        model_type: compat::ModelType {
+            classifier: compat::ClassifierInfo::go_emotions(),
+        },
+        max_concurrent_requests: c.max_concurrent,
+        max_input_length: state.backend.max_input_length(),
+        max_batch_tokens: c.max_batch * state.backend.max_input_length(),
+        max_batch_requests: Some(c.max_batch),
+        max_client_batch_size: c.max_inputs,
+        auto_truncate: true,
+        tokenization_workers: 1,
+        version: env!("CARGO_PKG_VERSION"),
+        sha: None,
+        docker_label: None,
+    })
+}
+
+#[utoipa::path(get, path = "/openapi.json", responses((status = 200, description = "This document")))]
+async fn openapi_json() -> Response {
+    use utoipa::OpenApi;
+    match ApiDoc::openapi().to_json() {
+        Ok(body) => json(StatusCode::OK, body),
+        Err(e) => error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "serialisation_error",
+            e.to_string(),
+        ),
+    }
 }
 
 /// `{"scores": {...}}` without decisions.

@@ -55,9 +55,8 @@ impl<const N: usize> Histogram<N> {
 }
 
 pub(crate) struct Metrics {
-    ok: AtomicU64,
-    client_errors: AtomicU64,
-    server_errors: AtomicU64,
+    /// Requests by (route, status class), in the order first seen.
+    requests: std::sync::Mutex<Vec<((&'static str, &'static str), u64)>>,
     latency_ms: Histogram<12>,
     batch_texts: Histogram<8>,
 }
@@ -65,9 +64,7 @@ pub(crate) struct Metrics {
 impl Default for Metrics {
     fn default() -> Self {
         Metrics {
-            ok: AtomicU64::new(0),
-            client_errors: AtomicU64::new(0),
-            server_errors: AtomicU64::new(0),
+            requests: Default::default(),
             latency_ms: Histogram::new(LATENCY_BUCKETS_MS),
             batch_texts: Histogram::new(BATCH_BUCKETS),
         }
@@ -75,13 +72,18 @@ impl Default for Metrics {
 }
 
 impl Metrics {
-    pub(crate) fn observe_request(&self, status: u16, elapsed: Duration) {
-        match status {
-            200..=299 => &self.ok,
-            400..=499 => &self.client_errors,
-            _ => &self.server_errors,
+    pub(crate) fn observe_request(&self, route: &'static str, status: u16, elapsed: Duration) {
+        let class = match status {
+            200..=299 => "2xx",
+            400..=499 => "4xx",
+            _ => "5xx",
+        };
+        let mut requests = self.requests.lock().unwrap_or_else(|p| p.into_inner());
+        match requests.iter_mut().find(|(key, _)| *key == (route, class)) {
+            Some((_, n)) => *n += 1,
+            None => requests.push(((route, class), 1)),
         }
-        .fetch_add(1, Relaxed);
+        drop(requests);
         self.latency_ms.observe(elapsed.as_secs_f64() * 1e3);
     }
 
@@ -91,22 +93,23 @@ impl Metrics {
 
     pub(crate) fn render(&self) -> String {
         let mut out = String::from(
-            "# HELP emotions_requests_total /classify requests by outcome.\n# TYPE emotions_requests_total counter\n",
+            "# HELP emotions_requests_total Scoring and embedding requests by route and outcome.\n# TYPE emotions_requests_total counter\n",
         );
-        for (class, c) in [
-            ("2xx", &self.ok),
-            ("4xx", &self.client_errors),
-            ("5xx", &self.server_errors),
-        ] {
+        let mut requests = self
+            .requests
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        requests.sort();
+        for ((route, class), n) in requests {
             out.push_str(&format!(
-                "emotions_requests_total{{status=\"{class}\"}} {}\n",
-                c.load(Relaxed)
+                "emotions_requests_total{{route=\"{route}\",status=\"{class}\"}} {n}\n"
             ));
         }
         // Rendered in seconds, as Prometheus expects.
         self.latency_ms.render(
             "emotions_request_duration_seconds",
-            "/classify latency.",
+            "Latency of scoring and embedding requests.",
             1e-3,
             &mut out,
         );
@@ -125,16 +128,16 @@ mod tests {
     #[test]
     fn renders_counts_and_buckets() {
         let m = super::Metrics::default();
-        m.observe_request(200, std::time::Duration::from_millis(3));
-        m.observe_request(400, std::time::Duration::from_millis(30));
+        m.observe_request("/classify", 200, std::time::Duration::from_millis(3));
+        m.observe_request("/predict", 400, std::time::Duration::from_millis(30));
         m.observe_batch(5);
         let text = m.render();
         assert!(
-            text.contains("emotions_requests_total{status=\"2xx\"} 1\n"),
+            text.contains("emotions_requests_total{route=\"/classify\",status=\"2xx\"} 1\n"),
             "{text}"
         );
         assert!(
-            text.contains("emotions_requests_total{status=\"4xx\"} 1\n"),
+            text.contains("emotions_requests_total{route=\"/predict\",status=\"4xx\"} 1\n"),
             "{text}"
         );
         assert!(
