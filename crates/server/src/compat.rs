@@ -261,13 +261,19 @@ pub(crate) fn ranked(
 }
 
 /// One list per text, or the only list itself for a single string (TEI's `/predict`).
-pub(crate) fn one_or_many<T: Serialize>(one: bool, mut rows: Vec<T>) -> serde_json::Value {
+#[derive(Debug, Serialize)]
+#[serde(untagged)]
+pub(crate) enum OneOrMany<T> {
+    One(T),
+    Many(Vec<T>),
+}
+
+pub(crate) fn one_or_many<T>(one: bool, mut rows: Vec<T>) -> OneOrMany<T> {
     if one && rows.len() == 1 {
-        serde_json::to_value(rows.remove(0))
+        OneOrMany::One(rows.remove(0))
     } else {
-        serde_json::to_value(rows)
+        OneOrMany::Many(rows)
     }
-    .unwrap_or(serde_json::Value::Null)
 }
 
 impl PredictRequest {
