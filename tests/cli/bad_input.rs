@@ -1,4 +1,5 @@
-//! Bad input: a clear message naming the file, line or row, a non-zero exit, no partial output.
+//! Bad input: a clear message naming the file, line or row, and a non-zero exit. Rows before a
+//! bad one are written whole; nothing is cut.
 
 use crate::util::*;
 
@@ -14,16 +15,17 @@ fn short_row_names_the_line() {
         format!("{}\n{}\n{}\n", row(384), row(384), row(383)),
     );
     let o = run(&["classify", "--embeddings", f.to_str().unwrap()], None);
-    fails_with(o, "line 3: expected 384 numbers, found 383");
+    fails_after(o, "line 3: expected 384 numbers, found 383", 2);
 }
 
 #[test]
 fn malformed_json_and_non_finite_values() {
     let s = Scratch::new("bad");
     let f = s.write("e.jsonl", format!("{}\n[0.1, oops]\n", row(384)));
-    fails_with(
+    fails_after(
         run(&["classify", "--embeddings", f.to_str().unwrap()], None),
         "line 2: invalid JSON",
+        1,
     );
     let nan = format!("{}\n", row(384).replacen("0.01", "NaN", 1));
     fails_with(
@@ -39,9 +41,10 @@ fn malformed_json_and_non_finite_values() {
     data[384 + 7] = f32::INFINITY;
     let npy = s.path("inf.npy");
     emotions_io::write_npy_f32(&npy, 2, 384, &data).unwrap();
-    fails_with(
+    fails_after(
         run(&["classify", "--embeddings", npy.to_str().unwrap()], None),
         "row 1, column 7: expected a finite number, found inf",
+        1,
     );
     let wide = s.path("wide.npy");
     emotions_io::write_npy_f32(&wide, 1, 385, &[0.0; 385]).unwrap();

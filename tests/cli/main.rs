@@ -4,6 +4,7 @@ mod bad_input;
 mod classify_embeddings;
 mod compat;
 mod serve;
+mod streaming;
 mod texts;
 mod training;
 mod util;

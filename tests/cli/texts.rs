@@ -68,13 +68,15 @@ fn empty_lines_are_empty_texts_and_order_is_kept() {
 fn invalid_utf8_names_the_line() {
     let s = Scratch::new("texts");
     let f = s.write("t.txt", b"fine\nalso fine\nbad \xc3\x28 byte\n");
-    fails_with(
+    fails_after(
         run(&["classify", "--texts", f.to_str().unwrap()], None),
         "t.txt: line 3: invalid UTF-8 at byte 4",
+        2,
     );
-    fails_with(
+    fails_after(
         run(&["embed", "--texts", f.to_str().unwrap()], None),
         "line 3: invalid UTF-8",
+        2,
     );
 }
 

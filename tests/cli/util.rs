@@ -88,6 +88,25 @@ pub fn fails_with(o: Output, want: &str) {
     assert!(err.contains(want), "want {want:?} in stderr: {err}");
 }
 
+/// Asserts a clean failure after `rows` results: non-zero exit, no panic, `want` in stderr,
+/// and stdout exactly `rows` whole JSON lines (the rows before the bad one).
+pub fn fails_after(o: Output, want: &str, rows: usize) -> Vec<serde_json::Value> {
+    let err = stderr(&o);
+    assert!(
+        !o.status.success(),
+        "expected failure, stdout: {}",
+        stdout(&o)
+    );
+    assert!(o.status.code().is_some(), "killed by a signal: {err}");
+    assert!(!err.contains("panicked"), "panic: {err}");
+    assert!(err.contains(want), "want {want:?} in stderr: {err}");
+    let out = stdout(&o);
+    assert!(out.is_empty() || out.ends_with('\n'), "a cut line: {out:?}");
+    let lines = json_lines(&out);
+    assert_eq!(lines.len(), rows, "{out}");
+    lines
+}
+
 /// JSON lines → one `serde_json::Value` per line.
 pub fn json_lines(s: &str) -> Vec<serde_json::Value> {
     s.lines()

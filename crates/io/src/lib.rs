@@ -23,7 +23,9 @@ use std::io::BufRead;
 use std::path::Path;
 
 mod npy;
-pub use npy::{read_npy_f32, read_npy_file, write_npy_f32};
+mod stream;
+pub use npy::{NpyWriter, read_npy_f32, read_npy_file, write_npy_f32};
+pub use stream::{JsonlRows, NpyRows, Rows, TextRows, embedding_rows, text_rows};
 
 /// Everything that can go wrong reading or writing `emotions` files.
 #[derive(Debug, thiserror::Error)]
@@ -160,99 +162,91 @@ pub fn read_embeddings_jsonl(
     let mut data = Vec::new();
     let mut rows = 0;
     for (i, line) in reader.split(b'\n').enumerate() {
-        let line_no = i + 1;
         let line = line.map_err(|e| IoError::io(origin, e))?;
-        let line = std::str::from_utf8(&line)
-            .map_err(|e| IoError::line(origin, line_no, format!("invalid UTF-8: {e}")))?;
-        let line = line.strip_suffix('\r').unwrap_or(line);
-        if line.trim().is_empty() {
-            return Err(IoError::line(
-                origin,
-                line_no,
-                "empty line, expected a JSON array of numbers",
-            ));
-        }
-        let value: serde_json::Value = serde_json::from_str(line)
-            .map_err(|e| IoError::line(origin, line_no, format!("invalid JSON: {e}")))?;
-        let items = match &value {
-            serde_json::Value::Array(items) => items,
-            serde_json::Value::Object(map) => match map.get("embedding") {
-                Some(serde_json::Value::Array(items)) => items,
-                Some(_) => {
-                    return Err(IoError::line(
-                        origin,
-                        line_no,
-                        "\"embedding\" must be an array of numbers",
-                    ));
-                }
-                None => {
-                    return Err(IoError::line(
-                        origin,
-                        line_no,
-                        "expected a JSON array or an object with an \"embedding\" array",
-                    ));
-                }
-            },
-            _ => {
-                return Err(IoError::line(
-                    origin,
-                    line_no,
-                    "expected a JSON array or an object with an \"embedding\" array",
-                ));
-            }
-        };
-        let expected = *dim.get_or_insert(items.len());
-        if items.len() != expected {
-            return Err(IoError::Width {
-                origin: origin.to_string(),
-                line: line_no,
-                expected,
-                found: items.len(),
-            });
-        }
-        for (column, item) in items.iter().enumerate() {
-            let x = item.as_f64().ok_or_else(|| {
-                IoError::line(
-                    origin,
-                    line_no,
-                    format!("element {column}: expected a number, found {item}"),
-                )
-            })?;
-            let x = x as f32;
-            if !x.is_finite() {
-                return Err(IoError::line(
-                    origin,
-                    line_no,
-                    format!("element {column}: {item} does not fit in a finite f32"),
-                ));
-            }
-            data.push(x);
-        }
+        parse_embedding_line(&line, origin, i + 1, &mut dim, &mut data)?;
         rows += 1;
     }
     let dim = dim.unwrap_or(0);
     Ok(Embeddings { rows, dim, data })
 }
 
+/// Parses one JSON Lines row (a JSON array of numbers or `{"embedding": [...]}`) onto `out`.
+/// `dim` is the width every row must have; the first row sets it when it is `None`.
+pub(crate) fn parse_embedding_line(
+    line: &[u8],
+    origin: &str,
+    line_no: usize,
+    dim: &mut Option<usize>,
+    out: &mut Vec<f32>,
+) -> Result<(), IoError> {
+    let line = std::str::from_utf8(line)
+        .map_err(|e| IoError::line(origin, line_no, format!("invalid UTF-8: {e}")))?;
+    let line = line.strip_suffix('\r').unwrap_or(line);
+    if line.trim().is_empty() {
+        return Err(IoError::line(
+            origin,
+            line_no,
+            "empty line, expected a JSON array of numbers",
+        ));
+    }
+    let value: serde_json::Value = serde_json::from_str(line)
+        .map_err(|e| IoError::line(origin, line_no, format!("invalid JSON: {e}")))?;
+    let not_a_row = || {
+        IoError::line(
+            origin,
+            line_no,
+            "expected a JSON array or an object with an \"embedding\" array",
+        )
+    };
+    let items = match &value {
+        serde_json::Value::Array(items) => items,
+        serde_json::Value::Object(map) => match map.get("embedding") {
+            Some(serde_json::Value::Array(items)) => items,
+            Some(_) => {
+                return Err(IoError::line(
+                    origin,
+                    line_no,
+                    "\"embedding\" must be an array of numbers",
+                ));
+            }
+            None => return Err(not_a_row()),
+        },
+        _ => return Err(not_a_row()),
+    };
+    let expected = *dim.get_or_insert(items.len());
+    if items.len() != expected {
+        return Err(IoError::Width {
+            origin: origin.to_string(),
+            line: line_no,
+            expected,
+            found: items.len(),
+        });
+    }
+    for (column, item) in items.iter().enumerate() {
+        let x = item.as_f64().ok_or_else(|| {
+            IoError::line(
+                origin,
+                line_no,
+                format!("element {column}: expected a number, found {item}"),
+            )
+        })?;
+        let x = x as f32;
+        if !x.is_finite() {
+            return Err(IoError::line(
+                origin,
+                line_no,
+                format!("element {column}: {item} does not fit in a finite f32"),
+            ));
+        }
+        out.push(x);
+    }
+    Ok(())
+}
+
 /// Reads one text per line. Empty lines are empty texts; a trailing `\r` is removed.
 /// Invalid UTF-8 is an error naming the line.
 pub fn read_texts(reader: impl BufRead, origin: &str) -> Result<Vec<String>, IoError> {
-    let mut texts = Vec::new();
-    for (i, line) in reader.split(b'\n').enumerate() {
-        let mut line = line.map_err(|e| IoError::io(origin, e))?;
-        if line.last() == Some(&b'\r') {
-            line.pop();
-        }
-        let text = String::from_utf8(line).map_err(|e| {
-            IoError::line(
-                origin,
-                i + 1,
-                format!("invalid UTF-8 at byte {}", e.utf8_error().valid_up_to()),
-            )
-        })?;
-        texts.push(text);
-    }
-    Ok(texts)
+    TextRows::new(reader, origin).collect()
 }
 
 /// Reads texts from a path, `-` for stdin.

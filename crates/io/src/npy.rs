@@ -15,12 +15,12 @@ fn npy_err(origin: &str, message: impl Into<String>) -> IoError {
 }
 
 /// What a `.npy` header says about the array after it.
-struct Header {
-    rows: usize,
-    dim: usize,
+pub(crate) struct Header {
+    pub(crate) rows: usize,
+    pub(crate) dim: usize,
     /// Bytes per element: 4 (f32) or 8 (f64).
-    width: usize,
-    fortran: bool,
+    pub(crate) width: usize,
+    pub(crate) fortran: bool,
     /// Offset of the first data byte.
     data_start: usize,
 }
@@ -242,6 +242,137 @@ pub fn read_npy_file(path: &Path) -> Result<Embeddings, IoError> {
     finish(data, &h, origin)
 }
 
+/// Reads and parses the header from the start of a stream, leaving it at the first data byte.
+pub(crate) fn read_header(reader: &mut impl Read, origin: &str) -> Result<Header, IoError> {
+    let truncated = |e: std::io::Error| {
+        if e.kind() == std::io::ErrorKind::UnexpectedEof {
+            npy_err(origin, "truncated header")
+        } else {
+            IoError::io(origin, e)
+        }
+    };
+    let mut head = vec![0u8; 10];
+    reader.read_exact(&mut head).map_err(truncated)?;
+    if &head[..6] != MAGIC {
+        return Err(npy_err(origin, "missing the \\x93NUMPY magic"));
+    }
+    let header_end = match head[6] {
+        1 => 10 + u16::from_le_bytes([head[8], head[9]]) as usize,
+        2 | 3 => {
+            head.resize(12, 0);
+            reader.read_exact(&mut head[10..]).map_err(truncated)?;
+            12 + u32::from_le_bytes(head[8..12].try_into().unwrap()) as usize
+        }
+        v => return Err(npy_err(origin, format!("unsupported format version {v}"))),
+    };
+    // A header is a short dict; anything longer than this is not one.
+    if header_end > 1 << 20 {
+        return Err(npy_err(origin, format!("a {header_end}-byte header")));
+    }
+    let start = head.len();
+    head.resize(header_end, 0);
+    reader.read_exact(&mut head[start..]).map_err(truncated)?;
+    parse_header(&head, origin)
+}
+
+/// Row `row` of a C-order array from its bytes, checked to be finite.
+pub(crate) fn decode_row(
+    bytes: &[u8],
+    h: &Header,
+    row: usize,
+    origin: &str,
+) -> Result<Vec<f32>, IoError> {
+    let mut out = vec![0f32; h.dim];
+    decode_into(bytes, h, &mut out, row * h.dim, origin)?;
+    Ok(out)
+}
+
+/// Writes a `[rows, cols]` f32 `.npy` row block by row block when the number of rows is not
+/// known up front: the header is written with room for any count and rewritten by
+/// [`NpyWriter::finish`]. The file must be seekable (a regular file, not a pipe).
+pub struct NpyWriter {
+    file: std::io::BufWriter<std::fs::File>,
+    origin: String,
+    cols: usize,
+    rows: usize,
+}
+
+/// Header bytes of a streamed `.npy`: enough for any row count, a multiple of 64.
+const STREAM_HEADER: usize = 128;
+
+impl NpyWriter {
+    pub fn create(path: &Path, cols: usize) -> Result<Self, IoError> {
+        use std::io::Seek;
+        let origin = path.display().to_string();
+        let mut file = std::fs::File::create(path).map_err(|e| IoError::io(&origin, e))?;
+        if let Err(e) = file.seek(std::io::SeekFrom::Start(0)) {
+            return Err(npy_err(
+                &origin,
+                format!(
+                    "cannot seek ({e}): .npy output is written with its header patched at the end, so it needs a regular file, not a pipe; write JSON Lines to a pipe instead"
+                ),
+            ));
+        }
+        let mut writer = NpyWriter {
+            file: std::io::BufWriter::with_capacity(1 << 20, file),
+            origin,
+            cols,
+            rows: 0,
+        };
+        writer.write_header()?;
+        Ok(writer)
+    }
+
+    fn write_header(&mut self) -> Result<(), IoError> {
+        let mut header = format!(
+            "{{'descr': '<f4', 'fortran_order': False, 'shape': ({}, {}), }}",
+            self.rows, self.cols
+        );
+        let len = STREAM_HEADER - MAGIC.len() - 4;
+        header.push_str(&" ".repeat(len - 1 - header.len()));
+        header.push('\n');
+        let mut out = MAGIC.to_vec();
+        out.extend_from_slice(&[1, 0]);
+        out.extend_from_slice(&(len as u16).to_le_bytes());
+        out.extend_from_slice(header.as_bytes());
+        self.file
+            .write_all(&out)
+            .map_err(|e| IoError::io(&self.origin, e))
+    }
+
+    /// Appends rows (`data.len()` a multiple of the width).
+    pub fn write_rows(&mut self, data: &[f32]) -> Result<(), IoError> {
+        if !data.len().is_multiple_of(self.cols.max(1)) {
+            return Err(npy_err(
+                &self.origin,
+                format!("{} values are not whole rows of {}", data.len(), self.cols),
+            ));
+        }
+        let bytes: Vec<u8> = data.iter().flat_map(|x| x.to_le_bytes()).collect();
+        self.file
+            .write_all(&bytes)
+            .map_err(|e| IoError::io(&self.origin, e))?;
+        self.rows += data.len() / self.cols.max(1);
+        Ok(())
+    }
+
+    /// Rows written so far.
+    pub fn rows(&self) -> usize {
+        self.rows
+    }
+
+    /// Writes the final row count into the header and flushes: the file is then a complete
+    /// `.npy` of every row written.
+    pub fn finish(mut self) -> Result<(), IoError> {
+        use std::io::Seek;
+        self.file
+            .seek(std::io::SeekFrom::Start(0))
+            .map_err(|e| IoError::io(&self.origin, e))?;
+        self.write_header()?;
+        self.file.flush().map_err(|e| IoError::io(&self.origin, e))
+    }
+}
+
 /// Finds `'key': value` in a numpy header dict; values here are a quoted string, a bool or a
 /// tuple, which is all the format writes.
 fn dict_value<'h>(header: &'h str, key: &str) -> Option<&'h str> {
@@ -432,5 +563,43 @@ mod tests {
             let err = read_npy_f32(&bytes, "p").unwrap_err().to_string();
             assert!(err.contains(want), "want {want:?} in {err:?}");
         }
+    }
+
+    #[test]
+    fn streamed_writes_patch_the_row_count() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.npy");
+        let mut w = NpyWriter::create(&path, 2).unwrap();
+        w.write_rows(&[1.0, 2.0, 3.0, 4.0]).unwrap();
+        w.write_rows(&[5.0, 6.0]).unwrap();
+        assert!(w.write_rows(&[7.0]).is_err());
+        assert_eq!(w.rows(), 3);
+        w.finish().unwrap();
+        let e = read_npy_file(&path).unwrap();
+        assert_eq!((e.rows(), e.dim()), (3, 2));
+        assert_eq!(e.data(), [1.0, 2.0, 3.0, 4.0, 5.0, 6.0]);
+        // Same bytes as the one-shot writer, but for the header's padding.
+        let whole = dir.path().join("w.npy");
+        write_npy_f32(&whole, 3, 2, e.data()).unwrap();
+        assert_eq!(read_npy_file(&whole).unwrap(), e);
+    }
+
+    #[test]
+    fn a_pipe_is_refused_for_streamed_npy() {
+        // A FIFO is the pipe case on Unix.
+        let dir = tempfile::tempdir().unwrap();
+        let fifo = dir.path().join("p.npy");
+        let made = std::process::Command::new("mkfifo").arg(&fifo).status();
+        if !made.is_ok_and(|s| s.success()) {
+            return;
+        }
+        // Opening a FIFO for writing blocks until a reader opens it.
+        let reader = {
+            let fifo = fifo.clone();
+            std::thread::spawn(move || std::fs::read(fifo))
+        };
+        let err = NpyWriter::create(&fifo, 2).err().unwrap();
+        assert!(err.to_string().contains("needs a regular file"), "{err}");
+        let _ = reader.join();
     }
 }

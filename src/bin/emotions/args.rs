@@ -68,6 +68,21 @@ struct TextArgs {
     texts: Option<String>,
 }
 
+/// How `classify` and `embed` stream their input.
+#[derive(Args, Clone)]
+struct StreamArgs {
+    /// Rows read, embedded, scored and written at a time: memory stays bounded by it, and the
+    /// first results appear after one chunk. Results do not depend on it.
+    #[arg(long, value_name = "N", default_value_t = 4096,
+          value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    chunk_size: u32,
+    /// Skip lines that cannot be read (invalid UTF-8, bad JSON, a wrong width, a non-finite
+    /// number), reporting each on stderr with its line number, instead of stopping at the
+    /// first (after writing every row before it). Exits 0 when the rest succeeds.
+    #[arg(long)]
+    skip_bad_lines: bool,
+}
+
 /// Encoder plans, as the command line names them.
 #[derive(Clone, Copy, ValueEnum)]
 enum PlansArg {
@@ -110,6 +125,8 @@ struct ClassifyArgs {
     #[arg(long, value_name = "FILE.npy")]
     output: Option<PathBuf>,
     #[command(flatten)]
+    stream: StreamArgs,
+    #[command(flatten)]
     head: HeadArgs,
     #[command(flatten)]
     encoder: EncoderArgs,
@@ -122,6 +139,8 @@ struct EmbedArgs {
     /// Write an [N, D] f32 .npy instead of JSON Lines.
     #[arg(long, value_name = "FILE.npy")]
     output: Option<PathBuf>,
+    #[command(flatten)]
+    stream: StreamArgs,
     #[command(flatten)]
     encoder: EncoderArgs,
 }
@@ -291,9 +310,17 @@ pub enum Input {
     TextsFile(String),
 }
 
+/// Rows per chunk, and whether unreadable lines are skipped.
+#[derive(Clone, Copy)]
+pub struct StreamSpec {
+    pub chunk_size: usize,
+    pub skip_bad_lines: bool,
+}
+
 pub struct ClassifyPlan {
     pub input: Input,
     pub output: Option<PathBuf>,
+    pub stream: StreamSpec,
     pub head: HeadSpec,
     pub encoder: EncoderSpec,
 }
@@ -301,6 +328,7 @@ pub struct ClassifyPlan {
 pub struct EmbedPlan {
     pub input: Input,
     pub output: Option<PathBuf>,
+    pub stream: StreamSpec,
     pub encoder: EncoderSpec,
 }
 
@@ -375,6 +403,7 @@ impl HiArgs {
                 HiArgs::Classify(ClassifyPlan {
                     input,
                     output: a.output,
+                    stream: a.stream.spec(),
                     head: a.head.spec(),
                     encoder,
                 })
@@ -387,6 +416,7 @@ impl HiArgs {
                 HiArgs::Embed(EmbedPlan {
                     input,
                     output: a.output,
+                    stream: a.stream.spec(),
                     encoder: a.encoder.spec(),
                 })
             }
@@ -459,6 +489,15 @@ impl HiArgs {
                 })
             }
         })
+    }
+}
+
+impl StreamArgs {
+    fn spec(&self) -> StreamSpec {
+        StreamSpec {
+            chunk_size: self.chunk_size as usize,
+            skip_bad_lines: self.skip_bad_lines,
+        }
     }
 }
 

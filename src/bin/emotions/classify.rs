@@ -1,50 +1,219 @@
-//! `emotions classify` and `emotions embed`: inputs → scores or embeddings → JSON Lines or .npy.
+//! `emotions classify` and `emotions embed`: inputs → scores or embeddings → JSON Lines or .npy,
+//! streamed.
+//!
+//! Rows are read on a thread of their own, a chunk at a time, while the previous chunk is
+//! embedded, scored and written, in input order, then flushed. Memory is bounded by the chunk
+//! size, not by the input. A line that cannot be read stops the run after every row before it
+//! is written (JSON Lines: whole lines only; `.npy`: the header patched to the rows written),
+//! or, with `--skip-bad-lines`, is reported on stderr and skipped.
 
-use crate::args::{ClassifyPlan, EmbedPlan, Input};
+use crate::args::{ClassifyPlan, EmbedPlan, Input, StreamSpec};
 use crate::load;
-use crate::output::{with_progress, write_json_lines};
+use anyhow::Context;
 use emotions::NUM_LABELS;
-
-/// The texts an input names, read now; errors name the file and line.
-fn read_texts(input: Input) -> anyhow::Result<Vec<String>> {
-    match input {
-        Input::Texts(t) => Ok(t),
-        Input::TextsFile(path) => Ok(emotions_io::read_texts_path(&path)?),
-        Input::Embeddings(path) => anyhow::bail!("{path}: expected texts, found embeddings"),
-    }
-}
+use emotions_io::{IoError, Rows};
+use std::io::{IsTerminal, Write};
+use std::path::Path;
 
 pub fn classify(plan: ClassifyPlan) -> anyhow::Result<()> {
     let classifier = load::classifier(&plan.head, &plan.encoder)?;
-    let (rows, scores) = match plan.input {
+    let mut sink = Sink::open(plan.output.as_deref(), NUM_LABELS)?;
+    let result = match plan.input {
         Input::Embeddings(path) => {
-            let e = emotions_io::read_embeddings(&path, Some(classifier.input_dim()))?;
-            (e.rows(), classifier.scores(e.data(), e.rows())?)
+            let dim = classifier.input_dim();
+            stream_chunks(
+                move || emotions_io::embedding_rows(&path, Some(dim)),
+                plan.stream,
+                |rows: Vec<Vec<f32>>| {
+                    let flat: Vec<f32> = rows.concat();
+                    let scores = classifier.scores(&flat, rows.len())?;
+                    sink.write_predictions(&classifier, &scores)
+                },
+            )
         }
-        texts => {
-            let texts = read_texts(texts)?;
-            let embeddings =
-                with_progress(texts.len(), |p| classifier.embed_with_progress(&texts, p))?;
-            (texts.len(), classifier.scores(&embeddings, texts.len())?)
-        }
+        texts => stream_chunks(
+            move || text_rows(texts),
+            plan.stream,
+            |texts: Vec<String>| {
+                let embeddings = classifier.embed(&texts)?;
+                let scores = classifier.scores(&embeddings, texts.len())?;
+                sink.write_predictions(&classifier, &scores)
+            },
+        ),
     };
-    match &plan.output {
-        Some(out) => emotions_io::write_npy_f32(out, rows, NUM_LABELS, &scores)?,
-        None => write_json_lines(classifier.policy().decide_rows(&scores))?,
-    }
-    Ok(())
+    sink.finish(result)
 }
 
 pub fn embed(plan: EmbedPlan) -> anyhow::Result<()> {
     let Some(encoder) = load::encoder(&plan.encoder)? else {
         anyhow::bail!("embed needs an encoder");
     };
-    let texts = read_texts(plan.input)?;
     let dim = encoder.dim();
-    let embeddings = with_progress(texts.len(), |p| Ok(encoder.embed_with_progress(&texts, p)?))?;
-    match &plan.output {
-        Some(out) => emotions_io::write_npy_f32(out, texts.len(), dim, &embeddings)?,
-        None => write_json_lines(embeddings.chunks_exact(dim.max(1)).take(texts.len()))?,
+    let mut sink = Sink::open(plan.output.as_deref(), dim)?;
+    let result = stream_chunks(
+        move || text_rows(plan.input),
+        plan.stream,
+        |texts: Vec<String>| {
+            let embeddings = encoder.embed(&texts)?;
+            sink.write_rows(&embeddings, dim)
+        },
+    );
+    sink.finish(result)
+}
+
+/// The texts an input names, as rows.
+fn text_rows(input: Input) -> Result<Rows<String>, IoError> {
+    match input {
+        Input::Texts(t) => Ok(Box::new(t.into_iter().map(Ok))),
+        Input::TextsFile(path) => emotions_io::text_rows(&path),
+        Input::Embeddings(path) => Err(IoError::Npy {
+            origin: path,
+            message: "expected texts, found embeddings".into(),
+        }),
     }
-    Ok(())
+}
+
+/// Reads rows on their own thread, `spec.chunk_size` at a time, and hands each chunk to
+/// `process` in input order. The first unreadable row ends the run after the rows before it are
+/// processed, unless `spec.skip_bad_lines`.
+fn stream_chunks<T: Send>(
+    open: impl FnOnce() -> Result<Rows<T>, IoError> + Send,
+    spec: StreamSpec,
+    mut process: impl FnMut(Vec<T>) -> anyhow::Result<()>,
+) -> anyhow::Result<()> {
+    let progress = Progress::new();
+    std::thread::scope(|scope| {
+        // One chunk in flight while one is processed: reading overlaps the work.
+        let (tx, rx) = std::sync::mpsc::sync_channel::<Result<Vec<T>, IoError>>(1);
+        scope.spawn(move || {
+            let rows = match open() {
+                Ok(rows) => rows,
+                Err(e) => {
+                    let _ = tx.send(Err(e));
+                    return;
+                }
+            };
+            let mut chunk = Vec::with_capacity(spec.chunk_size);
+            for row in rows {
+                match row {
+                    Ok(row) => {
+                        chunk.push(row);
+                        if chunk.len() == spec.chunk_size {
+                            let full =
+                                std::mem::replace(&mut chunk, Vec::with_capacity(spec.chunk_size));
+                            if tx.send(Ok(full)).is_err() {
+                                return;
+                            }
+                        }
+                    }
+                    Err(e) if spec.skip_bad_lines && e.is_row_error() => {
+                        eprintln!("emotions: skipped {e}");
+                    }
+                    Err(e) => {
+                        if !chunk.is_empty() && tx.send(Ok(chunk)).is_err() {
+                            return;
+                        }
+                        let _ = tx.send(Err(e));
+                        return;
+                    }
+                }
+            }
+            if !chunk.is_empty() {
+                let _ = tx.send(Ok(chunk));
+            }
+        });
+        for chunk in rx {
+            let chunk = chunk?;
+            let n = chunk.len();
+            process(chunk)?;
+            progress.add(n);
+        }
+        progress.finish();
+        Ok(())
+    })
+}
+
+/// A row counter on stderr when it is a terminal.
+struct Progress(Option<indicatif::ProgressBar>);
+
+impl Progress {
+    fn new() -> Self {
+        if !std::io::stderr().is_terminal() {
+            return Progress(None);
+        }
+        let bar = indicatif::ProgressBar::new_spinner().with_style(
+            indicatif::ProgressStyle::with_template("{spinner} {pos} rows, {per_sec}")
+                .expect("valid template"),
+        );
+        Progress(Some(bar))
+    }
+    fn add(&self, n: usize) {
+        if let Some(bar) = &self.0 {
+            bar.inc(n as u64);
+        }
+    }
+    fn finish(&self) {
+        if let Some(bar) = &self.0 {
+            bar.finish_and_clear();
+        }
+    }
+}
+
+/// Where results go: JSON Lines on stdout, flushed after every chunk, or a `.npy` file whose
+/// header is patched with the row count at the end.
+enum Sink {
+    Lines(std::io::BufWriter<std::io::StdoutLock<'static>>),
+    Npy(emotions_io::NpyWriter),
+}
+
+impl Sink {
+    fn open(output: Option<&Path>, cols: usize) -> anyhow::Result<Sink> {
+        Ok(match output {
+            Some(path) => Sink::Npy(emotions_io::NpyWriter::create(path, cols)?),
+            None => Sink::Lines(std::io::BufWriter::with_capacity(
+                1 << 16,
+                std::io::stdout().lock(),
+            )),
+        })
+    }
+
+    fn write_predictions(
+        &mut self,
+        classifier: &emotions::Classifier,
+        scores: &[f32],
+    ) -> anyhow::Result<()> {
+        match self {
+            Sink::Lines(out) => {
+                for p in classifier.policy().decide_rows(scores) {
+                    serde_json::to_writer(&mut *out, &p).context("writing to stdout")?;
+                    out.write_all(b"\n").context("writing to stdout")?;
+                }
+                out.flush().context("writing to stdout")
+            }
+            Sink::Npy(npy) => Ok(npy.write_rows(scores)?),
+        }
+    }
+
+    fn write_rows(&mut self, values: &[f32], dim: usize) -> anyhow::Result<()> {
+        match self {
+            Sink::Lines(out) => {
+                for row in values.chunks_exact(dim.max(1)) {
+                    serde_json::to_writer(&mut *out, row).context("writing to stdout")?;
+                    out.write_all(b"\n").context("writing to stdout")?;
+                }
+                out.flush().context("writing to stdout")
+            }
+            Sink::Npy(npy) => Ok(npy.write_rows(values)?),
+        }
+    }
+
+    /// Completes the output, whether the run succeeded or not: every row written stays whole
+    /// (a `.npy` gets the count of rows written), then the run's error, if any, is returned.
+    fn finish(self, result: anyhow::Result<()>) -> anyhow::Result<()> {
+        let finished = match self {
+            Sink::Lines(mut out) => out.flush().context("writing to stdout"),
+            Sink::Npy(npy) => npy.finish().map_err(anyhow::Error::from),
+        };
+        result.and(finished)
+    }
 }

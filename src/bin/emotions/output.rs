@@ -1,7 +1,6 @@
-//! Writing results: JSON Lines on stdout, and a progress bar for long runs.
+//! A progress bar for long runs whose size is known (embedding a split).
 
-use anyhow::Context;
-use std::io::{IsTerminal, Write};
+use std::io::IsTerminal;
 
 /// Runs `work` with a progress bar on stderr when stderr is a terminal and the input is large.
 pub fn with_progress<T>(
@@ -18,18 +17,4 @@ pub fn with_progress<T>(
     let result = work(&mut |done| bar.set_position(done as u64));
     bar.finish_and_clear();
     Ok(result?)
-}
-
-/// One JSON value per line on stdout, in input order.
-pub fn write_json_lines<T: serde::Serialize>(
-    items: impl IntoIterator<Item = T>,
-) -> anyhow::Result<()> {
-    let stdout = std::io::stdout();
-    let mut out = std::io::BufWriter::new(stdout.lock());
-    for item in items {
-        serde_json::to_writer(&mut out, &item).context("writing to stdout")?;
-        out.write_all(b"\n").context("writing to stdout")?;
-    }
-    out.flush().context("writing to stdout")?;
-    Ok(())
 }

@@ -1,0 +1,127 @@
+//! `classify` and `embed` stream: results do not depend on the chunk size, a bad line stops the
+//! run after the rows before it (or is skipped on request), and `.npy` output is patched.
+
+use crate::util::*;
+
+/// go_emotions dev texts, as a file of `n` lines.
+fn dev_texts(s: &Scratch, n: usize) -> std::path::PathBuf {
+    let text = std::fs::read_to_string(repo("../shared/data/go_emotions/dev.tsv")).unwrap();
+    let lines: Vec<&str> = text
+        .lines()
+        .take(n)
+        .map(|l| l.split('\t').next().unwrap())
+        .collect();
+    s.write("dev.txt", lines.join("\n") + "\n")
+}
+
+#[test]
+fn results_are_bit_identical_for_any_chunk_size() {
+    let s = Scratch::new("chunks");
+    let texts = dev_texts(&s, 70);
+    let t = texts.to_str().unwrap();
+    let whole = ok(run(
+        &["classify", "--texts", t, "--chunk-size", "1000000"],
+        None,
+    ));
+    assert_eq!(json_lines(&whole).len(), 70);
+    for chunk in ["1", "7", "64"] {
+        let got = ok(run(
+            &["classify", "--texts", t, "--chunk-size", chunk],
+            None,
+        ));
+        assert_eq!(got, whole, "--chunk-size {chunk}");
+    }
+    let whole = ok(run(
+        &["embed", "--texts", t, "--chunk-size", "1000000"],
+        None,
+    ));
+    let piped = ok(run(
+        &["embed", "--texts", "-", "--chunk-size", "9"],
+        Some(&std::fs::read(&texts).unwrap()),
+    ));
+    assert_eq!(piped, whole);
+    // .npy: the same numbers as JSON Lines, whatever the chunking.
+    let npy = s.path("e.npy");
+    let n = npy.to_str().unwrap();
+    ok(run(
+        &["embed", "--texts", t, "--chunk-size", "16", "--output", n],
+        None,
+    ));
+    let e = read_npy(&npy);
+    assert_eq!((e.rows(), e.dim()), (70, 384));
+    for (row, line) in json_lines(&whole).iter().enumerate() {
+        let want: Vec<f32> = line
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|x| x.as_f64().unwrap() as f32)
+            .collect();
+        assert_eq!(e.row(row), want, "row {row}");
+    }
+}
+
+#[test]
+fn bad_lines_stop_the_run_or_are_skipped() {
+    let s = Scratch::new("skip");
+    let f = s.write("t.txt", b"fine\nbad \xc3\x28 byte\nalso fine\n\xff\nlast\n");
+    let t = f.to_str().unwrap();
+    // Stops at line 2, after line 1; with a .npy, the file holds line 1's row, complete.
+    fails_after(
+        run(&["classify", "--texts", t, "--chunk-size", "2"], None),
+        "t.txt: line 2: invalid UTF-8 at byte 4",
+        1,
+    );
+    let npy = s.path("s.npy");
+    let o = run(
+        &["classify", "--texts", t, "--output", npy.to_str().unwrap()],
+        None,
+    );
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    assert_eq!(read_npy(&npy).rows(), 1);
+    // Skipped: every other line is classified, in order, each bad one reported.
+    let o = run(&["classify", "--texts", t, "--skip-bad-lines"], None);
+    let out = ok(o.clone());
+    let err = stderr(&o);
+    for line in [2, 4] {
+        let want = format!("t.txt: line {line}: invalid UTF-8");
+        assert!(
+            err.lines()
+                .any(|l| l.starts_with("emotions: skipped ") && l.contains(&want)),
+            "{err}"
+        );
+    }
+    let good = s.write("good.txt", "fine\nalso fine\nlast\n");
+    assert_eq!(
+        out,
+        ok(run(&["classify", "--texts", good.to_str().unwrap()], None))
+    );
+    // Embeddings too: a short row is skipped, the others scored.
+    let row = serde_json::to_string(&vec![0.01f32; 384]).unwrap();
+    let e = format!("{row}\n[1, 2]\n{row}\n");
+    let o = run(
+        &["classify", "--embeddings", "-", "--skip-bad-lines"],
+        Some(e.as_bytes()),
+    );
+    assert_eq!(json_lines(&ok(o.clone())).len(), 2);
+    assert!(stderr(&o).contains("stdin: line 2: expected 384 numbers, found 2"));
+}
+
+#[test]
+fn npy_output_needs_a_seekable_file() {
+    let s = Scratch::new("pipe");
+    let fifo = s.path("out.npy");
+    let made = std::process::Command::new("mkfifo").arg(&fifo).status();
+    if !made.is_ok_and(|st| st.success()) {
+        return;
+    }
+    let reader = {
+        let fifo = fifo.clone();
+        std::thread::spawn(move || std::fs::read(fifo))
+    };
+    let o = run(
+        &["embed", "--text", "hi", "--output", fifo.to_str().unwrap()],
+        None,
+    );
+    let _ = reader.join();
+    fails_with(o, "needs a regular file, not a pipe");
+}
