@@ -23,7 +23,7 @@ import json
 import subprocess
 import threading
 
-from pyspark import SparkFiles
+from pyspark import SparkFiles, StorageLevel
 from pyspark.sql import SparkSession
 from pyspark.sql import types as T
 
@@ -100,7 +100,11 @@ def main():
     parser.add_argument("--column", help="the text column of a Parquet input")
     parser.add_argument("--output", required=True, help="where to write the Parquet result")
     parser.add_argument("--binary-name", default="emotions", help="the file name shipped with --files")
-    parser.add_argument("--partitions", type=int, help="repartition the input to this many partitions")
+    parser.add_argument(
+        "--partitions",
+        type=int,
+        help="repartition to this many partitions (a shuffle, then a sort back into input order)",
+    )
     parser.add_argument(
         "--emotions-args",
         default="--threads 1",
@@ -112,7 +116,9 @@ def main():
     if args.column:
         texts = spark.read.parquet(args.input).select(args.column).rdd.map(lambda r: r[0] or "")
     else:
-        texts = spark.read.text(args.input).rdd.map(lambda r: r[0])
+        # At least one partition per core, in file order, so that every core runs a binary.
+        sc = spark.sparkContext
+        texts = sc.textFile(args.input, minPartitions=sc.defaultParallelism)
     # Ids before anything moves: they are the input order.
     indexed = texts.zipWithIndex().map(lambda p: (p[1], p[0]))
     if args.partitions:
@@ -120,9 +126,12 @@ def main():
     scored = indexed.mapPartitions(
         classify_partition(args.binary_name, args.emotions_args.split())
     )
+    if args.partitions:
+        # A repartition shuffles rows; put them back in input order. The sort samples its
+        # input first: keep the scores so that the texts are not classified twice.
+        scored = scored.persist(StorageLevel.MEMORY_AND_DISK)
     result = spark.createDataFrame(scored, SCHEMA)
     if args.partitions:
-        # A repartition shuffles rows; put them back in input order.
         result = result.orderBy("id")
     result.write.mode("overwrite").parquet(args.output)
     spark.stop()

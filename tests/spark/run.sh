@@ -33,7 +33,7 @@ PYSPARK_PYTHON="$PWD/$venv/bin/python" "$venv/bin/spark-submit" \
     --master 'local[2]' --conf spark.ui.enabled=false --conf spark.driver.host=127.0.0.1 \
     --files "$binary" \
     examples/spark/classify_job.py \
-    --input "$work/texts.txt" --output "$work/scores.parquet" --partitions 2 \
+    --input "$work/texts.txt" --output "$work/scores.parquet" \
     --binary-name "$(basename "$binary")" 2> "$work/spark.log" || { tail -50 "$work/spark.log"; exit 1; }
 spark=$(since "$start")
 
