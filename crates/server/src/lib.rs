@@ -105,6 +105,14 @@ pub struct ServerConfig {
     pub max_batch: usize,
     /// How long the batcher waits for more texts.
     pub batch_wait: Duration,
+    /// How long a client may take to send a request's headers; then the connection is closed.
+    pub header_timeout: Duration,
+    /// How long a client may take to send a request's body; then 408.
+    pub body_timeout: Duration,
+    /// How long a request may take once its body is in; then 503.
+    pub request_timeout: Duration,
+    /// After a shutdown signal, how long in-flight connections may take before they are cut.
+    pub shutdown_grace: Duration,
 }
 
 impl Default for ServerConfig {
@@ -116,6 +124,10 @@ impl Default for ServerConfig {
             max_concurrent: 64,
             max_batch: 64,
             batch_wait: Duration::from_millis(2),
+            header_timeout: Duration::from_secs(10),
+            body_timeout: Duration::from_secs(30),
+            request_timeout: Duration::from_secs(60),
+            shutdown_grace: Duration::from_secs(10),
         }
     }
 }
@@ -131,6 +143,8 @@ struct AppState {
     config: ServerConfig,
     permits: Semaphore,
     batcher: mpsc::Sender<Job>,
+    /// False once the batcher thread has ended (it should not); `/health` then says 503.
+    batcher_alive: std::sync::atomic::AtomicBool,
     metrics: metrics::Metrics,
 }
 
@@ -142,12 +156,26 @@ pub fn router(backend: Arc<dyn Backend>, config: ServerConfig) -> Router {
         permits: Semaphore::new(config.max_concurrent),
         config: config.clone(),
         batcher: tx,
+        batcher_alive: std::sync::atomic::AtomicBool::new(true),
         metrics: metrics::Metrics::default(),
     });
     let batch_state = state.clone();
     std::thread::Builder::new()
         .name("emotions-batcher".into())
-        .spawn(move || run_batcher(rx, backend, batch_state))
+        .spawn(move || {
+            /// Marks the batcher dead however its thread ends.
+            struct Alive(Arc<AppState>);
+            impl Drop for Alive {
+                fn drop(&mut self) {
+                    self.0
+                        .batcher_alive
+                        .store(false, std::sync::atomic::Ordering::Relaxed);
+                }
+            }
+            let alive = Alive(batch_state.clone());
+            run_batcher(rx, backend, batch_state);
+            drop(alive);
+        })
         .expect("spawn the batcher thread");
     Router::new()
         .route("/classify", post(classify))
@@ -161,19 +189,62 @@ pub fn router(backend: Arc<dyn Backend>, config: ServerConfig) -> Router {
         .route("/labels", get(labels))
         .route("/metrics", get(metrics_handler))
         .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
         .with_state(state)
 }
 
-/// Serves until `shutdown` resolves, then finishes in-flight requests.
+/// Serves until `shutdown` resolves, then lets in-flight connections finish for at most
+/// `shutdown_grace`. A client gets `header_timeout` to send its request's headers.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     backend: Arc<dyn Backend>,
     config: ServerConfig,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router(backend, config))
-        .with_graceful_shutdown(shutdown)
-        .await
+    use hyper_util::rt::{TokioIo, TokioTimer};
+    let app = router(backend, config.clone());
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    let mut shutdown = std::pin::pin!(shutdown);
+    loop {
+        let stream = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => stream,
+                // Out of descriptors and the like: wait instead of spinning.
+                Err(_) => {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            () = &mut shutdown => break,
+        };
+        let service = hyper_util::service::TowerToHyperService::new(app.clone());
+        let connection = hyper::server::conn::http1::Builder::new()
+            .timer(TokioTimer::new())
+            .header_read_timeout(config.header_timeout)
+            .serve_connection(TokioIo::new(stream), service);
+        let connection = graceful.watch(connection);
+        tokio::spawn(async move {
+            let _ = connection.await;
+        });
+    }
+    drop(listener);
+    // Stalled clients must not hold the process: cut them after the grace period.
+    let _ = tokio::time::timeout(config.shutdown_grace, graceful.shutdown()).await;
+    Ok(())
+}
+
+/// Runs `f`, turning a panic into a backend error.
+fn no_panic<T>(f: impl FnOnce() -> Result<T, BackendError>) -> Result<T, BackendError> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).unwrap_or_else(|panic| {
+        let what = panic
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| panic.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "a panic".into());
+        Err(BackendError::Model(
+            format!("the model panicked: {what}").into(),
+        ))
+    })
 }
 
 /// Collects jobs for up to `batch_wait` (or `max_batch` texts), embeds them in one call, and
@@ -198,8 +269,8 @@ fn run_batcher(mut rx: mpsc::Receiver<Job>, backend: Arc<dyn Backend>, state: Ar
         }
         let texts: Vec<String> = jobs.iter().flat_map(|j| j.texts.iter().cloned()).collect();
         state.metrics.observe_batch(texts.len());
-        match backend.embed(&texts) {
-            Ok(all) => {
+        match no_panic(|| backend.embed(&texts)) {
+            Ok(all) if all.len() == texts.len() * dim => {
                 let mut offset = 0;
                 for job in jobs {
                     let n = job.texts.len();
@@ -209,8 +280,17 @@ fn run_batcher(mut rx: mpsc::Receiver<Job>, backend: Arc<dyn Backend>, state: Ar
                     offset += n;
                 }
             }
-            Err(e) => {
-                let e = Arc::new(e);
+            // One request's texts must not fail the others batched with it: run each alone.
+            _ if jobs.len() > 1 => {
+                for job in jobs {
+                    let result = no_panic(|| backend.embed(&job.texts)).map_err(Arc::new);
+                    let _ = job.reply.send(result);
+                }
+            }
+            result => {
+                let e = Arc::new(result.err().unwrap_or_else(|| {
+                    BackendError::Model("the encoder returned the wrong number of values".into())
+                }));
                 for job in jobs {
                     let _ = job.reply.send(Err(e.clone()));
                 }
@@ -243,8 +323,27 @@ async fn not_found() -> Response {
 }
 
 #[utoipa::path(get, path = "/health", responses((status = 200, description = "`{\"status\":\"ok\"}`")))]
-async fn health() -> Response {
-    json(StatusCode::OK, r#"{"status":"ok"}"#.into())
+async fn health(State(state): State<Arc<AppState>>) -> Response {
+    if state
+        .batcher_alive
+        .load(std::sync::atomic::Ordering::Relaxed)
+    {
+        json(StatusCode::OK, r#"{"status":"ok"}"#.into())
+    } else {
+        error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "unhealthy",
+            "the encoder's batcher has stopped",
+        )
+    }
+}
+
+async fn method_not_allowed() -> Response {
+    error(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        "this endpoint does not take that method; scoring and embedding routes take POST with a JSON body",
+    )
 }
 
 #[utoipa::path(get, path = "/labels", responses((status = 200, description = "Labels, thresholds, model and encoder", body = Object)))]
@@ -292,32 +391,85 @@ where
     Fut: std::future::Future<Output = Response>,
 {
     let started = Instant::now();
-    let response = match state.permits.try_acquire() {
-        Err(_) => error(
-            StatusCode::TOO_MANY_REQUESTS,
-            "overloaded",
-            format!(
-                "more than {} requests in flight; retry later",
-                state.config.max_concurrent
-            ),
-        ),
-        Ok(_permit) => {
-            match axum::body::to_bytes(Body::new(request.into_body()), state.config.max_body_bytes)
-                .await
-            {
-                Ok(body) => handle(state.clone(), body).await,
-                Err(_) => error(
-                    StatusCode::PAYLOAD_TOO_LARGE,
-                    "body_too_large",
-                    format!("request body over {} bytes", state.config.max_body_bytes),
-                ),
-            }
-        }
-    };
+    let response = guarded_inner(&state, request, handle).await;
     state
         .metrics
         .observe_request(route, response.status().as_u16(), started.elapsed());
     response
+}
+
+async fn guarded_inner<F, Fut>(state: &Arc<AppState>, request: Request, handle: F) -> Response
+where
+    F: FnOnce(Arc<AppState>, axum::body::Bytes) -> Fut,
+    Fut: std::future::Future<Output = Response>,
+{
+    let c = &state.config;
+    let too_large = || {
+        error(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "body_too_large",
+            format!("request body over {} bytes", c.max_body_bytes),
+        )
+    };
+    let headers = request.headers();
+    // A declared length over the limit is refused before a byte of the body is read.
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > c.max_body_bytes as u64) {
+        return too_large();
+    }
+    if let Some(kind) = headers.get(header::CONTENT_TYPE)
+        && !kind.to_str().is_ok_and(|k| {
+            k.trim_start()
+                .to_ascii_lowercase()
+                .starts_with("application/json")
+        })
+    {
+        return error(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+            format!(
+                "expected Content-Type application/json, found {}",
+                String::from_utf8_lossy(kind.as_bytes())
+            ),
+        );
+    }
+    // The body is read before a concurrency slot is taken, so that slow uploads hold none.
+    let body = Body::new(request.into_body());
+    let body =
+        match tokio::time::timeout(c.body_timeout, axum::body::to_bytes(body, c.max_body_bytes))
+            .await
+        {
+            Ok(Ok(body)) => body,
+            Ok(Err(_)) => return too_large(),
+            Err(_) => {
+                return error(
+                    StatusCode::REQUEST_TIMEOUT,
+                    "body_timeout",
+                    format!("the request body took over {:?} to arrive", c.body_timeout),
+                );
+            }
+        };
+    let Ok(_permit) = state.permits.try_acquire() else {
+        return error(
+            StatusCode::TOO_MANY_REQUESTS,
+            "overloaded",
+            format!(
+                "more than {} requests in flight; retry later",
+                c.max_concurrent
+            ),
+        );
+    };
+    match tokio::time::timeout(c.request_timeout, handle(state.clone(), body)).await {
+        Ok(response) => response,
+        Err(_) => error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "deadline_exceeded",
+            format!("the request took over {:?}", c.request_timeout),
+        ),
+    }
 }
 
 /// Embeds texts through the micro-batcher, each cut to `max_text_chars` first.
@@ -348,10 +500,7 @@ async fn embed_texts(state: &AppState, texts: Vec<String>) -> Result<Vec<f32>, R
 async fn score_texts(state: &AppState, texts: Vec<String>) -> Result<Vec<f32>, Response> {
     let rows = texts.len();
     let embeddings = embed_texts(state, texts).await?;
-    state
-        .backend
-        .scores(&embeddings, rows)
-        .map_err(|e| e.response("model"))
+    no_panic(|| state.backend.scores(&embeddings, rows)).map_err(|e| e.response("model"))
 }
 
 fn bad_request(e: RequestError) -> Response {
@@ -412,10 +561,9 @@ async fn classify_body(state: &AppState, body: &[u8]) -> Result<Response, Respon
         (None, None) => state.backend.policy().clone(),
     };
     let scores = match req.inputs {
-        Inputs::Embeddings { rows, data } => state
-            .backend
-            .scores(&data, rows)
-            .map_err(|e| e.response("model"))?,
+        Inputs::Embeddings { rows, data } => {
+            no_panic(|| state.backend.scores(&data, rows)).map_err(|e| e.response("model"))?
+        }
         Inputs::Texts(texts) => score_texts(state, texts).await?,
     };
     let predictions = policy.decide_rows(&scores);

@@ -262,10 +262,31 @@ struct ServeArgs {
     /// How long to wait for more requests to batch, in milliseconds.
     #[arg(long, value_name = "MS", default_value_t = 2)]
     batch_wait_ms: u64,
+    /// Seconds a client may take to send a request's headers; then the connection is closed.
+    #[arg(long, value_name = "S", default_value_t = 10, value_parser = seconds)]
+    header_timeout: u64,
+    /// Seconds a client may take to send a request's body; then 408.
+    #[arg(long, value_name = "S", default_value_t = 30, value_parser = seconds)]
+    body_timeout: u64,
+    /// Seconds a request may take once its body is in; then 503.
+    #[arg(long, value_name = "S", default_value_t = 60, value_parser = seconds)]
+    request_timeout: u64,
+    /// Seconds in-flight connections get after SIGTERM or Ctrl-C before they are cut.
+    #[arg(long, value_name = "S", default_value_t = 10, value_parser = clap::value_parser!(u64).range(0..=3600))]
+    shutdown_grace: u64,
     #[command(flatten)]
     head: HeadArgs,
     #[command(flatten)]
     encoder: EncoderArgs,
+}
+
+/// A timeout in whole seconds, 1 to 3600.
+fn seconds(s: &str) -> Result<u64, String> {
+    match s.parse::<u64>() {
+        Ok(n) if (1..=3600).contains(&n) => Ok(n),
+        Ok(n) => Err(format!("expected 1 to 3600 seconds, found {n}")),
+        Err(e) => Err(e.to_string()),
+    }
 }
 
 /// A count flag of at least 1.
@@ -483,6 +504,10 @@ impl HiArgs {
                         max_concurrent: a.max_concurrent,
                         max_batch: a.max_batch,
                         batch_wait: std::time::Duration::from_millis(a.batch_wait_ms),
+                        header_timeout: std::time::Duration::from_secs(a.header_timeout),
+                        body_timeout: std::time::Duration::from_secs(a.body_timeout),
+                        request_timeout: std::time::Duration::from_secs(a.request_timeout),
+                        shutdown_grace: std::time::Duration::from_secs(a.shutdown_grace),
                     },
                     head: a.head.spec(),
                     encoder: a.encoder.spec(),
