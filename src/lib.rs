@@ -266,6 +266,7 @@ impl ClassifierBuilder {
         };
         let mut warnings = Vec::new();
         if let Some(enc) = &encoder {
+            warnings.extend(enc.warnings().iter().cloned());
             if enc.dim() != head.input_dim() {
                 return Err(Error::DimMismatch {
                     encoder: enc.name().to_string(),

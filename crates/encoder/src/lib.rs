@@ -52,6 +52,10 @@ pub enum EncoderError {
         #[source]
         source: tokenizers::Error,
     },
+    #[error(
+        "text {index} has no tokens (an empty text, and a tokenizer that adds no special tokens): nothing to pool"
+    )]
+    NoTokens { index: usize },
     /// The ONNX graph: not an encoder, or tract failed on it.
     #[error(transparent)]
     Graph(#[from] RuntimeError),
@@ -103,6 +107,7 @@ pub struct Encoder {
     options: EncoderOptions,
     graph: EncoderGraph,
     fingerprint: String,
+    warnings: Vec<String>,
 }
 
 impl std::fmt::Debug for Encoder {
@@ -218,11 +223,42 @@ impl Encoder {
                     source: e,
                 }
             })?;
+        let graph = EncoderGraph::load(
+            files.model_onnx,
+            &at("model.onnx"),
+            cfg.hidden_size,
+            options.plans,
+        )?;
+        let tables = graph.tables();
+        // Every id the tokenizer can produce must index the model's token table.
+        let vocabulary = tokenizer.get_vocab_size(true);
+        if let Some(rows) = tables.vocabulary
+            && vocabulary > rows
+        {
+            return Err(EncoderError::Config {
+                file: at("tokenizer.json"),
+                message: format!(
+                    "the vocabulary has {vocabulary} tokens, but the model's token embedding table has {rows} rows"
+                ),
+            });
+        }
+        // A max_seq_length past the position table is clamped to it.
+        let mut warnings = Vec::new();
+        let mut max_seq_length = cfg.max_seq_length;
+        if let Some(positions) = tables.positions
+            && max_seq_length > positions
+        {
+            warnings.push(format!(
+                "{}: max_seq_length {max_seq_length} is longer than the model's {positions} positions; texts are truncated to {positions} tokens",
+                at("sentence_bert_config.json")
+            ));
+            max_seq_length = positions;
+        }
         // sentence-transformers truncates to max_seq_length and pads per batch, whatever the
         // tokenizer file says; we pad ourselves.
         tokenizer
             .with_truncation(Some(tokenizers::TruncationParams {
-                max_length: cfg.max_seq_length,
+                max_length: max_seq_length,
                 ..Default::default()
             }))
             .map_err(|source| EncoderError::Tokenizer {
@@ -230,17 +266,11 @@ impl Encoder {
                 source,
             })?;
         tokenizer.with_padding(None);
-
-        let graph = EncoderGraph::load(
-            files.model_onnx,
-            &at("model.onnx"),
-            cfg.hidden_size,
-            options.plans,
-        )?;
         Ok(Encoder {
             name: files.name.to_string(),
             tokenizer,
-            max_seq_length: cfg.max_seq_length,
+            max_seq_length,
+            warnings,
             pooling: cfg.pooling,
             normalize: cfg.normalize,
             dim: cfg.hidden_size,
@@ -252,6 +282,11 @@ impl Encoder {
 
     pub fn name(&self) -> &str {
         &self.name
+    }
+
+    /// What was adjusted at load (e.g. a `max_seq_length` clamped to the position table).
+    pub fn warnings(&self) -> &[String] {
+        &self.warnings
     }
 
     /// Embedding width.
@@ -290,6 +325,9 @@ impl Encoder {
             .tokenizer
             .encode_fast(text, true)
             .map_err(|source| EncoderError::Tokenize { index, source })?;
+        if enc.get_ids().is_empty() {
+            return Err(EncoderError::NoTokens { index });
+        }
         Ok(Tokens {
             ids: enc.get_ids().to_vec(),
             type_ids: enc.get_type_ids().to_vec(),

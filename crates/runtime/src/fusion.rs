@@ -420,7 +420,8 @@ fn eval_node(
                 Some("LOGISTIC") => true,
                 _ => return None,
             };
-            let models = coefficients.len() / cols.len();
+            // A zero-width input (a Slice of no columns) has no linear form to prove.
+            let models = coefficients.len().checked_div(cols.len())?;
             (models * cols.len() == coefficients.len() && models > 0).then_some(())?;
             (intercepts.is_empty() || intercepts.len() == models).then_some(())?;
             let n_classes = attr(node, "classlabels_ints")

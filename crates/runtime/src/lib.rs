@@ -33,6 +33,7 @@ use signature::{Columns, DEFAULT_DIM, Signature};
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
+use tract_onnx::pb;
 use tract_onnx::prelude::*;
 
 mod encoder;
@@ -40,10 +41,12 @@ mod exp;
 pub mod export;
 mod fusion;
 mod head_kernel;
+pub mod limits;
 mod signature;
 
 pub use encoder::{
-    EncoderGraph, GraphRewrites, PlanShapes, TokenRow, set_threads, single_threaded,
+    EmbeddingTables, EncoderGraph, GraphRewrites, PlanShapes, TokenRow, set_threads,
+    single_threaded,
 };
 
 /// What tract reported, with its chain of causes.
@@ -137,6 +140,60 @@ pub enum RuntimeError {
     },
     #[error("cannot export the head: {0}")]
     Export(String),
+    #[error("{origin}: refused: {what}")]
+    Limit { origin: String, what: String },
+    #[error("{origin}: {tensor} holds {found}; weights must be finite")]
+    NonFiniteWeights {
+        origin: String,
+        tensor: String,
+        found: String,
+    },
+    #[error(
+        "{origin}: LinearClassifier '{node}' has {found} coefficients for {width} inputs and {intercepts} intercepts; expected {expected}"
+    )]
+    Coefficients {
+        origin: String,
+        node: String,
+        found: usize,
+        expected: usize,
+        width: usize,
+        intercepts: usize,
+    },
+    #[error(
+        "{origin}: the head's scores must be probabilities in [0, 1], but probe row {row} gives {label} = {found} (raw margins, e.g. a LinearClassifier with post_transform NONE?)"
+    )]
+    NotProbabilities {
+        origin: String,
+        row: usize,
+        label: &'static str,
+        found: f32,
+    },
+    #[error("{origin}: tract failed unexpectedly while it tried to {stage} the model: {message}")]
+    Crashed {
+        origin: String,
+        stage: &'static str,
+        message: String,
+    },
+}
+
+/// Runs `f`, turning a panic (tract's assertions, for instance) into an error.
+pub(crate) fn catching<T>(
+    origin: &str,
+    stage: &'static str,
+    f: impl FnOnce() -> Result<T, RuntimeError>,
+) -> Result<T, RuntimeError> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).unwrap_or_else(|panic| {
+        let message = panic
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| panic.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "no message".into());
+        Err(RuntimeError::Crashed {
+            origin: origin.to_string(),
+            stage,
+            message,
+        })
+    })
 }
 
 /// A tract failure at `stage`, keeping tract's own error as the source.
@@ -255,57 +312,85 @@ impl HeadBuilder {
                 origin: origin.clone(),
                 source: e.into(),
             })?;
+        limits::check_model(&proto, &origin, limits::MAX_HEAD_NODES)?;
         let signature = Signature::validate(&proto, &origin, self.expected_dim)?;
-        let fused = if self.fuse {
-            fusion::extract_linear_logistic(&proto, &signature)
-        } else {
-            None
-        };
-        let plan = self.plan;
-        let origin_ref = &origin;
-        let optimise = |model: TypedModel| -> Result<Arc<TypedRunnableModel>, RuntimeError> {
-            let model = match plan {
-                Plan::Decluttered => model
-                    .into_decluttered()
-                    .map_err(|e| tract_err(origin_ref, "declutter", e))?,
-                Plan::Optimized => model
-                    .into_optimized()
-                    .map_err(|e| tract_err(origin_ref, "optimise", e))?,
-            };
-            model
-                .into_runnable()
-                .map_err(|e| tract_err(origin_ref, "plan", e))
-        };
-        let is_fused = fused.is_some();
-        let engine = match (fused, plan) {
-            (Some(linear), Plan::Optimized) => Engine::Linear(linear.kernel()),
-            (Some(linear), Plan::Decluttered) => Engine::Tract {
-                runnable: optimise(
-                    linear
-                        .typed_model()
-                        .map_err(|e| tract_err(&origin, "build", e))?,
-                )?,
-                columns: Columns::Fused,
-            },
-            (None, _) => Engine::Tract {
-                runnable: optimise(signature.typed_model(&proto, &origin)?)?,
-                columns: signature.columns,
-            },
-        };
-        Ok(Head {
-            threads: self.threads,
-            info: HeadInfo {
-                origin,
-                input_name: signature.input_name,
-                input_dim: signature.input_dim,
-                layout: signature.layout,
-                fused: is_fused,
-                plan: self.plan,
-                metadata: signature.metadata,
-            },
-            engine,
-        })
+        if let Some(graph) = &proto.graph {
+            limits::check_linear_classifiers(
+                graph,
+                &signature.input_name,
+                signature.input_dim,
+                &origin,
+            )?;
+        }
+        let (threads, plan) = (self.threads, self.plan);
+        let origin_c = origin.clone();
+        let head = catching(&origin_c, "load", move || {
+            build_head(proto, signature, origin, plan, self.fuse, threads)
+        })?;
+        head.check_probabilities()?;
+        Ok(head)
     }
+}
+
+/// Fusion builds a `D × D` identity while it proves a head linear: wider heads run unfused.
+const MAX_FUSED_WIDTH: usize = 4096;
+
+fn build_head(
+    proto: pb::ModelProto,
+    signature: Signature,
+    origin: String,
+    plan: Plan,
+    fuse: bool,
+    threads: usize,
+) -> Result<Head, RuntimeError> {
+    let fused = if fuse && signature.input_dim <= MAX_FUSED_WIDTH {
+        fusion::extract_linear_logistic(&proto, &signature)
+    } else {
+        None
+    };
+    let origin_ref = &origin;
+    let optimise = |model: TypedModel| -> Result<Arc<TypedRunnableModel>, RuntimeError> {
+        let model = match plan {
+            Plan::Decluttered => model
+                .into_decluttered()
+                .map_err(|e| tract_err(origin_ref, "declutter", e))?,
+            Plan::Optimized => model
+                .into_optimized()
+                .map_err(|e| tract_err(origin_ref, "optimise", e))?,
+        };
+        model
+            .into_runnable()
+            .map_err(|e| tract_err(origin_ref, "plan", e))
+    };
+    let is_fused = fused.is_some();
+    let engine = match (fused, plan) {
+        (Some(linear), Plan::Optimized) => Engine::Linear(linear.kernel()),
+        (Some(linear), Plan::Decluttered) => Engine::Tract {
+            runnable: optimise(
+                linear
+                    .typed_model()
+                    .map_err(|e| tract_err(&origin, "build", e))?,
+            )?,
+            columns: Columns::Fused,
+        },
+        (None, _) => Engine::Tract {
+            runnable: optimise(signature.typed_model(&proto, &origin)?)?,
+            columns: signature.columns,
+        },
+    };
+    Ok(Head {
+        threads,
+        info: HeadInfo {
+            origin,
+            input_name: signature.input_name,
+            input_dim: signature.input_dim,
+            layout: signature.layout,
+            fused: is_fused,
+            plan,
+            metadata: signature.metadata,
+        },
+        engine,
+    })
 }
 
 /// A loaded, validated, optimised head. Cheap to share: `Send + Sync`.
@@ -365,9 +450,46 @@ impl Head {
         self.info.input_dim
     }
 
+    /// Runs probe rows (zeros, and rows of ±1/√D in a fixed pattern) and refuses a head whose
+    /// scores are not probabilities: raw margins and NaN scores are not scores.
+    fn check_probabilities(&self) -> Result<(), RuntimeError> {
+        let dim = self.info.input_dim;
+        let rows = 5;
+        let scale = 1.0 / (dim.max(1) as f32).sqrt();
+        let probe: Vec<f32> = (0..rows * dim)
+            .map(|i| {
+                let (row, col) = (i / dim.max(1), i % dim.max(1));
+                match row {
+                    0 => 0.0,
+                    _ if (col * 7 + row * 13) % (row + 1) == 0 => -scale * row as f32,
+                    _ => scale * row as f32,
+                }
+            })
+            .collect();
+        let scores = self.predict(&probe, rows)?;
+        match scores
+            .iter()
+            .position(|p| !(p.is_finite() && (0.0..=1.0).contains(p)))
+        {
+            None => Ok(()),
+            Some(i) => Err(RuntimeError::NotProbabilities {
+                origin: self.info.origin.clone(),
+                row: i / NUM_LABELS,
+                label: emotions_labels::LABELS[i % NUM_LABELS],
+                found: scores[i],
+            }),
+        }
+    }
+
     /// Positive scores for `rows` embeddings (row-major, `rows * input_dim()` values), as
     /// `rows * 28` values in label order.
     pub fn predict(&self, embeddings: &[f32], rows: usize) -> Result<Vec<f32>, RuntimeError> {
+        catching(&self.info.origin, "run", || {
+            self.predict_unguarded(embeddings, rows)
+        })
+    }
+
+    fn predict_unguarded(&self, embeddings: &[f32], rows: usize) -> Result<Vec<f32>, RuntimeError> {
         let dim = self.info.input_dim;
         if rows.checked_mul(dim) != Some(embeddings.len()) {
             return Err(RuntimeError::InputLength {
@@ -397,9 +519,10 @@ impl Head {
                 .map(|(i, (x, out))| s.spawn(move || self.run_rows(x, out, i * per)))
                 .collect();
             // In chunk order, so an error names the first bad row.
-            handles
-                .into_iter()
-                .try_for_each(|h| h.join().expect("head worker panicked"))
+            handles.into_iter().try_for_each(|h| {
+                h.join()
+                    .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+            })
         })?;
         Ok(scores)
     }
@@ -521,5 +644,133 @@ mod tests {
                 .starts_with("/nonexistent/head.onnx: cannot read model file"),
             "{err}"
         );
+    }
+
+    /// A valid 384-wide head as a proto, to be broken by the tests below.
+    fn head_proto(weight: f32) -> pb::ModelProto {
+        use prost::Message;
+        let labels: Vec<String> = emotions_labels::LABELS
+            .iter()
+            .map(|l| l.to_string())
+            .collect();
+        let graph = export::HeadGraph {
+            hidden: None,
+            output: export::Dense {
+                inputs: 384,
+                outputs: NUM_LABELS,
+                weights: vec![weight; 384 * NUM_LABELS],
+                bias: vec![0.0; NUM_LABELS],
+            },
+            labels,
+            metadata: Default::default(),
+        };
+        pb::ModelProto::decode(&graph.to_onnx_bytes().unwrap()[..]).unwrap()
+    }
+
+    fn build(proto: &pb::ModelProto, expected: Option<usize>) -> Result<Head, RuntimeError> {
+        use prost::Message;
+        Head::builder_from_bytes(proto.encode_to_vec(), "h.onnx")
+            .expected_dim(expected)
+            .build()
+    }
+
+    #[test]
+    fn hostile_heads_are_refused_with_the_reason() {
+        assert!(build(&head_proto(0.01), Some(384)).is_ok());
+        // NaN weights.
+        let mut p = head_proto(0.01);
+        let w = &mut p.graph.as_mut().unwrap().initializer[0];
+        w.float_data[5] = f32::NAN;
+        let err = build(&p, Some(384)).unwrap_err();
+        assert!(
+            matches!(&err, RuntimeError::NonFiniteWeights { tensor, .. } if tensor.contains("output.weight")),
+            "{err}"
+        );
+        // No sigmoid: raw margins, not probabilities.
+        let mut p = head_proto(1.0);
+        for n in &mut p.graph.as_mut().unwrap().node {
+            if n.op_type == "Sigmoid" {
+                n.op_type = "Identity".into();
+            }
+        }
+        let err = build(&p, Some(384)).unwrap_err();
+        assert!(
+            matches!(err, RuntimeError::NotProbabilities { .. }),
+            "{err}"
+        );
+        // A chain of 10,000 Identity nodes in front of the head.
+        let mut p = head_proto(0.01);
+        let g = p.graph.as_mut().unwrap();
+        let mut chain: Vec<pb::NodeProto> = (0..10_000)
+            .map(|i| pb::NodeProto {
+                op_type: "Identity".into(),
+                name: format!("id{i}"),
+                input: vec![if i == 0 {
+                    "logits".into()
+                } else {
+                    format!("id{}", i - 1)
+                }],
+                output: vec![format!("id{i}")],
+                ..Default::default()
+            })
+            .collect();
+        for n in &mut g.node {
+            for input in &mut n.input {
+                if input == "logits" {
+                    *input = "id9999".into();
+                }
+            }
+        }
+        chain.append(&mut g.node);
+        g.node = chain;
+        let started = std::time::Instant::now();
+        let err = build(&p, Some(384)).unwrap_err();
+        assert!(matches!(err, RuntimeError::Limit { .. }), "{err}");
+        assert!(
+            err.to_string().contains("more than the limit of 4096"),
+            "{err}"
+        );
+        assert!(started.elapsed() < std::time::Duration::from_secs(2));
+        // An input declared a billion wide, loaded without an expected width.
+        let mut p = head_proto(0.01);
+        let input = &mut p.graph.as_mut().unwrap().input[0];
+        let pb::type_proto::Value::TensorType(t) =
+            input.r#type.as_mut().unwrap().value.as_mut().unwrap();
+        t.shape.as_mut().unwrap().dim[1].value = Some(
+            pb::tensor_shape_proto::dimension::Value::DimValue(1_000_000_000),
+        );
+        let err = build(&p, None).unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("1000000000 wide, more than the limit"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn a_linear_classifier_with_the_wrong_coefficient_count_is_refused() {
+        use prost::Message;
+        let path = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../conformance/fixtures/heads/linear_classifier_shuffled.onnx"
+        );
+        let mut p = pb::ModelProto::decode(&std::fs::read(path).unwrap()[..]).unwrap();
+        assert!(build(&p, Some(384)).is_ok());
+        let node = p
+            .graph
+            .as_mut()
+            .unwrap()
+            .node
+            .iter_mut()
+            .find(|n| n.op_type == "LinearClassifier")
+            .unwrap();
+        let coefficients = node
+            .attribute
+            .iter_mut()
+            .find(|a| a.name == "coefficients")
+            .unwrap();
+        coefficients.floats.pop();
+        let err = build(&p, Some(384)).unwrap_err();
+        assert!(matches!(err, RuntimeError::Coefficients { .. }), "{err}");
     }
 }

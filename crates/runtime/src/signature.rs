@@ -257,6 +257,16 @@ fn check_input(
     };
     match (declared, expected_dim) {
         (Some(d), Some(e)) if d != e as i64 => Err(width_err(d.to_string(), e)),
+        (Some(d), _) if d as u64 > crate::limits::MAX_INPUT_WIDTH as u64 => {
+            Err(RuntimeError::Limit {
+                origin: origin.to_string(),
+                what: format!(
+                    "input '{}' is {d} wide, more than the limit of {}",
+                    input.name,
+                    crate::limits::MAX_INPUT_WIDTH
+                ),
+            })
+        }
         (Some(d), _) if d > 0 => Ok(d as usize),
         (None, Some(e)) => Ok(e),
         (found, _) => Err(width_err(

@@ -20,7 +20,11 @@ pub fn encoder(spec: &EncoderSpec) -> anyhow::Result<Option<Encoder>> {
         }
         EncoderChoice::Dir(dir) => Encoder::from_dir_with(dir, spec.options),
     };
-    Ok(Some(encoder.context("loading the encoder")?))
+    let encoder = encoder.context("loading the encoder")?;
+    for w in encoder.warnings() {
+        eprintln!("emotions: warning: {w}");
+    }
+    Ok(Some(encoder))
 }
 
 /// The name an encoder goes by, without loading it: its folder's name, or the default's.

@@ -88,6 +88,45 @@ pub struct EncoderGraph {
     plan_shapes: PlanShapes,
     plans: Mutex<HashMap<(usize, usize), PlanSlot>>,
     rewrites: GraphRewrites,
+    tables: EmbeddingTables,
+}
+
+/// Rows of the token and position embedding tables, where the graph shows them as constants.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct EmbeddingTables {
+    /// Token ids must be below this.
+    pub vocabulary: Option<usize>,
+    /// Sequences can be at most this long.
+    pub positions: Option<usize>,
+}
+
+impl EmbeddingTables {
+    /// The `Gather`s that read a constant table: by `input_ids` (the vocabulary), or from a
+    /// table named for positions.
+    fn find(proto: &tract_onnx::pb::ModelProto) -> Self {
+        let Some(graph) = proto.graph.as_ref() else {
+            return EmbeddingTables::default();
+        };
+        let rows = |name: &str| {
+            graph
+                .initializer
+                .iter()
+                .find(|t| t.name == name && t.dims.len() == 2)
+                .and_then(|t| usize::try_from(t.dims[0]).ok())
+        };
+        let mut tables = EmbeddingTables::default();
+        for node in graph.node.iter().filter(|n| n.op_type == "Gather") {
+            let (Some(data), Some(indices)) = (node.input.first(), node.input.get(1)) else {
+                continue;
+            };
+            if indices == "input_ids" && tables.vocabulary.is_none() {
+                tables.vocabulary = rows(data);
+            } else if data.contains("position_embeddings") && tables.positions.is_none() {
+                tables.positions = rows(data);
+            }
+        }
+        tables
+    }
 }
 
 /// One shape's plan, optimised on first use. Each slot has its own lock so that optimising one
@@ -152,6 +191,17 @@ impl EncoderGraph {
         hidden: usize,
         plan_shapes: PlanShapes,
     ) -> Result<Self, RuntimeError> {
+        crate::catching(origin, "load", || {
+            Self::load_unguarded(bytes, origin, hidden, plan_shapes)
+        })
+    }
+
+    fn load_unguarded(
+        bytes: &[u8],
+        origin: &str,
+        hidden: usize,
+        plan_shapes: PlanShapes,
+    ) -> Result<Self, RuntimeError> {
         let sig = |message: String| RuntimeError::EncoderSignature {
             origin: origin.to_string(),
             message,
@@ -162,7 +212,9 @@ impl EncoderGraph {
                 origin: origin.to_string(),
                 source: e.into(),
             })?;
+        crate::limits::check_model(&proto, origin, crate::limits::MAX_ENCODER_NODES)?;
         fold::fold_proto_dequantisation(&mut proto);
+        let tables = EmbeddingTables::find(&proto);
         let model = tract_onnx::onnx()
             .model_for_proto_model(&proto)
             .map_err(|e| tract_err(origin, "parse", e))?;
@@ -233,12 +285,18 @@ impl EncoderGraph {
             plan_shapes,
             plans: Mutex::new(HashMap::new()),
             rewrites,
+            tables,
         })
     }
 
     /// Which parts of the graph the load-time rewrites matched.
     pub fn rewrites(&self) -> GraphRewrites {
         self.rewrites
+    }
+
+    /// The embedding tables' sizes, where the graph shows them.
+    pub fn tables(&self) -> EmbeddingTables {
+        self.tables
     }
 
     /// Width of the token states.
@@ -262,6 +320,14 @@ impl EncoderGraph {
     /// Runs a batch and calls `per_text(row, states)` for each text in order, `states` being
     /// its real tokens' states (`ids.len() × hidden` values, padding excluded).
     pub fn run(
+        &self,
+        batch: &[TokenRow<'_>],
+        per_text: impl FnMut(usize, &[f32]),
+    ) -> Result<(), RuntimeError> {
+        crate::catching(&self.origin, "run", || self.run_unguarded(batch, per_text))
+    }
+
+    fn run_unguarded(
         &self,
         batch: &[TokenRow<'_>],
         mut per_text: impl FnMut(usize, &[f32]),

@@ -1,0 +1,97 @@
+//! Encoder folders that disagree with their model are refused or adjusted at load, with the
+//! file named, instead of failing on some text later.
+
+use emotions_encoder::{Encoder, EncoderError};
+use std::path::{Path, PathBuf};
+
+fn minilm() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../models/minilm")
+}
+
+/// A copy of the MiniLM folder with `edit(file name, text)` applied to its JSON files.
+fn copy_with(edit: impl Fn(&str, String) -> String) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("1_Pooling")).unwrap();
+    for f in [
+        "model.onnx",
+        "tokenizer.json",
+        "config.json",
+        "sentence_bert_config.json",
+        "modules.json",
+        "1_Pooling/config.json",
+    ] {
+        let from = minilm().join(f);
+        if f.ends_with(".json") {
+            let text = edit(f, std::fs::read_to_string(&from).unwrap());
+            std::fs::write(dir.path().join(f), text).unwrap();
+        } else {
+            std::fs::copy(&from, dir.path().join(f)).unwrap();
+        }
+    }
+    dir
+}
+
+#[test]
+fn a_vocabulary_past_the_token_table_is_refused() {
+    let dir = copy_with(|f, text| {
+        if f != "tokenizer.json" {
+            return text;
+        }
+        let mut v: serde_json::Value = serde_json::from_str(&text).unwrap();
+        v["added_tokens"]
+            .as_array_mut()
+            .unwrap()
+            .push(serde_json::json!({
+                "id": 30522, "content": "[EXTRA]", "single_word": false, "lstrip": false,
+                "rstrip": false, "normalized": false, "special": true
+            }));
+        v.to_string()
+    });
+    let err = Encoder::from_dir(dir.path()).unwrap_err();
+    assert!(matches!(err, EncoderError::Config { .. }), "{err}");
+    assert!(
+        err.to_string().ends_with(
+            "the vocabulary has 30523 tokens, but the model's token embedding table has 30522 rows"
+        ),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_max_seq_length_past_the_position_table_is_clamped_with_a_warning() {
+    let dir = copy_with(|f, text| {
+        if f == "sentence_bert_config.json" {
+            text.replace("256", "100000")
+        } else {
+            text
+        }
+    });
+    let encoder = Encoder::from_dir(dir.path()).unwrap();
+    assert_eq!(encoder.max_seq_length(), 512);
+    assert!(
+        encoder.warnings()[0]
+            .contains("max_seq_length 100000 is longer than the model's 512 positions"),
+        "{:?}",
+        encoder.warnings()
+    );
+    // A 2,000-word text now truncates to 512 tokens instead of failing.
+    let long = "word ".repeat(2000);
+    assert_eq!(encoder.tokenize(&long).unwrap().ids.len(), 512);
+    assert_eq!(encoder.embed(&[long]).unwrap().len(), 384);
+}
+
+#[test]
+fn a_text_with_no_tokens_is_an_error_not_a_panic() {
+    // A post-processor that adds no [CLS] / [SEP]: the empty text has no tokens at all.
+    let dir = copy_with(|f, text| {
+        if f != "tokenizer.json" {
+            return text;
+        }
+        let mut v: serde_json::Value = serde_json::from_str(&text).unwrap();
+        v["post_processor"] = serde_json::Value::Null;
+        v.to_string()
+    });
+    let encoder = Encoder::from_dir(dir.path()).unwrap();
+    let err = encoder.embed(&["fine", ""]).unwrap_err();
+    assert!(matches!(err, EncoderError::NoTokens { index: 1 }), "{err}");
+}
