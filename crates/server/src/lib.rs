@@ -503,6 +503,23 @@ async fn score_texts(state: &AppState, texts: Vec<String>) -> Result<Vec<f32>, R
     no_panic(|| state.backend.scores(&embeddings, rows)).map_err(|e| e.response("model"))
 }
 
+/// Each text's labels and scores under `function`, highest first, cut at `top_k`.
+async fn ranked_scores(
+    state: &AppState,
+    inputs: TextInputs,
+    function: FunctionToApply,
+    top_k: Option<usize>,
+) -> Result<Vec<Vec<LabelScore>>, Response> {
+    let texts = inputs
+        .into_texts("inputs", state.config.max_inputs)
+        .map_err(bad_request)?;
+    let scores = score_texts(state, texts).await?;
+    Ok(scores
+        .chunks(LABELS.len())
+        .map(|p| compat::ranked(p, function, top_k))
+        .collect())
+}
+
 fn bad_request(e: RequestError) -> Response {
     error(StatusCode::BAD_REQUEST, e.error_type(), e.to_string())
 }
@@ -589,15 +606,7 @@ async fn predict(State(state): State<Arc<AppState>>, request: Request) -> Respon
             } else {
                 FunctionToApply::Sigmoid
             };
-            let texts = req
-                .inputs
-                .into_texts("inputs", state.config.max_inputs)
-                .map_err(bad_request)?;
-            let scores = score_texts(&state, texts).await?;
-            let rows: Vec<Vec<LabelScore>> = scores
-                .chunks(LABELS.len())
-                .map(|p| compat::ranked(p, function, None))
-                .collect();
+            let rows = ranked_scores(&state, req.inputs, function, None).await?;
             Ok(json_value(&compat::one_or_many(one, rows)))
         };
         run.await.unwrap_or_else(|r: Response| r)
@@ -628,15 +637,7 @@ async fn hf_inference(State(state): State<Arc<AppState>>, request: Request) -> R
                     found: "0".into(),
                 }));
             }
-            let texts = req
-                .inputs
-                .into_texts("inputs", state.config.max_inputs)
-                .map_err(bad_request)?;
-            let scores = score_texts(&state, texts).await?;
-            let rows: Vec<Vec<LabelScore>> = scores
-                .chunks(LABELS.len())
-                .map(|p| compat::ranked(p, function, top_k))
-                .collect();
+            let rows = ranked_scores(&state, req.inputs, function, top_k).await?;
             Ok(json_value(&rows))
         };
         run.await.unwrap_or_else(|r: Response| r)

@@ -1,0 +1,13 @@
+//! Any bytes as a request body, for every route's parser: a request or a 4xx-class error,
+//! never a panic.
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|data: &[u8]| {
+    let _ = emotions_server::parse_request(data, 64, 384);
+    let _ = serde_json::from_slice::<emotions_server::PredictRequest>(data);
+    let _ = serde_json::from_slice::<emotions_server::TextClassificationRequest>(data);
+    let _ = serde_json::from_slice::<emotions_server::EmbedRequest>(data);
+    let _ = serde_json::from_slice::<emotions_server::OpenAiEmbeddingsRequest>(data);
+});
