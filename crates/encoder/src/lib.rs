@@ -321,6 +321,7 @@ impl Encoder {
 
     /// Tokenizes text number `index` (named in errors).
     fn encode(&self, index: usize, text: &str) -> Result<Tokens, EncoderError> {
+        let text = self.kept_part(index, text)?;
         let enc = self
             .tokenizer
             .encode_fast(text, true)
@@ -332,6 +333,36 @@ impl Encoder {
             ids: enc.get_ids().to_vec(),
             type_ids: enc.get_type_ids().to_vec(),
         })
+    }
+
+    /// The start of a long text that holds every token truncation keeps, so that a 50 MB line
+    /// is not tokenised whole for its first 256 tokens.
+    ///
+    /// A prefix cut just before a whitespace character tokenises to a prefix of the whole
+    /// text's tokens (normalisers work per character; pre-tokenisers split at whitespace, or
+    /// start a word with it). When such a prefix already overflows the truncation length, the
+    /// kept tokens all lie inside it, and tokenising it gives exactly what the whole text would.
+    fn kept_part<'t>(&self, index: usize, text: &'t str) -> Result<&'t str, EncoderError> {
+        const FIRST_TRY: usize = 1 << 16;
+        let mut budget = FIRST_TRY;
+        while budget < text.len() {
+            let mut end = budget;
+            while !text.is_char_boundary(end) {
+                end -= 1;
+            }
+            if let Some(cut) = text[..end].rfind(char::is_whitespace).filter(|&c| c > 0) {
+                let prefix = &text[..cut];
+                let enc = self
+                    .tokenizer
+                    .encode_fast(prefix, true)
+                    .map_err(|source| EncoderError::Tokenize { index, source })?;
+                if !enc.get_overflowing().is_empty() {
+                    return Ok(prefix);
+                }
+            }
+            budget *= 4;
+        }
+        Ok(text)
     }
 
     /// Embeds texts: `texts.len() * dim()` values, row `i` for text `i`.

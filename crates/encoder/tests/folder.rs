@@ -95,3 +95,34 @@ fn a_text_with_no_tokens_is_an_error_not_a_panic() {
     let err = encoder.embed(&["fine", ""]).unwrap_err();
     assert!(matches!(err, EncoderError::NoTokens { index: 1 }), "{err}");
 }
+
+#[test]
+fn a_huge_line_is_tokenised_only_as_far_as_truncation_keeps() {
+    let encoder = Encoder::from_dir(minilm()).unwrap();
+    // The same tokenizer, truncating as the encoder does, but always tokenising everything.
+    let mut whole = tokenizers::Tokenizer::from_file(minilm().join("tokenizer.json")).unwrap();
+    whole
+        .with_truncation(Some(tokenizers::TruncationParams {
+            max_length: 256,
+            ..Default::default()
+        }))
+        .unwrap();
+    whole.with_padding(None);
+    // Whole words, punctuation, accents, tabs and runs of spaces.
+    let unit = "Thank you so much, this is wonderful!  Élan vital,\tcafé   ";
+    for repeats in [1_200, 5_000, 40_000] {
+        let text = unit.repeat(repeats);
+        let want = whole.encode_fast(text.as_str(), true).unwrap();
+        let got = encoder.tokenize(&text).unwrap();
+        assert_eq!(got.ids, want.get_ids(), "{} bytes", text.len());
+        assert_eq!(got.type_ids, want.get_type_ids());
+    }
+    // 10 MB: only its start is tokenised.
+    let huge = unit.repeat(170_000);
+    assert!(huge.len() > 10_000_000);
+    let started = std::time::Instant::now();
+    let tokens = encoder.tokenize(&huge).unwrap();
+    let elapsed = started.elapsed();
+    assert_eq!(tokens.ids.len(), 256);
+    assert!(elapsed < std::time::Duration::from_secs(2), "{elapsed:?}");
+}
