@@ -125,3 +125,40 @@ fn npy_output_needs_a_seekable_file() {
     let _ = reader.join();
     fails_with(o, "needs a regular file, not a pipe");
 }
+
+#[test]
+fn a_text_the_encoder_refuses_is_named_by_its_line() {
+    // A tokenizer that adds no special tokens: an empty line has no tokens to pool.
+    let s = Scratch::new("notokens");
+    let dir = s.path("enc");
+    std::fs::create_dir_all(dir.join("1_Pooling")).unwrap();
+    for f in [
+        "model.onnx",
+        "config.json",
+        "sentence_bert_config.json",
+        "modules.json",
+        "1_Pooling/config.json",
+    ] {
+        std::fs::copy(repo(&format!("models/minilm/{f}")), dir.join(f)).unwrap();
+    }
+    let mut tokenizer: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(repo("models/minilm/tokenizer.json")).unwrap(),
+    )
+    .unwrap();
+    tokenizer["post_processor"] = serde_json::Value::Null;
+    std::fs::write(dir.join("tokenizer.json"), tokenizer.to_string()).unwrap();
+    let f = s.write("t.txt", "first\nsecond\n\nfourth\n");
+    let o = run(
+        &[
+            "embed",
+            "--texts",
+            f.to_str().unwrap(),
+            "--encoder",
+            dir.to_str().unwrap(),
+            "--chunk-size",
+            "1",
+        ],
+        None,
+    );
+    fails_after(o, "input line 3: text 0 has no tokens", 2);
+}

@@ -24,7 +24,7 @@ pub fn classify(plan: ClassifyPlan) -> anyhow::Result<()> {
             stream_chunks(
                 move || emotions_io::embedding_rows(&path, Some(dim)),
                 plan.stream,
-                |rows: Vec<Vec<f32>>| {
+                |rows: Vec<Vec<f32>>, _| {
                     let flat: Vec<f32> = rows.concat();
                     let scores = classifier.scores(&flat, rows.len())?;
                     sink.write_predictions(&classifier, &scores)
@@ -34,8 +34,8 @@ pub fn classify(plan: ClassifyPlan) -> anyhow::Result<()> {
         texts => stream_chunks(
             move || text_rows(texts),
             plan.stream,
-            |texts: Vec<String>| {
-                let embeddings = classifier.embed(&texts)?;
+            |texts: Vec<String>, lines| {
+                let embeddings = classifier.embed(&texts).map_err(|e| at_line(e, lines))?;
                 let scores = classifier.scores(&embeddings, texts.len())?;
                 sink.write_predictions(&classifier, &scores)
             },
@@ -53,8 +53,10 @@ pub fn embed(plan: EmbedPlan) -> anyhow::Result<()> {
     let result = stream_chunks(
         move || text_rows(plan.input),
         plan.stream,
-        |texts: Vec<String>| {
-            let embeddings = encoder.embed(&texts)?;
+        |texts: Vec<String>, lines| {
+            let embeddings = encoder
+                .embed(&texts)
+                .map_err(|e| at_line(emotions::Error::from(e), lines))?;
             sink.write_rows(&embeddings, dim)
         },
     );
@@ -73,18 +75,31 @@ fn text_rows(input: Input) -> Result<Rows<String>, IoError> {
     }
 }
 
+/// An encoder error about text `index` of a chunk, placed at its input line.
+fn at_line(e: emotions::Error, lines: &[usize]) -> anyhow::Error {
+    use emotions_encoder::EncoderError::{NoTokens, Tokenize};
+    let index = match &e {
+        emotions::Error::Encoder(Tokenize { index, .. } | NoTokens { index }) => Some(*index),
+        _ => None,
+    };
+    match index.and_then(|i| lines.get(i)) {
+        Some(line) => anyhow::Error::new(e).context(format!("input line {line}")),
+        None => e.into(),
+    }
+}
+
 /// Reads rows on their own thread, `spec.chunk_size` at a time, and hands each chunk to
-/// `process` in input order. The first unreadable row ends the run after the rows before it are
+/// `process` in input order, with each row's line (or row) number, from 1. The first unreadable row ends the run after the rows before it are
 /// processed, unless `spec.skip_bad_lines`.
 fn stream_chunks<T: Send>(
     open: impl FnOnce() -> Result<Rows<T>, IoError> + Send,
     spec: StreamSpec,
-    mut process: impl FnMut(Vec<T>) -> anyhow::Result<()>,
+    mut process: impl FnMut(Vec<T>, &[usize]) -> anyhow::Result<()>,
 ) -> anyhow::Result<()> {
     let progress = Progress::new();
     std::thread::scope(|scope| {
         // One chunk in flight while one is processed: reading overlaps the work.
-        let (tx, rx) = std::sync::mpsc::sync_channel::<Result<Vec<T>, IoError>>(1);
+        let (tx, rx) = std::sync::mpsc::sync_channel::<Result<(Vec<T>, Vec<usize>), IoError>>(1);
         scope.spawn(move || {
             let rows = match open() {
                 Ok(rows) => rows,
@@ -93,14 +108,18 @@ fn stream_chunks<T: Send>(
                     return;
                 }
             };
-            let mut chunk = Vec::with_capacity(spec.chunk_size);
-            for row in rows {
+            let mut chunk = (Vec::with_capacity(spec.chunk_size), Vec::new());
+            // Each item of the readers is one line (or `.npy` row), good or bad.
+            for (line, row) in (1..).zip(rows) {
                 match row {
                     Ok(row) => {
-                        chunk.push(row);
-                        if chunk.len() == spec.chunk_size {
-                            let full =
-                                std::mem::replace(&mut chunk, Vec::with_capacity(spec.chunk_size));
+                        chunk.0.push(row);
+                        chunk.1.push(line);
+                        if chunk.0.len() == spec.chunk_size {
+                            let full = std::mem::replace(
+                                &mut chunk,
+                                (Vec::with_capacity(spec.chunk_size), Vec::new()),
+                            );
                             if tx.send(Ok(full)).is_err() {
                                 return;
                             }
@@ -110,7 +129,7 @@ fn stream_chunks<T: Send>(
                         eprintln!("emotions: skipped {e}");
                     }
                     Err(e) => {
-                        if !chunk.is_empty() && tx.send(Ok(chunk)).is_err() {
+                        if !chunk.0.is_empty() && tx.send(Ok(chunk)).is_err() {
                             return;
                         }
                         let _ = tx.send(Err(e));
@@ -118,14 +137,14 @@ fn stream_chunks<T: Send>(
                     }
                 }
             }
-            if !chunk.is_empty() {
+            if !chunk.0.is_empty() {
                 let _ = tx.send(Ok(chunk));
             }
         });
         for chunk in rx {
-            let chunk = chunk?;
-            let n = chunk.len();
-            process(chunk)?;
+            let (rows, lines) = chunk?;
+            let n = rows.len();
+            process(rows, &lines)?;
             progress.add(n);
         }
         progress.finish();
