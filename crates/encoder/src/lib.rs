@@ -56,6 +56,8 @@ pub enum EncoderError {
         "text {index} has no tokens (an empty text, and a tokenizer that adds no special tokens): nothing to pool"
     )]
     NoTokens { index: usize },
+    #[error("the tokenizer failed unexpectedly: {message}")]
+    Crashed { message: String },
     /// The ONNX graph: not an encoder, or tract failed on it.
     #[error(transparent)]
     Graph(#[from] RuntimeError),
@@ -319,8 +321,19 @@ impl Encoder {
         self.encode(0, text)
     }
 
-    /// Tokenizes text number `index` (named in errors).
+    /// Tokenizes text number `index` (named in errors); a panic in the tokenizer is an error.
     fn encode(&self, index: usize, text: &str) -> Result<Tokens, EncoderError> {
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            self.encode_unguarded(index, text)
+        }))
+        .unwrap_or_else(|panic| {
+            Err(EncoderError::Crashed {
+                message: emotions_runtime::panic_message(panic.as_ref()),
+            })
+        })
+    }
+
+    fn encode_unguarded(&self, index: usize, text: &str) -> Result<Tokens, EncoderError> {
         let text = self.kept_part(index, text)?;
         let enc = self
             .tokenizer

@@ -183,17 +183,21 @@ pub(crate) fn catching<T>(
     f: impl FnOnce() -> Result<T, RuntimeError>,
 ) -> Result<T, RuntimeError> {
     std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).unwrap_or_else(|panic| {
-        let message = panic
-            .downcast_ref::<&str>()
-            .map(|s| s.to_string())
-            .or_else(|| panic.downcast_ref::<String>().cloned())
-            .unwrap_or_else(|| "no message".into());
         Err(RuntimeError::Crashed {
             origin: origin.to_string(),
             stage,
-            message,
+            message: panic_message(panic.as_ref()),
         })
     })
+}
+
+/// What a caught panic said.
+pub fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+    panic
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "no message".into())
 }
 
 /// A tract failure at `stage`, keeping tract's own error as the source.
@@ -772,5 +776,75 @@ mod tests {
         coefficients.floats.pop();
         let err = build(&p, Some(384)).unwrap_err();
         assert!(matches!(err, RuntimeError::Coefficients { .. }), "{err}");
+    }
+
+    #[test]
+    fn a_huge_constant_shape_is_refused_before_anything_is_allocated() {
+        let mut p = head_proto(0.01);
+        let g = p.graph.as_mut().unwrap();
+        g.initializer.push(pb::TensorProto {
+            name: "huge_shape".into(),
+            dims: vec![2],
+            data_type: pb::tensor_proto::DataType::Int64 as i32,
+            int64_data: vec![1_000_000, 1_000_000],
+            ..Default::default()
+        });
+        g.node.push(pb::NodeProto {
+            op_type: "Expand".into(),
+            name: "blow_up".into(),
+            input: vec!["output.bias".into(), "huge_shape".into()],
+            output: vec!["unused".into()],
+            ..Default::default()
+        });
+        let err = build(&p, Some(384)).unwrap_err();
+        assert!(matches!(err, RuntimeError::Limit { .. }), "{err}");
+        assert!(err.to_string().contains("'blow_up' (Expand)"), "{err}");
+    }
+
+    #[test]
+    fn a_zero_column_slice_before_a_linear_classifier_is_an_error_not_a_panic() {
+        use prost::Message;
+        let path = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../conformance/fixtures/heads/linear_classifier_shuffled.onnx"
+        );
+        let mut p = pb::ModelProto::decode(&std::fs::read(path).unwrap()[..]).unwrap();
+        let g = p.graph.as_mut().unwrap();
+        let input = g.input[0].name.clone();
+        for (name, v) in [("zero_start", 0i64), ("zero_end", 0), ("zero_axis", 1)] {
+            g.initializer.push(pb::TensorProto {
+                name: name.into(),
+                dims: vec![1],
+                data_type: pb::tensor_proto::DataType::Int64 as i32,
+                int64_data: vec![v],
+                ..Default::default()
+            });
+        }
+        for n in &mut g.node {
+            for i in &mut n.input {
+                if *i == input {
+                    *i = "no_columns".into();
+                }
+            }
+        }
+        g.node.insert(
+            0,
+            pb::NodeProto {
+                op_type: "Slice".into(),
+                name: "no_columns".into(),
+                input: vec![
+                    input,
+                    "zero_start".into(),
+                    "zero_end".into(),
+                    "zero_axis".into(),
+                ],
+                output: vec!["no_columns".into()],
+                ..Default::default()
+            },
+        );
+        // Fusion used to divide by the zero width here; now the graph is refused cleanly.
+        let result = std::panic::catch_unwind(|| build(&p, Some(384)));
+        let err = result.expect("no panic escapes").unwrap_err();
+        assert!(err.to_string().starts_with("h.onnx: "), "{err}");
     }
 }
