@@ -218,13 +218,14 @@ impl Encoder {
             })
         };
         let cfg = config::EncoderConfig::parse(&files, &at)?;
+        // tokenizers panics on some malformed files (found by fuzzing: a broken "decoder").
         let mut tokenizer =
-            tokenizers::Tokenizer::from_bytes(files.tokenizer_json).map_err(|e| {
-                EncoderError::Tokenizer {
+            std::panic::catch_unwind(|| tokenizers::Tokenizer::from_bytes(files.tokenizer_json))
+                .unwrap_or_else(|panic| Err(emotions_runtime::panic_message(panic.as_ref()).into()))
+                .map_err(|source| EncoderError::Tokenizer {
                     file: at("tokenizer.json"),
-                    source: e,
-                }
-            })?;
+                    source,
+                })?;
         let graph = EncoderGraph::load(
             files.model_onnx,
             &at("model.onnx"),

@@ -126,3 +126,18 @@ fn a_huge_line_is_tokenised_only_as_far_as_truncation_keeps() {
     assert_eq!(tokens.ids.len(), 256);
     assert!(elapsed < std::time::Duration::from_secs(2), "{elapsed:?}");
 }
+
+#[test]
+fn a_tokenizer_file_that_makes_tokenizers_panic_is_an_error() {
+    // Found by the encoder_folder fuzz target: a "decoder" entry whose JSON is cut.
+    let bad = include_bytes!("data/tokenizer_bad_decoder.json");
+    let dir = copy_with(|_, text| text);
+    std::fs::write(dir.path().join("tokenizer.json"), bad).unwrap();
+    let err = Encoder::from_dir(dir.path()).unwrap_err();
+    assert!(matches!(err, EncoderError::Tokenizer { .. }), "{err}");
+    assert!(
+        err.to_string()
+            .ends_with("tokenizer.json: cannot load the tokenizer"),
+        "{err}"
+    );
+}
