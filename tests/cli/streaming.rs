@@ -131,22 +131,14 @@ fn a_text_the_encoder_refuses_is_named_by_its_line() {
     // A tokenizer that adds no special tokens: an empty line has no tokens to pool.
     let s = Scratch::new("notokens");
     let dir = s.path("enc");
-    std::fs::create_dir_all(dir.join("1_Pooling")).unwrap();
-    for f in [
-        "model.onnx",
-        "config.json",
-        "sentence_bert_config.json",
-        "modules.json",
-        "1_Pooling/config.json",
-    ] {
-        std::fs::copy(repo(&format!("models/minilm/{f}")), dir.join(f)).unwrap();
-    }
-    let mut tokenizer: serde_json::Value = serde_json::from_str(
-        &std::fs::read_to_string(repo("models/minilm/tokenizer.json")).unwrap(),
-    )
-    .unwrap();
-    tokenizer["post_processor"] = serde_json::Value::Null;
-    std::fs::write(dir.join("tokenizer.json"), tokenizer.to_string()).unwrap();
+    minilm_copy(&dir, |f, text| {
+        if f != "tokenizer.json" {
+            return text;
+        }
+        let mut tokenizer: serde_json::Value = serde_json::from_str(&text).unwrap();
+        tokenizer["post_processor"] = serde_json::Value::Null;
+        tokenizer.to_string()
+    });
     let f = s.write("t.txt", "first\nsecond\n\nfourth\n");
     let o = run(
         &[

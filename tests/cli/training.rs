@@ -198,23 +198,12 @@ fn default_head_on_the_test_split() {
     assert!(macro_f1 >= 0.38, "macro-F1 {macro_f1} below 0.38");
 }
 
-/// Copies the MiniLM folder to `dir`, with mean pooling swapped for CLS pooling when `cls`:
-/// another model under the same folder name.
-fn minilm_copy(dir: &std::path::Path, cls: bool) {
-    std::fs::create_dir_all(dir.join("1_Pooling")).unwrap();
-    for f in [
-        "model.onnx",
-        "tokenizer.json",
-        "config.json",
-        "sentence_bert_config.json",
-        "modules.json",
-    ] {
-        std::fs::copy(repo(&format!("models/minilm/{f}")), dir.join(f)).unwrap();
-    }
-    let pooling = std::fs::read_to_string(repo("models/minilm/1_Pooling/config.json")).unwrap();
-    let pooling = if cls {
-        pooling
-            .replace(
+/// MiniLM with CLS pooling instead of mean pooling when `cls`: another model under the same
+/// folder name.
+fn minilm_pooling(dir: &std::path::Path, cls: bool) {
+    minilm_copy(dir, |f, text| {
+        if cls && f == "1_Pooling/config.json" {
+            text.replace(
                 "\"pooling_mode_cls_token\": false",
                 "\"pooling_mode_cls_token\": true",
             )
@@ -222,10 +211,10 @@ fn minilm_copy(dir: &std::path::Path, cls: bool) {
                 "\"pooling_mode_mean_tokens\": true",
                 "\"pooling_mode_mean_tokens\": false",
             )
-    } else {
-        pooling
-    };
-    std::fs::write(dir.join("1_Pooling/config.json"), pooling).unwrap();
+        } else {
+            text
+        }
+    });
 }
 
 /// The embedding cache was keyed by the encoder folder's name: two different encoders in
@@ -236,8 +225,8 @@ fn encoders_with_the_same_folder_name_do_not_share_cached_embeddings() {
     let (dev_tsv, _) = head_of_split(&s, "dev", 12);
     let cache = s.path("cache");
     let (mean, cls) = (s.path("a/minilm"), s.path("b/minilm"));
-    minilm_copy(&mean, false);
-    minilm_copy(&cls, true);
+    minilm_pooling(&mean, false);
+    minilm_pooling(&cls, true);
     let eval = |encoder: &std::path::Path| {
         run(
             &[

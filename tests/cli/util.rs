@@ -76,14 +76,19 @@ pub fn ok(o: Output) -> String {
 
 /// Asserts a clean failure: non-zero exit, nothing on stdout, no panic, and `want` in stderr.
 pub fn fails_with(o: Output, want: &str) {
-    let err = stderr(&o);
+    assert!(o.stdout.is_empty(), "partial output: {}", stdout(&o));
+    fails_cleanly(&o, want);
+}
+
+/// Non-zero exit, no signal, no panic, and `want` in stderr.
+fn fails_cleanly(o: &Output, want: &str) {
+    let err = stderr(o);
     assert!(
         !o.status.success(),
         "expected failure, stdout: {}",
-        stdout(&o)
+        stdout(o)
     );
     assert!(o.status.code().is_some(), "killed by a signal: {err}");
-    assert!(o.stdout.is_empty(), "partial output: {}", stdout(&o));
     assert!(!err.contains("panicked"), "panic: {err}");
     assert!(err.contains(want), "want {want:?} in stderr: {err}");
 }
@@ -91,20 +96,33 @@ pub fn fails_with(o: Output, want: &str) {
 /// Asserts a clean failure after `rows` results: non-zero exit, no panic, `want` in stderr,
 /// and stdout exactly `rows` whole JSON lines (the rows before the bad one).
 pub fn fails_after(o: Output, want: &str, rows: usize) -> Vec<serde_json::Value> {
-    let err = stderr(&o);
-    assert!(
-        !o.status.success(),
-        "expected failure, stdout: {}",
-        stdout(&o)
-    );
-    assert!(o.status.code().is_some(), "killed by a signal: {err}");
-    assert!(!err.contains("panicked"), "panic: {err}");
-    assert!(err.contains(want), "want {want:?} in stderr: {err}");
+    fails_cleanly(&o, want);
     let out = stdout(&o);
     assert!(out.is_empty() || out.ends_with('\n'), "a cut line: {out:?}");
     let lines = json_lines(&out);
     assert_eq!(lines.len(), rows, "{out}");
     lines
+}
+
+/// Copies the MiniLM encoder folder to `dir`, passing each JSON file's text through `edit`.
+pub fn minilm_copy(dir: &Path, edit: impl Fn(&str, String) -> String) {
+    std::fs::create_dir_all(dir.join("1_Pooling")).unwrap();
+    for f in [
+        "model.onnx",
+        "tokenizer.json",
+        "config.json",
+        "sentence_bert_config.json",
+        "modules.json",
+        "1_Pooling/config.json",
+    ] {
+        let from = repo(&format!("models/minilm/{f}"));
+        if f.ends_with(".json") {
+            let text = edit(f, std::fs::read_to_string(&from).unwrap());
+            std::fs::write(dir.join(f), text).unwrap();
+        } else {
+            std::fs::copy(&from, dir.join(f)).unwrap();
+        }
+    }
 }
 
 /// JSON lines → one `serde_json::Value` per line.
