@@ -335,11 +335,7 @@ impl Encoder {
     }
 
     fn encode_unguarded(&self, index: usize, text: &str) -> Result<Tokens, EncoderError> {
-        let text = self.kept_part(index, text)?;
-        let enc = self
-            .tokenizer
-            .encode_fast(text, true)
-            .map_err(|source| EncoderError::Tokenize { index, source })?;
+        let enc = self.truncated_encoding(index, text)?;
         if enc.get_ids().is_empty() {
             return Err(EncoderError::NoTokens { index });
         }
@@ -349,15 +345,24 @@ impl Encoder {
         })
     }
 
-    /// The start of a long text that holds every token truncation keeps, so that a 50 MB line
-    /// is not tokenised whole for its first 256 tokens.
+    /// The text's truncated encoding, from only as much of a long text as truncation keeps,
+    /// so that a 50 MB line is not tokenised whole for its first 256 tokens.
     ///
     /// A prefix cut just before a whitespace character tokenises to a prefix of the whole
     /// text's tokens (normalisers work per character; pre-tokenisers split at whitespace, or
     /// start a word with it). When such a prefix already overflows the truncation length, the
-    /// kept tokens all lie inside it, and tokenising it gives exactly what the whole text would.
-    fn kept_part<'t>(&self, index: usize, text: &'t str) -> Result<&'t str, EncoderError> {
+    /// kept tokens all lie inside it, and its encoding is exactly the whole text's.
+    fn truncated_encoding(
+        &self,
+        index: usize,
+        text: &str,
+    ) -> Result<tokenizers::Encoding, EncoderError> {
         const FIRST_TRY: usize = 1 << 16;
+        let encode = |t: &str| {
+            self.tokenizer
+                .encode_fast(t, true)
+                .map_err(|source| EncoderError::Tokenize { index, source })
+        };
         let mut budget = FIRST_TRY;
         while budget < text.len() {
             let mut end = budget;
@@ -365,18 +370,14 @@ impl Encoder {
                 end -= 1;
             }
             if let Some(cut) = text[..end].rfind(char::is_whitespace).filter(|&c| c > 0) {
-                let prefix = &text[..cut];
-                let enc = self
-                    .tokenizer
-                    .encode_fast(prefix, true)
-                    .map_err(|source| EncoderError::Tokenize { index, source })?;
+                let enc = encode(&text[..cut])?;
                 if !enc.get_overflowing().is_empty() {
-                    return Ok(prefix);
+                    return Ok(enc);
                 }
             }
             budget *= 4;
         }
-        Ok(text)
+        encode(text)
     }
 
     /// Embeds texts: `texts.len() * dim()` values, row `i` for text `i`.

@@ -6,7 +6,7 @@
 
 use crate::TrainError;
 use emotions_io::Embeddings;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 /// Embeddings cached under one folder (`.emotions-cache/` by default in the CLI).
 #[derive(Debug, Clone)]
@@ -70,10 +70,6 @@ impl EmbeddingCache {
         let path = self.path(encoder_fingerprint, texts);
         emotions_io::write_npy_f32(&path, rows, dim, embeddings.data())?;
         Ok(embeddings)
-    }
-
-    pub fn dir(&self) -> &Path {
-        &self.dir
     }
 }
 
