@@ -22,7 +22,8 @@
 use std::path::{Path, PathBuf};
 
 pub use emotions_encoder::{
-    Encoder, EncoderFiles, EncoderOptions, GraphRewrites, PlanShapes, Pooling, set_threads,
+    Encoder, EncoderFiles, EncoderOptions, GraphRewrites, PlanShapes, Pooling, Precision,
+    set_threads,
 };
 pub use emotions_labels::{DecisionPolicy, LABELS, NUM_LABELS, Prediction, Thresholds};
 pub use emotions_runtime::{Head, HeadInfo};
@@ -42,12 +43,17 @@ pub mod defaults {
     /// The name the default encoder goes by in head metadata and reports.
     pub const ENCODER_NAME: &str = "all-MiniLM-L6-v2";
 
+    // Statics, not consts: a const's bytes are copied into every codegen unit that uses it,
+    // which put the 23 MB model in the binary twice.
+    static MINILM_ONNX: &[u8] = include_bytes!("../models/minilm/model.onnx");
+    static MINILM_TOKENIZER_JSON: &[u8] = include_bytes!("../models/minilm/tokenizer.json");
+
     /// The default encoder's files: see `models/README.md`.
     pub fn encoder_files() -> emotions_encoder::EncoderFiles<'static> {
         emotions_encoder::EncoderFiles {
             name: ENCODER_NAME,
-            model_onnx: include_bytes!("../models/minilm/model.onnx"),
-            tokenizer_json: include_bytes!("../models/minilm/tokenizer.json"),
+            model_onnx: MINILM_ONNX,
+            tokenizer_json: MINILM_TOKENIZER_JSON,
             config_json: include_str!("../models/minilm/config.json"),
             sentence_bert_config_json: include_str!("../models/minilm/sentence_bert_config.json"),
             modules_json: include_str!("../models/minilm/modules.json"),

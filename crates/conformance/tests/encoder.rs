@@ -1,14 +1,30 @@
 //! The default encoder (all-MiniLM-L6-v2 int8) against Python `tokenizers` + onnxruntime.
+//!
+//! onnxruntime computes the graph in f32. [`Precision::F32`] is held to it element by element;
+//! the default [`Precision::Int16`] rounds each token's activations before the projections and
+//! is held to the accuracy the README states for it.
 
 use emotions_conformance::{
     AbsTolerance, cosine, fixtures_dir, fnv1a64, go_emotions_dir, minilm_dir, read_fixture,
 };
-use emotions_encoder::{Encoder, EncoderOptions, GraphRewrites, PlanShapes};
+use emotions_encoder::{Encoder, EncoderOptions, GraphRewrites, PlanShapes, Precision};
 use std::sync::OnceLock;
 
 fn encoder() -> &'static Encoder {
     static ENCODER: OnceLock<Encoder> = OnceLock::new();
     ENCODER.get_or_init(|| Encoder::from_dir(minilm_dir()).unwrap())
+}
+
+/// The exact mode: f32 projections, as onnxruntime.
+fn exact_encoder() -> &'static Encoder {
+    static ENCODER: OnceLock<Encoder> = OnceLock::new();
+    ENCODER.get_or_init(|| {
+        let options = EncoderOptions {
+            precision: Precision::F32,
+            ..Default::default()
+        };
+        Encoder::from_dir_with(minilm_dir(), options).unwrap()
+    })
 }
 
 fn texts() -> Vec<String> {
@@ -59,38 +75,65 @@ fn token_ids_match_for_every_test_split_text() {
 
 #[test]
 fn every_layer_of_minilm_runs_on_the_fused_ops() {
+    let full = GraphRewrites {
+        gelu: 6,
+        attention: 6,
+        // Q, K, V, output, and the two feed-forward projections of 6 layers.
+        linear: 36,
+        // All of them int8 weights: the default runs every one in integers.
+        int16: 36,
+    };
+    assert_eq!(encoder().rewrites(), full);
     assert_eq!(
-        encoder().rewrites(),
-        GraphRewrites {
-            gelu: 6,
-            attention: 6,
-            // Q, K, V, output, and the two feed-forward projections of 6 layers.
-            linear: 36,
-        }
+        exact_encoder().rewrites(),
+        GraphRewrites { int16: 0, ..full }
     );
 }
 
+/// The exact mode, element by element.
+const EXACT: AbsTolerance = AbsTolerance(1e-4);
+/// The default mode: its worst element over the fixture texts was 1.9e-4 of unit-length
+/// embeddings, min cosine 0.9999994 (measured at its introduction).
+const INT16: AbsTolerance = AbsTolerance(5e-4);
+
 #[test]
-fn embeddings_match_onnxruntime() {
-    embeddings_match_onnxruntime_with(encoder());
+fn exact_embeddings_match_onnxruntime() {
+    embeddings_match_onnxruntime_with(exact_encoder(), EXACT, 0.99999);
 }
 
 /// The same comparison through a plan per shape bucket, whose texts are padded further.
 #[test]
-fn embeddings_match_onnxruntime_with_bucket_plans() {
+fn exact_embeddings_match_onnxruntime_with_bucket_plans() {
+    let options = EncoderOptions {
+        plans: PlanShapes::Buckets,
+        precision: Precision::F32,
+        ..Default::default()
+    };
+    let encoder = Encoder::from_dir_with(minilm_dir(), options).unwrap();
+    embeddings_match_onnxruntime_with(&encoder, EXACT, 0.99999);
+}
+
+#[test]
+fn default_embeddings_are_within_their_stated_accuracy() {
+    embeddings_match_onnxruntime_with(encoder(), INT16, 0.99999);
+}
+
+#[test]
+fn default_embeddings_are_within_their_stated_accuracy_with_bucket_plans() {
     let options = EncoderOptions {
         plans: PlanShapes::Buckets,
         ..Default::default()
     };
-    embeddings_match_onnxruntime_with(&Encoder::from_dir_with(minilm_dir(), options).unwrap());
+    let encoder = Encoder::from_dir_with(minilm_dir(), options).unwrap();
+    embeddings_match_onnxruntime_with(&encoder, INT16, 0.99999);
 }
 
-fn embeddings_match_onnxruntime_with(encoder: &Encoder) {
+fn embeddings_match_onnxruntime_with(encoder: &Encoder, tolerance: AbsTolerance, min_cosine: f64) {
     let texts = texts();
     let want = read_fixture("encoder/embeddings.npy");
     assert!(texts.len() >= 200);
     let got = encoder.embed(&texts).unwrap();
-    let report = AbsTolerance(1e-4)
+    let report = tolerance
         .compare(&got, want.data(), want.dim())
         .unwrap_or_else(|m| panic!("{m}"));
     eprintln!("embeddings: {report}");
@@ -108,7 +151,7 @@ fn embeddings_match_onnxruntime_with(encoder: &Encoder) {
         cosines.iter().sum::<f64>() / cosines.len() as f64
     );
     assert!(
-        min >= 0.99999,
+        min >= min_cosine,
         "text {worst} {:?}: cosine {min}",
         texts[worst]
     );

@@ -25,7 +25,7 @@ use std::path::{Path, PathBuf};
 
 mod config;
 pub use config::Pooling;
-pub use emotions_runtime::{GraphRewrites, PlanShapes, set_threads};
+pub use emotions_runtime::{GraphRewrites, PlanShapes, Precision, set_threads};
 
 /// Everything that can go wrong loading or running an encoder.
 #[derive(Debug, thiserror::Error)]
@@ -86,6 +86,8 @@ pub struct EncoderOptions {
     /// Batches run at once, each on its own thread with a single-threaded tract. Results do not
     /// depend on it.
     pub workers: usize,
+    /// How the projections multiply: integers over int8 weights (the default), or f32.
+    pub precision: Precision,
 }
 
 impl Default for EncoderOptions {
@@ -94,6 +96,7 @@ impl Default for EncoderOptions {
             batch_size: 32,
             plans: PlanShapes::Symbolic,
             workers: 1,
+            precision: Precision::default(),
         }
     }
 }
@@ -231,6 +234,7 @@ impl Encoder {
             &at("model.onnx"),
             cfg.hidden_size,
             options.plans,
+            options.precision,
         )?;
         let tables = graph.tables();
         // Every id the tokenizer can produce must index the model's token table.

@@ -45,7 +45,7 @@ pub mod limits;
 mod signature;
 
 pub use encoder::{
-    EmbeddingTables, EncoderGraph, GraphRewrites, PlanShapes, TokenRow, set_threads,
+    EmbeddingTables, EncoderGraph, GraphRewrites, PlanShapes, Precision, TokenRow, set_threads,
     single_threaded,
 };
 

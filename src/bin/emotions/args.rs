@@ -4,7 +4,7 @@
 
 use anyhow::bail;
 use clap::{Args, Parser, Subcommand, ValueEnum};
-use emotions::{EncoderChoice, EncoderOptions, PlanShapes};
+use emotions::{EncoderChoice, EncoderOptions, PlanShapes, Precision};
 use emotions_train::{ClassWeight, TrainOptions};
 use std::path::PathBuf;
 
@@ -93,6 +93,16 @@ enum PlansArg {
     Buckets,
 }
 
+/// How the encoder's projections multiply, as the command line names it.
+#[derive(Clone, Copy, ValueEnum)]
+enum PrecisionArg {
+    /// Integer projections over an int8 model's weights (activations rounded per token to
+    /// 14-16 bits; embeddings within 5e-4 of f32); f32 weights stay f32.
+    Int16,
+    /// f32 throughout, as onnxruntime: the exact mode.
+    F32,
+}
+
 /// Encoder flags.
 #[derive(Args, Clone)]
 struct EncoderArgs {
@@ -111,6 +121,9 @@ struct EncoderArgs {
     /// Encoder plans.
     #[arg(long, value_name = "MODE", value_enum, default_value_t = PlansArg::Symbolic)]
     plans: PlansArg,
+    /// How the encoder's projections multiply.
+    #[arg(long, value_name = "MODE", value_enum, default_value_t = PrecisionArg::Int16)]
+    precision: PrecisionArg,
 }
 
 #[derive(Args)]
@@ -541,6 +554,10 @@ impl EncoderArgs {
                     PlansArg::Buckets => PlanShapes::Buckets,
                 },
                 workers: threads,
+                precision: match self.precision {
+                    PrecisionArg::Int16 => Precision::Int16,
+                    PrecisionArg::F32 => Precision::F32,
+                },
             },
             threads,
         }

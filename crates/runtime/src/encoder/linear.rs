@@ -7,6 +7,9 @@
 //! memory-bound ~40 ms and its own copy each. [`PackedLinear`] asks tract-linalg once for the
 //! kernel a concrete plan would use, packs the weights for it at load time, and runs any token
 //! count with them, so one symbolic plan does every batch at the speed of a concrete one.
+//!
+//! Where the weights are an int8 export's (int8 values times a scale per feature) and the
+//! precision allows, they are kept as integers instead and run on [`super::int16`]'s kernels.
 
 use std::sync::Arc;
 use tract_linalg::BinOp;
@@ -17,18 +20,41 @@ use tract_onnx::tract_core::ops::binary::TypedBinOp;
 use tract_onnx::tract_core::ops::einsum::EinSum;
 use tract_onnx::tract_core::ops::math::Add;
 
+use super::Precision;
+use super::int16::{Int16Weights, Isa};
 use super::pattern::sole_successor;
 
 /// Tokens per matmul the kernel is chosen for: a batch of 32 texts of 24 tokens.
 const TYPICAL_TOKENS: usize = 768;
 
+/// How the weights are held: packed f32 for tract's kernel, or int8 values for ours.
+#[derive(Debug, Clone)]
+enum Weights {
+    F32 {
+        kernel: Box<dyn MatMatMul>,
+        packing: usize,
+        packed: Arc<Box<dyn MMMInputValue>>,
+    },
+    Int16 {
+        weights: Arc<Int16Weights>,
+        isa: Isa,
+    },
+}
+
+impl Weights {
+    fn id(&self) -> *const () {
+        match self {
+            Weights::F32 { packed, .. } => Arc::as_ptr(packed) as *const (),
+            Weights::Int16 { weights, .. } => Arc::as_ptr(weights) as *const (),
+        }
+    }
+}
+
 /// `y = x · W (+ bias)` over the last `contracted` axes of `x`, with `W` packed once.
 #[derive(Debug, Clone)]
 pub(crate) struct PackedLinear {
     name: String,
-    kernel: Box<dyn MatMatMul>,
-    packing: usize,
-    weights: Arc<Box<dyn MMMInputValue>>,
+    weights: Weights,
     bias: Option<Arc<Tensor>>,
     /// A second input of the output's shape is added (a residual connection).
     residual: bool,
@@ -39,7 +65,7 @@ pub(crate) struct PackedLinear {
 
 impl PartialEq for PackedLinear {
     fn eq(&self, other: &Self) -> bool {
-        Arc::ptr_eq(&self.weights, &other.weights)
+        self.weights.id() == other.weights.id()
             && self.bias.as_ref().map(Arc::as_ptr) == other.bias.as_ref().map(Arc::as_ptr)
     }
 }
@@ -64,7 +90,10 @@ impl Op for PackedLinear {
             self.n,
             self.bias.is_some(),
             self.residual,
-            self.kernel.name()
+            match &self.weights {
+                Weights::F32 { kernel, .. } => kernel.name().to_string(),
+                Weights::Int16 { isa, .. } => format!("int16 {isa:?}"),
+            }
         )])
     }
 
@@ -93,32 +122,68 @@ impl EvalOp for PackedLinear {
         if m == 0 {
             return Ok(tvec!(y.into_tvalue()));
         }
-        let (rows_shape, rows_strides) = ([m, self.k], [self.k as isize, 1]);
-        // SAFETY: x is a contiguous (row-major) f32 tensor of m * k elements.
-        let rows = unsafe { TensorView::from_bytes(x, 0, &rows_shape, &rows_strides) };
-        let a = self.kernel.packings()[self.packing]
-            .0
-            .prepare_one_view(&rows, 1, 0)?;
-        // SAFETY: y is m × n, row-major, f32, as the store spec says; the kernel and packings
-        // are the ones the weights were packed for.
-        unsafe {
-            let store = self.kernel.c_from_data_and_strides(4, self.n as isize, 1);
-            let view = y.view_mut();
-            let mut ops: TVec<FusedSpec> = tvec![FusedSpec::AddMatMul {
-                a: AsInputValue::Borrowed(&*a),
-                b: AsInputValue::Borrowed(&**self.weights),
-                packing: self.packing,
-            }];
-            if let Some(bias) = &self.bias {
-                ops.push(FusedSpec::BinPerCol(bias.view(), BinOp::Add));
+        let residual = inputs.get(1);
+        if let Some(r) = residual {
+            ensure!(r.shape() == &shape[..] && r.datum_type() == f32::datum_type());
+        }
+        match &self.weights {
+            Weights::Int16 { weights, isa } => {
+                use tract_linalg::multithread::{Executor, current_tract_executor};
+                let executor = current_tract_executor();
+                let pool = match &executor {
+                    Executor::MultiThread(pool) => Some(&**pool),
+                    _ => None,
+                };
+                let x = x.try_as_plain_ram()?;
+                let bias = self
+                    .bias
+                    .as_ref()
+                    .map(|b| b.try_as_plain_ram())
+                    .transpose()?;
+                let residual = residual.map(|r| r.try_as_plain_ram()).transpose()?;
+                let mut out = y.try_as_plain_ram_mut()?;
+                weights.run(
+                    *isa,
+                    x.as_slice::<f32>()?,
+                    m,
+                    bias.as_ref().map(|b| b.as_slice::<f32>()).transpose()?,
+                    residual.as_ref().map(|r| r.as_slice::<f32>()).transpose()?,
+                    out.as_slice_mut::<f32>()?,
+                    pool,
+                );
             }
-            let residual = inputs.get(1).map(|r| r.view());
-            if let Some(r) = &residual {
-                ensure!(r.shape() == &shape[..] && r.datum_type() == f32::datum_type());
-                ops.push(FusedSpec::AddUnicast(store.wrap(r)));
+            Weights::F32 {
+                kernel,
+                packing,
+                packed,
+            } => {
+                let (rows_shape, rows_strides) = ([m, self.k], [self.k as isize, 1]);
+                // SAFETY: x is a contiguous (row-major) f32 tensor of m * k elements.
+                let rows = unsafe { TensorView::from_bytes(x, 0, &rows_shape, &rows_strides) };
+                let a = kernel.packings()[*packing]
+                    .0
+                    .prepare_one_view(&rows, 1, 0)?;
+                // SAFETY: y is m × n, row-major, f32, as the store spec says; the kernel and
+                // packings are the ones the weights were packed for.
+                unsafe {
+                    let store = kernel.c_from_data_and_strides(4, self.n as isize, 1);
+                    let view = y.view_mut();
+                    let mut ops: TVec<FusedSpec> = tvec![FusedSpec::AddMatMul {
+                        a: AsInputValue::Borrowed(&*a),
+                        b: AsInputValue::Borrowed(&***packed),
+                        packing: *packing,
+                    }];
+                    if let Some(bias) = &self.bias {
+                        ops.push(FusedSpec::BinPerCol(bias.view(), BinOp::Add));
+                    }
+                    let residual = residual.map(|r| r.view());
+                    if let Some(r) = &residual {
+                        ops.push(FusedSpec::AddUnicast(store.wrap(r)));
+                    }
+                    ops.push(FusedSpec::Store(store.wrap(&view)));
+                    kernel.run(m, self.n, &ops)?;
+                }
             }
-            ops.push(FusedSpec::Store(store.wrap(&view)));
-            self.kernel.run(m, self.n, &ops)?;
         }
         Ok(tvec!(y.into_tvalue()))
     }
@@ -136,11 +201,17 @@ impl TypedOp for PackedLinear {
     as_op!();
 }
 
-/// Replaces every f32 matmul by constant weights (and its bias add, if any); returns how many.
-pub(crate) fn pack_linears(model: &mut TypedModel) -> TractResult<usize> {
+/// Replaces every f32 matmul by constant weights (and its bias add, if any); returns how many,
+/// and how many of those run in integers.
+pub(crate) fn pack_linears(
+    model: &mut TypedModel,
+    precision: Precision,
+) -> TractResult<(usize, usize)> {
     let mut patches = vec![];
+    let mut int16 = 0;
     for node in &model.nodes {
-        if let Some(patch) = match_linear(model, node)? {
+        if let Some((patch, integer)) = match_linear(model, node, precision)? {
+            int16 += integer as usize;
             patches.push(patch);
         }
     }
@@ -148,7 +219,7 @@ pub(crate) fn pack_linears(model: &mut TypedModel) -> TractResult<usize> {
     for patch in patches {
         patch.apply(model)?;
     }
-    Ok(packed)
+    Ok((packed, int16))
 }
 
 /// How many leading axes of the weights `op` contracts with the trailing axes of `x`, when
@@ -191,7 +262,11 @@ fn added_to<'m>(model: &'m TypedModel, node: &TypedNode) -> Option<(&'m TypedNod
     Some((add, other))
 }
 
-fn match_linear(model: &TypedModel, node: &TypedNode) -> TractResult<Option<TypedModelPatch>> {
+fn match_linear(
+    model: &TypedModel,
+    node: &TypedNode,
+    precision: Precision,
+) -> TractResult<Option<(TypedModelPatch, bool)>> {
     let Some(op) = node.op_as::<EinSum>() else {
         return Ok(None);
     };
@@ -220,21 +295,42 @@ fn match_linear(model: &TypedModel, node: &TypedNode) -> TractResult<Option<Type
     if k == 0 || n == 0 {
         return Ok(None);
     }
-    let query = Query {
-        weight: f32::datum_type().into(),
-        activation: f32::datum_type(),
-        accumulators: tvec![f32::datum_type()],
-        store: Some(f32::datum_type()),
-        allow_extractor: false,
-        m: Some(TYPICAL_TOKENS),
-        k: Some(k),
-        n: Some(n),
-    };
-    let Some((kernel, packing, None)) = tract_linalg::MmmDispatch::native().pick(&query) else {
-        return Ok(None);
-    };
     let matrix = w.clone().into_tensor().into_shape(&[k, n])?;
-    let weights = kernel.packings()[packing].1.prepare_one(&matrix, 0, 1)?;
+    let int16 = match precision {
+        Precision::Int16 => {
+            Int16Weights::from_int8_grid(matrix.try_as_plain_ram()?.as_slice::<f32>()?, k, n)
+        }
+        Precision::F32 => None,
+    };
+    let weights = match int16 {
+        Some(weights) => Weights::Int16 {
+            weights: Arc::new(weights),
+            isa: Isa::detect(),
+        },
+        None => {
+            let query = Query {
+                weight: f32::datum_type().into(),
+                activation: f32::datum_type(),
+                accumulators: tvec![f32::datum_type()],
+                store: Some(f32::datum_type()),
+                allow_extractor: false,
+                m: Some(TYPICAL_TOKENS),
+                k: Some(k),
+                n: Some(n),
+            };
+            let Some((kernel, packing, None)) = tract_linalg::MmmDispatch::native().pick(&query)
+            else {
+                return Ok(None);
+            };
+            let packed = kernel.packings()[packing].1.prepare_one(&matrix, 0, 1)?;
+            Weights::F32 {
+                kernel,
+                packing,
+                packed: Arc::new(packed),
+            }
+        }
+    };
+    let integer = matches!(weights, Weights::Int16 { .. });
 
     // A following `+ bias` over the features joins the op.
     let mut last = node;
@@ -266,9 +362,7 @@ fn match_linear(model: &TypedModel, node: &TypedNode) -> TractResult<Option<Type
     }
     let linear = PackedLinear {
         name: node.name.clone(),
-        kernel,
-        packing,
-        weights: Arc::new(weights),
+        weights,
         bias,
         residual: residual.is_some(),
         contracted,
@@ -282,7 +376,7 @@ fn match_linear(model: &TypedModel, node: &TypedNode) -> TractResult<Option<Type
     }
     let y = patch.wire_node(format!("{}.packed", node.name), linear, &inputs)?;
     patch.shunt_outside(model, last.id.into(), y[0])?;
-    Ok(Some(patch))
+    Ok(Some((patch, integer)))
 }
 
 #[cfg(test)]
@@ -329,7 +423,7 @@ mod tests {
         };
         let want = model.clone().into_runnable()?.run(inputs()?)?;
         let mut packed = model;
-        assert_eq!(pack_linears(&mut packed)?, 1);
+        assert_eq!(pack_linears(&mut packed, Precision::F32)?, (1, 0));
         let names: Vec<_> = packed
             .clone()
             .into_decluttered()?

@@ -14,6 +14,7 @@ use tract_onnx::prelude::*;
 mod attention;
 mod fold;
 mod gelu;
+mod int16;
 mod linear;
 mod pattern;
 mod softmax;
@@ -29,6 +30,21 @@ pub struct GraphRewrites {
     /// Matmuls by constant weights (with their bias and residual adds) whose weights are packed
     /// once at load.
     pub linear: usize,
+    /// Of those, how many run in integers ([`Precision::Int16`] over int8 weights).
+    pub int16: usize,
+}
+
+/// How the projections multiply. Everything else (attention, GELU, layer norm) is f32 in both.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Precision {
+    /// Where the weights are int8 values times a scale per feature (an int8 export), each
+    /// token's activations are rounded to 14-16-bit integers and multiplied by the int8 values
+    /// with exact integer sums: twice the f32 rate. The rounding is about 2^-15 of the token's
+    /// largest activation. f32 weights stay f32.
+    #[default]
+    Int16,
+    /// f32 throughout, as onnxruntime computes the graph: the exact mode.
+    F32,
 }
 
 /// Which shapes get their own optimised plan. The projections (weights packed once at load) and
@@ -169,15 +185,16 @@ enum InputKind {
 /// - Attention before the projections: it traces Q, K and V back to the projections' bias
 ///   adds, which packing the projections would absorb.
 /// - Projections last, with their bias and residual adds.
-fn optimise(model: &mut TypedModel) -> TractResult<GraphRewrites> {
+fn optimise(model: &mut TypedModel, precision: Precision) -> TractResult<GraphRewrites> {
     softmax::replace_softmax(model)?;
     let gelu = gelu::fuse_gelu(model)?;
     let attention = attention::fuse_attention(model)?;
-    let linear = linear::pack_linears(model)?;
+    let (linear, int16) = linear::pack_linears(model, precision)?;
     Ok(GraphRewrites {
         gelu,
         attention,
         linear,
+        int16,
     })
 }
 
@@ -190,9 +207,10 @@ impl EncoderGraph {
         origin: &str,
         hidden: usize,
         plan_shapes: PlanShapes,
+        precision: Precision,
     ) -> Result<Self, RuntimeError> {
         crate::catching(origin, "load", || {
-            Self::load_unguarded(bytes, origin, hidden, plan_shapes)
+            Self::load_unguarded(bytes, origin, hidden, plan_shapes, precision)
         })
     }
 
@@ -201,6 +219,7 @@ impl EncoderGraph {
         origin: &str,
         hidden: usize,
         plan_shapes: PlanShapes,
+        precision: Precision,
     ) -> Result<Self, RuntimeError> {
         let sig = |message: String| RuntimeError::EncoderSignature {
             origin: origin.to_string(),
@@ -213,11 +232,19 @@ impl EncoderGraph {
                 source: e.into(),
             })?;
         crate::limits::check_model(&proto, origin, crate::limits::MAX_ENCODER_NODES)?;
+        fold::gather_then_dequantise(&mut proto);
         fold::fold_proto_dequantisation(&mut proto);
         let tables = EmbeddingTables::find(&proto);
+        let output_names: Vec<String> = proto
+            .graph
+            .as_ref()
+            .map(|g| g.output.iter().map(|o| o.name.clone()).collect())
+            .unwrap_or_default();
         let model = tract_onnx::onnx()
             .model_for_proto_model(&proto)
             .map_err(|e| tract_err(origin, "parse", e))?;
+        // tract holds its own copy of every tensor now.
+        drop(proto);
         let names: Vec<String> = model
             .input_outlets()
             .map_err(|e| tract_err(origin, "parse", e))?
@@ -240,11 +267,6 @@ impl EncoderGraph {
                 "inputs {names:?} lack input_ids or attention_mask"
             )));
         }
-        let output_names: Vec<&str> = proto
-            .graph
-            .as_ref()
-            .map(|g| g.output.iter().map(|o| o.name.as_str()).collect())
-            .unwrap_or_default();
         let output_slot = output_names
             .iter()
             .position(|n| *n == "last_hidden_state" || *n == "token_embeddings")
@@ -274,7 +296,12 @@ impl EncoderGraph {
         let mut typed = typed
             .into_decluttered()
             .map_err(|e| tract_err(origin, "declutter", e))?;
-        let rewrites = optimise(&mut typed).map_err(|e| tract_err(origin, "rewrite", e))?;
+        let rewrites =
+            optimise(&mut typed, precision).map_err(|e| tract_err(origin, "rewrite", e))?;
+        // Drops what the rewrites replaced: the f32 weights that now live packed.
+        let typed = typed
+            .into_compact()
+            .map_err(|e| tract_err(origin, "compact", e))?;
         Ok(EncoderGraph {
             origin: origin.to_string(),
             hidden,
@@ -483,8 +510,14 @@ mod tests {
 
     #[test]
     fn garbage_is_a_decode_error_naming_the_file() {
-        let err = EncoderGraph::load(b"not onnx", "enc/model.onnx", 384, PlanShapes::Symbolic)
-            .unwrap_err();
+        let err = EncoderGraph::load(
+            b"not onnx",
+            "enc/model.onnx",
+            384,
+            PlanShapes::Symbolic,
+            Precision::default(),
+        )
+        .unwrap_err();
         assert!(matches!(err, RuntimeError::Decode { .. }), "{err}");
         assert!(err.to_string().starts_with("enc/model.onnx: "), "{err}");
     }

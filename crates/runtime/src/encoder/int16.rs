@@ -1,0 +1,728 @@
+//! Projections in integer arithmetic: activations quantised per token to 14-16 bits, int8
+//! weights, exact i32 sums.
+//!
+//! An int8 export's projections are `x · (q · s)` with `q` int8 and `s` one f32 scale per
+//! output feature. onnxruntime and the f32 path fold that to f32 weights and multiply in f32,
+//! near this core's f32 peak. Here `x` is scaled per token to the widest integer range whose
+//! sums cannot overflow i32 (`qmax · max|q| · k < 2^31`: 15 bits at k = 384, 14 at k = 1536),
+//! and `vpdpwssd` does twice the f32 multiply-adds per instruction. The sums are exact, so the
+//! only error is rounding the activations, about 2^-15 of each token's largest value; the
+//! weights are the file's own int8 values, not re-quantised. Every instruction set computes
+//! the same integers and the same f32 epilogue, so every path gives the same bits.
+
+use rayon::prelude::*;
+
+/// Output features per packed block: three 16-lane vectors.
+const BLOCK: usize = 48;
+/// Token rows per AVX-512 tile: 8 rows × 3 vectors = 24 accumulators of the 32 registers.
+const ROWS: usize = 8;
+
+/// The instruction set a product runs on. Every one gives the same bits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Isa {
+    /// AVX-512 VNNI `vpdpwssd`: multiply pairs and accumulate in one instruction.
+    Avx512Vnni,
+    /// AVX-512BW `vpmaddwd` + `vpaddd`.
+    Avx512Bw,
+    /// AVX2 `vpmaddwd` + `vpaddd`, 8 lanes.
+    Avx2,
+    /// Plain Rust.
+    Portable,
+}
+
+impl Isa {
+    /// The fastest this CPU runs.
+    pub fn detect() -> Isa {
+        Isa::all()
+            .into_iter()
+            .find(|isa| isa.available())
+            .unwrap_or(Isa::Portable)
+    }
+
+    /// Every path, fastest first.
+    pub fn all() -> [Isa; 4] {
+        [Isa::Avx512Vnni, Isa::Avx512Bw, Isa::Avx2, Isa::Portable]
+    }
+
+    /// Whether this CPU can run the path.
+    pub fn available(self) -> bool {
+        #[cfg(target_arch = "x86_64")]
+        {
+            let avx512bw = std::is_x86_feature_detected!("avx512f")
+                && std::is_x86_feature_detected!("avx512bw");
+            match self {
+                Isa::Avx512Vnni => avx512bw && std::is_x86_feature_detected!("avx512vnni"),
+                Isa::Avx512Bw => avx512bw,
+                Isa::Avx2 => std::is_x86_feature_detected!("avx2"),
+                Isa::Portable => true,
+            }
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        {
+            self == Isa::Portable
+        }
+    }
+}
+
+/// `W = q · s`: int8 values widened to i16 and packed for the kernels, with one scale per
+/// output feature.
+#[derive(Clone)]
+pub(crate) struct Int16Weights {
+    k: usize,
+    n: usize,
+    /// `k` rounded up to even: the kernels take the contracted axis in pairs.
+    k_even: usize,
+    /// Per block of [`BLOCK`] features, per pair of k: the block's features, each as its two
+    /// values `(q[2p][f], q[2p+1][f])`. Zero-padded past `k` and `n`.
+    packed: Vec<i16>,
+    scales: Vec<f32>,
+    /// The largest activation magnitude after scaling, so that sums fit in i32.
+    qmax: f32,
+}
+
+impl std::fmt::Debug for Int16Weights {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Int16Weights")
+            .field("k", &self.k)
+            .field("n", &self.n)
+            .field("qmax", &self.qmax)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Int16Weights {
+    /// The weights `w` (`k × n`, row-major) as int8 values times a scale per column, when
+    /// they are that (an int8 export, folded): per column, `s = max|w| / 127` and every
+    /// `round(w / s) · s` must give `w` back to within float rounding. `None` otherwise (f32
+    /// weights): re-quantising them would change the model.
+    pub(crate) fn from_int8_grid(w: &[f32], k: usize, n: usize) -> Option<Int16Weights> {
+        if k == 0 || n == 0 || w.len() != k * n {
+            return None;
+        }
+        // Row by row: the weights are row-major.
+        let mut amax = vec![0f32; n];
+        for row in w.chunks_exact(n) {
+            for (m, v) in amax.iter_mut().zip(row) {
+                *m = m.max(v.abs());
+            }
+        }
+        if amax.iter().any(|m| !m.is_finite()) || w.iter().any(|v| v.is_nan()) {
+            return None;
+        }
+        let scales: Vec<f32> = amax.iter().map(|m| m / 127.0).collect();
+        let mut q = vec![0i8; k * n];
+        for (q, row) in q.chunks_exact_mut(n).zip(w.chunks_exact(n)) {
+            for ((q, &v), &s) in q.iter_mut().zip(row).zip(&scales) {
+                if s == 0.0 {
+                    continue;
+                }
+                let r = (v / s).round();
+                // The fold computed `v = q · s` in f32: allow that rounding, and s's own.
+                if !(-127.0..=127.0).contains(&r) || (r * s - v).abs() > v.abs() * 4e-7 {
+                    return None;
+                }
+                *q = r as i8;
+            }
+        }
+        let k_even = k.div_ceil(2) * 2;
+        // i32 sums of k products, each at most qmax · 127.
+        let qmax = ((i32::MAX as usize) / (127 * k_even)).min(i16::MAX as usize) as f32;
+        let blocks = n.div_ceil(BLOCK);
+        let mut packed = vec![0i16; blocks * (k_even / 2) * BLOCK * 2];
+        for b in 0..blocks {
+            for p in 0..k_even / 2 {
+                let at = (b * (k_even / 2) + p) * BLOCK * 2;
+                for f in 0..BLOCK.min(n - b * BLOCK) {
+                    let col = b * BLOCK + f;
+                    for half in 0..2 {
+                        let row = 2 * p + half;
+                        if row < k {
+                            packed[at + 2 * f + half] = q[row * n + col] as i16;
+                        }
+                    }
+                }
+            }
+        }
+        Some(Int16Weights {
+            k,
+            n,
+            k_even,
+            packed,
+            scales,
+            qmax,
+        })
+    }
+
+    /// `y = x · W (+ bias) (+ residual)` for `m` rows of `x` (`m × k`), into `y` (`m × n`).
+    /// Column blocks are spread over `pool` when given.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn run(
+        &self,
+        isa: Isa,
+        x: &[f32],
+        m: usize,
+        bias: Option<&[f32]>,
+        residual: Option<&[f32]>,
+        y: &mut [f32],
+        pool: Option<&rayon::ThreadPool>,
+    ) {
+        assert!(isa.available(), "{isa:?} is not available on this CPU");
+        assert_eq!(x.len(), m * self.k);
+        assert_eq!(y.len(), m * self.n);
+        assert!(bias.is_none_or(|b| b.len() == self.n));
+        assert!(residual.is_none_or(|r| r.len() == m * self.n));
+        if m == 0 {
+            return;
+        }
+        let (a, token_scales) = self.quantise(isa, x, m);
+        let out = Output {
+            y: y.as_mut_ptr(),
+            n: self.n,
+        };
+        let operands = Operands {
+            weights: self,
+            a: &a,
+            token_scales: &token_scales,
+            bias,
+            residual,
+            m,
+        };
+        let block = |b: usize| {
+            // SAFETY: the ISA was checked above; block `b` writes only its own columns of y.
+            unsafe { operands.block(isa, b, out) }
+        };
+        let blocks = self.n.div_ceil(BLOCK);
+        match pool {
+            Some(pool) if blocks > 1 => {
+                pool.install(|| (0..blocks).into_par_iter().for_each(block))
+            }
+            _ => (0..blocks).for_each(block),
+        }
+    }
+
+    /// Rows of `x` as i16 at `qmax` (`m × k_even`), and each row's scale. A row with a
+    /// non-finite value gets a NaN scale, so its outputs are NaN as in f32.
+    fn quantise(&self, isa: Isa, x: &[f32], m: usize) -> (Vec<i16>, Vec<f32>) {
+        let mut a = vec![0i16; m * self.k_even];
+        let mut scales = vec![0f32; m];
+        for (row, (q, scale)) in a
+            .chunks_exact_mut(self.k_even)
+            .zip(scales.iter_mut())
+            .enumerate()
+        {
+            let x = &x[row * self.k..(row + 1) * self.k];
+            let amax = abs_max(isa, x);
+            if !amax.is_finite() {
+                *scale = f32::NAN;
+                continue;
+            }
+            if amax == 0.0 {
+                continue;
+            }
+            let inv = self.qmax / amax;
+            *scale = amax / self.qmax;
+            quantise_row(isa, x, inv, &mut q[..self.k]);
+        }
+        (a, scales)
+    }
+}
+
+/// The largest |x|: NaN if any is NaN, infinite if any is.
+fn abs_max(isa: Isa, x: &[f32]) -> f32 {
+    #[cfg(target_arch = "x86_64")]
+    if matches!(isa, Isa::Avx512Vnni | Isa::Avx512Bw) {
+        // SAFETY: both paths imply AVX-512F, checked by the caller.
+        return unsafe { x86::abs_max_avx512(x) };
+    }
+    let _ = isa;
+    if x.iter().any(|v| v.is_nan()) {
+        return f32::NAN;
+    }
+    x.iter().fold(0f32, |m, v| m.max(v.abs()))
+}
+
+/// `q = round_ties_even(x · inv)`, in range by construction.
+fn quantise_row(isa: Isa, x: &[f32], inv: f32, q: &mut [i16]) {
+    #[cfg(target_arch = "x86_64")]
+    if matches!(isa, Isa::Avx512Vnni | Isa::Avx512Bw) {
+        // SAFETY: both paths imply AVX-512F and BW, checked by the caller.
+        return unsafe { x86::quantise_row_avx512(x, inv, q) };
+    }
+    let _ = isa;
+    for (q, x) in q.iter_mut().zip(x) {
+        *q = (x * inv).round_ties_even() as i16;
+    }
+}
+
+/// Where block tasks write; each writes disjoint columns.
+#[derive(Clone, Copy)]
+struct Output {
+    y: *mut f32,
+    n: usize,
+}
+// SAFETY: tasks write disjoint columns of one live `y`, borrowed for the whole `run`.
+unsafe impl Send for Output {}
+unsafe impl Sync for Output {}
+
+#[derive(Clone, Copy)]
+struct Operands<'a> {
+    weights: &'a Int16Weights,
+    a: &'a [i16],
+    token_scales: &'a [f32],
+    bias: Option<&'a [f32]>,
+    residual: Option<&'a [f32]>,
+    m: usize,
+}
+
+impl Operands<'_> {
+    /// Columns `[b·BLOCK, (b+1)·BLOCK)` of every row.
+    ///
+    /// # Safety
+    /// `isa` is available, and no other task writes these columns of `out`.
+    unsafe fn block(&self, isa: Isa, b: usize, out: Output) {
+        #[cfg(target_arch = "x86_64")]
+        match isa {
+            // SAFETY: as the caller promises.
+            Isa::Avx512Vnni => return unsafe { x86::block_avx512vnni(self, b, out) },
+            Isa::Avx512Bw => return unsafe { x86::block_avx512bw(self, b, out) },
+            Isa::Avx2 => return unsafe { x86::block_avx2(self, b, out) },
+            Isa::Portable => {}
+        }
+        let _ = isa;
+        // SAFETY: as the caller promises.
+        unsafe { self.block_portable(b, out) }
+    }
+
+    fn panel(&self, b: usize) -> &[i16] {
+        let len = (self.weights.k_even / 2) * BLOCK * 2;
+        &self.weights.packed[b * len..(b + 1) * len]
+    }
+
+    /// Stores one row's sums for features `col0 + f`, f < `width`: the same f32 operations,
+    /// in the same order, as every vector epilogue.
+    ///
+    /// # Safety
+    /// Row `row`, columns `col0..col0 + width` of `out` are this task's.
+    unsafe fn store_portable(&self, row: usize, col0: usize, sums: &[i32], out: Output) {
+        let w = self.weights;
+        let ts = self.token_scales[row];
+        for (f, &sum) in sums.iter().enumerate() {
+            let col = col0 + f;
+            let mut v = sum as f32 * (ts * w.scales[col]);
+            if let Some(bias) = self.bias {
+                v += bias[col];
+            }
+            if let Some(r) = self.residual {
+                v += r[row * w.n + col];
+            }
+            // SAFETY: in bounds (row < m, col < n), and this task's column.
+            unsafe { *out.y.add(row * out.n + col) = v };
+        }
+    }
+
+    /// # Safety
+    /// As for [`Operands::block`].
+    unsafe fn block_portable(&self, b: usize, out: Output) {
+        let w = self.weights;
+        let panel = self.panel(b);
+        let col0 = b * BLOCK;
+        let width = BLOCK.min(w.n - col0);
+        let mut sums = [0i32; BLOCK];
+        for row in 0..self.m {
+            let a = &self.a[row * w.k_even..(row + 1) * w.k_even];
+            sums.fill(0);
+            for (p, pair) in a.chunks_exact(2).enumerate() {
+                let bp = &panel[p * BLOCK * 2..(p + 1) * BLOCK * 2];
+                for (f, s) in sums.iter_mut().enumerate() {
+                    let d =
+                        pair[0] as i32 * bp[2 * f] as i32 + pair[1] as i32 * bp[2 * f + 1] as i32;
+                    *s = s.wrapping_add(d);
+                }
+            }
+            // SAFETY: as the caller promises.
+            unsafe { self.store_portable(row, col0, &sums[..width], out) };
+        }
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+mod x86 {
+    use super::{BLOCK, Operands, Output, ROWS};
+    use std::arch::x86_64::*;
+
+    #[target_feature(enable = "avx512f")]
+    pub(super) unsafe fn abs_max_avx512(x: &[f32]) -> f32 {
+        let mut max = _mm512_setzero_ps();
+        let mut nan: __mmask16 = 0;
+        let mut i = 0;
+        while i < x.len() {
+            let mask: __mmask16 = if x.len() - i >= 16 {
+                0xffff
+            } else {
+                (1u16 << (x.len() - i)) - 1
+            };
+            // SAFETY: the mask keeps the load within x.
+            let v = unsafe { _mm512_maskz_loadu_ps(mask, x.as_ptr().add(i)) };
+            nan |= _mm512_cmp_ps_mask::<_CMP_UNORD_Q>(v, v);
+            max = _mm512_max_ps(max, _mm512_abs_ps(v));
+            i += 16;
+        }
+        if nan != 0 {
+            return f32::NAN;
+        }
+        _mm512_reduce_max_ps(max)
+    }
+
+    #[target_feature(enable = "avx512f,avx512bw")]
+    pub(super) unsafe fn quantise_row_avx512(x: &[f32], inv: f32, q: &mut [i16]) {
+        let k = x.len().min(q.len());
+        let vinv = _mm512_set1_ps(inv);
+        let mut i = 0;
+        while i < k {
+            let mask: __mmask16 = if k - i >= 16 {
+                0xffff
+            } else {
+                (1u16 << (k - i)) - 1
+            };
+            // SAFETY: the mask keeps loads and stores within the first k elements.
+            unsafe {
+                let v = _mm512_maskz_loadu_ps(mask, x.as_ptr().add(i));
+                // Round to nearest even (the default rounding mode), as `round_ties_even`.
+                let n = _mm512_cvtps_epi32(_mm512_mul_ps(v, vinv));
+                _mm512_mask_cvtsepi32_storeu_epi16(q.as_mut_ptr().add(i), mask, n);
+            }
+            i += 16;
+        }
+    }
+
+    /// Features `col0 + 16·c ..` of one row from three vectors of sums.
+    #[inline(always)]
+    unsafe fn store_avx512(
+        op: &Operands,
+        row: usize,
+        col0: usize,
+        sums: [__m512i; 3],
+        out: Output,
+    ) {
+        let w = op.weights;
+        // SAFETY: the callers run with AVX-512F.
+        let ts = unsafe { _mm512_set1_ps(op.token_scales[row]) };
+        for (c, sum) in sums.into_iter().enumerate() {
+            let col = col0 + 16 * c;
+            if col >= w.n {
+                break;
+            }
+            let mask: __mmask16 = if w.n - col >= 16 {
+                0xffff
+            } else {
+                (1u16 << (w.n - col)) - 1
+            };
+            // SAFETY: masked to columns below n of row < m; this task's columns.
+            unsafe {
+                let scale =
+                    _mm512_mul_ps(ts, _mm512_maskz_loadu_ps(mask, w.scales.as_ptr().add(col)));
+                let mut v = _mm512_mul_ps(_mm512_cvtepi32_ps(sum), scale);
+                if let Some(bias) = op.bias {
+                    v = _mm512_add_ps(v, _mm512_maskz_loadu_ps(mask, bias.as_ptr().add(col)));
+                }
+                if let Some(r) = op.residual {
+                    let at = r.as_ptr().add(row * w.n + col);
+                    v = _mm512_add_ps(v, _mm512_maskz_loadu_ps(mask, at));
+                }
+                _mm512_mask_storeu_ps(out.y.add(row * out.n + col), mask, v);
+            }
+        }
+    }
+
+    /// `R` rows from `row0` against the panel: the sums of each row's pairs with each feature's.
+    #[inline(always)]
+    unsafe fn tile_avx512<const R: usize, const VNNI: bool>(
+        op: &Operands,
+        panel: &[i16],
+        row0: usize,
+        col0: usize,
+        out: Output,
+    ) {
+        let k_even = op.weights.k_even;
+        let pairs = k_even / 2;
+        // SAFETY: the callers run with AVX-512F.
+        let mut acc = [[unsafe { _mm512_setzero_si512() }; 3]; R];
+        let a = op.a.as_ptr();
+        let bp = panel.as_ptr();
+        for p in 0..pairs {
+            // SAFETY: p < pairs, rows < m: within the panel and the quantised rows.
+            unsafe {
+                let b = bp.add(p * BLOCK * 2);
+                let b0 = _mm512_loadu_si512(b as *const _);
+                let b1 = _mm512_loadu_si512(b.add(32) as *const _);
+                let b2 = _mm512_loadu_si512(b.add(64) as *const _);
+                for (r, acc) in acc.iter_mut().enumerate() {
+                    let pair = (a.add((row0 + r) * k_even + 2 * p) as *const i32).read_unaligned();
+                    let x = _mm512_set1_epi32(pair);
+                    if VNNI {
+                        acc[0] = _mm512_dpwssd_epi32(acc[0], x, b0);
+                        acc[1] = _mm512_dpwssd_epi32(acc[1], x, b1);
+                        acc[2] = _mm512_dpwssd_epi32(acc[2], x, b2);
+                    } else {
+                        acc[0] = _mm512_add_epi32(acc[0], _mm512_madd_epi16(x, b0));
+                        acc[1] = _mm512_add_epi32(acc[1], _mm512_madd_epi16(x, b1));
+                        acc[2] = _mm512_add_epi32(acc[2], _mm512_madd_epi16(x, b2));
+                    }
+                }
+            }
+        }
+        for (r, sums) in acc.into_iter().enumerate() {
+            // SAFETY: row0 + r < m; this task's columns.
+            unsafe { store_avx512(op, row0 + r, col0, sums, out) };
+        }
+    }
+
+    #[inline(always)]
+    unsafe fn block_avx512<const VNNI: bool>(op: &Operands, b: usize, out: Output) {
+        let panel = op.panel(b);
+        let col0 = b * BLOCK;
+        let mut row = 0;
+        // SAFETY (all tiles): rows stay below m; block b's columns are this task's.
+        unsafe {
+            while row + ROWS <= op.m {
+                tile_avx512::<ROWS, VNNI>(op, panel, row, col0, out);
+                row += ROWS;
+            }
+            match op.m - row {
+                0 => {}
+                1 => tile_avx512::<1, VNNI>(op, panel, row, col0, out),
+                2 => tile_avx512::<2, VNNI>(op, panel, row, col0, out),
+                3 => tile_avx512::<3, VNNI>(op, panel, row, col0, out),
+                4 => tile_avx512::<4, VNNI>(op, panel, row, col0, out),
+                5 => tile_avx512::<5, VNNI>(op, panel, row, col0, out),
+                6 => tile_avx512::<6, VNNI>(op, panel, row, col0, out),
+                _ => tile_avx512::<7, VNNI>(op, panel, row, col0, out),
+            }
+        }
+    }
+
+    #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
+    pub(super) unsafe fn block_avx512vnni(op: &Operands, b: usize, out: Output) {
+        // SAFETY: as the caller promises.
+        unsafe { block_avx512::<true>(op, b, out) }
+    }
+
+    #[target_feature(enable = "avx512f,avx512bw")]
+    pub(super) unsafe fn block_avx512bw(op: &Operands, b: usize, out: Output) {
+        // SAFETY: as the caller promises.
+        unsafe { block_avx512::<false>(op, b, out) }
+    }
+
+    /// AVX2: 4 rows × 3 vectors of 8 features, over each half of the block in turn.
+    #[inline(always)]
+    unsafe fn tile_avx2<const R: usize>(
+        op: &Operands,
+        panel: &[i16],
+        row0: usize,
+        half: usize,
+        col0: usize,
+        out: Output,
+    ) {
+        let w = op.weights;
+        let pairs = w.k_even / 2;
+        // SAFETY: the callers run with AVX2.
+        let mut acc = [[unsafe { _mm256_setzero_si256() }; 3]; R];
+        let a = op.a.as_ptr();
+        for p in 0..pairs {
+            // SAFETY: within the panel and the quantised rows.
+            unsafe {
+                let b = panel.as_ptr().add(p * BLOCK * 2 + half * BLOCK);
+                let b0 = _mm256_loadu_si256(b as *const _);
+                let b1 = _mm256_loadu_si256(b.add(16) as *const _);
+                let b2 = _mm256_loadu_si256(b.add(32) as *const _);
+                for (r, acc) in acc.iter_mut().enumerate() {
+                    let pair =
+                        (a.add((row0 + r) * w.k_even + 2 * p) as *const i32).read_unaligned();
+                    let x = _mm256_set1_epi32(pair);
+                    acc[0] = _mm256_add_epi32(acc[0], _mm256_madd_epi16(x, b0));
+                    acc[1] = _mm256_add_epi32(acc[1], _mm256_madd_epi16(x, b1));
+                    acc[2] = _mm256_add_epi32(acc[2], _mm256_madd_epi16(x, b2));
+                }
+            }
+        }
+        let first = col0 + half * (BLOCK / 2);
+        for (r, vectors) in acc.into_iter().enumerate() {
+            let mut sums = [0i32; BLOCK / 2];
+            for (c, v) in vectors.into_iter().enumerate() {
+                // SAFETY: 8 lanes into 8 slots.
+                unsafe { _mm256_storeu_si256(sums.as_mut_ptr().add(8 * c) as *mut _, v) };
+            }
+            if first < w.n {
+                let width = (BLOCK / 2).min(w.n - first);
+                // SAFETY: this task's columns of row row0 + r < m.
+                unsafe { op.store_portable(row0 + r, first, &sums[..width], out) };
+            }
+        }
+    }
+
+    #[target_feature(enable = "avx2")]
+    pub(super) unsafe fn block_avx2(op: &Operands, b: usize, out: Output) {
+        let panel = op.panel(b);
+        let col0 = b * BLOCK;
+        for half in 0..2 {
+            let mut row = 0;
+            // SAFETY: rows stay below m; block b's columns are this task's.
+            unsafe {
+                while row + 4 <= op.m {
+                    tile_avx2::<4>(op, panel, row, half, col0, out);
+                    row += 4;
+                }
+                match op.m - row {
+                    0 => {}
+                    1 => tile_avx2::<1>(op, panel, row, half, col0, out),
+                    2 => tile_avx2::<2>(op, panel, row, half, col0, out),
+                    _ => tile_avx2::<3>(op, panel, row, half, col0, out),
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Deterministic values in [-1, 1).
+    fn values(len: usize, seed: u64) -> Vec<f32> {
+        let mut s = seed
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        (0..len)
+            .map(|_| {
+                s = s
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
+                ((s >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
+            })
+            .collect()
+    }
+
+    /// Int8-grid weights: integer values times a scale per column.
+    fn grid(k: usize, n: usize) -> Vec<f32> {
+        let scales: Vec<f32> = (0..n).map(|c| 0.01 + c as f32 * 1e-4).collect();
+        let mut w: Vec<f32> = values(k * n, 7)
+            .iter()
+            .enumerate()
+            .map(|(i, v)| (v * 127.0).round() * scales[i % n])
+            .collect();
+        // Every column reaches ±127, as a symmetric quantiser leaves it.
+        for (c, s) in scales.iter().enumerate() {
+            w[c] = 127.0 * s;
+        }
+        w
+    }
+
+    fn reference(x: &[f32], w: &[f32], m: usize, k: usize, n: usize) -> Vec<f64> {
+        let mut y = vec![0f64; m * n];
+        for r in 0..m {
+            for c in 0..n {
+                y[r * n + c] = (0..k)
+                    .map(|i| x[r * k + i] as f64 * w[i * n + c] as f64)
+                    .sum();
+            }
+        }
+        y
+    }
+
+    #[test]
+    fn f32_weights_are_not_taken_for_a_grid() {
+        let w = values(64 * 8, 3);
+        assert!(Int16Weights::from_int8_grid(&w, 64, 8).is_none());
+        assert!(Int16Weights::from_int8_grid(&grid(64, 8), 64, 8).is_some());
+    }
+
+    #[test]
+    fn every_isa_gives_the_same_bits_close_to_f64() {
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(2)
+            .build()
+            .unwrap();
+        // Odd k, n not a multiple of the block or vector, row counts around the tile sizes.
+        for &(m, k, n) in &[
+            (1, 5, 3),
+            (7, 384, 100),
+            (9, 1536, 48),
+            (13, 31, 50),
+            (20, 384, 384),
+        ] {
+            let w = grid(k, n);
+            let weights = Int16Weights::from_int8_grid(&w, k, n).unwrap();
+            let x = values(m * k, m as u64);
+            let bias = values(n, 11);
+            let residual = values(m * n, 13);
+            let want = reference(&x, &w, m, k, n);
+            let mut first: Option<Vec<f32>> = None;
+            for isa in Isa::all().into_iter().filter(|i| i.available()) {
+                for pool in [None, Some(&pool)] {
+                    let mut y = vec![f32::NAN; m * n];
+                    weights.run(isa, &x, m, Some(&bias), Some(&residual), &mut y, pool);
+                    for (i, (&got, want)) in y.iter().zip(&want).enumerate() {
+                        let (row, col) = (i / n, i % n);
+                        let want = want + bias[col] as f64 + residual[i] as f64;
+                        // Rounding x to the nearest step moves each term by at most half a
+                        // step times |w|; then f32 rounding of the result.
+                        let x_row = &x[row * k..(row + 1) * k];
+                        let amax = x_row.iter().fold(0f32, |m, v| m.max(v.abs())) as f64;
+                        let half_step = amax / weights.qmax as f64 / 2.0;
+                        let bound = half_step
+                            * (0..k).map(|j| w[j * n + col].abs() as f64).sum::<f64>()
+                            + 1e-5 * (1.0 + want.abs());
+                        assert!(
+                            (got as f64 - want).abs() <= bound,
+                            "{isa:?} ({m},{k},{n}) element {i}: {got} vs {want}, bound {bound}"
+                        );
+                    }
+                    match &first {
+                        None => first = Some(y),
+                        Some(f) => assert!(
+                            f.iter().zip(&y).all(|(a, b)| a.to_bits() == b.to_bits()),
+                            "{isa:?} differs from the first path at ({m},{k},{n})"
+                        ),
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn sums_at_the_largest_magnitudes_do_not_overflow() {
+        // Every activation at the row's max, every weight at ±127 with the same sign.
+        let (m, k, n) = (3, 1536, 16);
+        let s = 0.5f32;
+        let w = vec![127.0 * s; k * n];
+        let weights = Int16Weights::from_int8_grid(&w, k, n).unwrap();
+        let x = vec![-1.0f32; m * k];
+        for isa in Isa::all().into_iter().filter(|i| i.available()) {
+            let mut y = vec![0f32; m * n];
+            weights.run(isa, &x, m, None, None, &mut y, None);
+            let want = -(k as f32) * 127.0 * s;
+            assert!(
+                y.iter().all(|v| ((v - want) / want).abs() < 1e-6),
+                "{isa:?}: {:?} vs {want}",
+                &y[..4]
+            );
+        }
+    }
+
+    #[test]
+    fn a_row_with_nan_gives_nan_and_zero_rows_give_the_bias() {
+        let (m, k, n) = (3, 8, 4);
+        let weights = Int16Weights::from_int8_grid(&grid(k, n), k, n).unwrap();
+        let mut x = vec![0f32; m * k];
+        x[k + 2] = f32::NAN;
+        x[2 * k] = 1.0;
+        let bias = [1.0, 2.0, 3.0, 4.0];
+        for isa in Isa::all().into_iter().filter(|i| i.available()) {
+            let mut y = vec![0f32; m * n];
+            weights.run(isa, &x, m, Some(&bias), None, &mut y, None);
+            assert_eq!(&y[..n], &bias, "{isa:?}");
+            assert!(y[n..2 * n].iter().all(|v| v.is_nan()), "{isa:?}");
+            assert!(y[2 * n..].iter().all(|v| v.is_finite()), "{isa:?}");
+        }
+    }
+}
