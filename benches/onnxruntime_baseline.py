@@ -5,6 +5,7 @@ crates/conformance/scripts/requirements.txt for pinned versions):
 
     /tmp/venv/bin/python benches/onnxruntime_baseline.py            # criterion + processes
     /tmp/venv/bin/python benches/onnxruntime_baseline.py --no-criterion
+    /tmp/venv/bin/python benches/onnxruntime_baseline.py --no-criterion --processes-only
 
 It runs `cargo bench --bench inference` (criterion) and reads its medians, times the
 onnxruntime equivalent of each case in this process, then times whole processes (wall clock and
@@ -37,10 +38,10 @@ sys.path.insert(0, str(ROOT / "crates/conformance/scripts"))
 from gen_encoder import embed, tokenizer  # noqa: E402
 
 
-def session(path, threads=THREADS):
+def session(path, threads=None):
     import onnxruntime as ort
     o = ort.SessionOptions()
-    o.intra_op_num_threads = threads
+    o.intra_op_num_threads = threads or int(os.environ.get("ORT_THREADS", THREADS))
     return ort.InferenceSession(str(path), o, providers=["CPUExecutionProvider"])
 
 
@@ -70,13 +71,13 @@ def criterion_median(group, bench):
     return json.loads(p.read_text())["median"]["point_estimate"] * 1e-9
 
 
-def timed(cmd, runs=3):
+def timed(cmd, runs=3, env=None):
     """Median wall time of `runs` runs, and the largest peak RSS (MiB)."""
     walls, rss = [], []
     for _ in range(runs):
         with tempfile.NamedTemporaryFile("r") as f:
             t = time.perf_counter()
-            subprocess.run(["/usr/bin/time", "-f", "%M", "-o", f.name] + cmd, check=True, stdout=subprocess.DEVNULL)
+            subprocess.run(["/usr/bin/time", "-f", "%M", "-o", f.name] + cmd, check=True, stdout=subprocess.DEVNULL, env=env)
             walls.append(time.perf_counter() - t)
             rss.append(int(f.read().strip().splitlines()[-1]) / 1024)
     return statistics.median(walls), max(rss)
@@ -88,9 +89,61 @@ def _classify(inp, out):
     np.save(out, head_scores(session(HEAD), x).astype(np.float32))
 
 
-def _embed(inp, out):
+def _embed(inp, out, model=str(MODEL / "model.onnx")):
     texts = pathlib.Path(inp).read_text(encoding="utf-8").split("\n")[:-1]
-    np.save(out, embed(texts, tokenizer(), session(MODEL / "model.onnx")))
+    np.save(out, embed(texts, tokenizer(), session(model)))
+
+
+def quantized_minilm(d):
+    """onnxruntime's usual int8 model: the weights folded to f32, then `quantize_dynamic`
+    (per-tensor u8 activations, int8 weights), as a `model_quantized.onnx` is made."""
+    import onnx
+    from onnx import numpy_helper
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+    m = onnx.load(MODEL / "model.onnx")
+    g = m.graph
+    inits = {t.name: t for t in g.initializer}
+    casts = {n.output[0]: n for n in g.node if n.op_type == "Cast" and n.input[0] in inits}
+    drop = []
+    for n in g.node:
+        if n.op_type != "Mul":
+            continue
+        c = [i for i in n.input if i in casts]
+        s = [i for i in n.input if i in inits]
+        if len(c) != 1 or len(s) != 1:
+            continue
+        q = numpy_helper.to_array(inits[casts[c[0]].input[0]]).astype(np.float32)
+        w = q * numpy_helper.to_array(inits[s[0]])
+        g.initializer.append(numpy_helper.from_array(w.astype(np.float32), n.output[0]))
+        drop += [n, casts[c[0]]]
+    for n in drop:
+        g.node.remove(n)
+    f32 = d / "model_f32.onnx"
+    onnx.save(m, f32)
+    out = d / "model_quantized.onnx"
+    # The projections, as exporters quantise transformers (quantising the Gather of the
+    # per-row-scaled tables fails in onnxruntime 1.32).
+    quantize_dynamic(str(f32), str(out), weight_type=QuantType.QInt8, op_types_to_quantize=["MatMul"])
+    return out
+
+
+def long_texts(n, seed=7):
+    """`n` texts of 200-512 tokens: go_emotions test texts joined at random, seeded."""
+    tok = tokenizer()
+    pool = test_texts(5427)
+    rng = np.random.default_rng(seed)
+    out = []
+    while len(out) < n:
+        target = int(rng.integers(200, 513))
+        parts, length = [], 2
+        while length < target:
+            t = pool[int(rng.integers(len(pool)))]
+            parts.append(t)
+            length += len(tok.encode(t, add_special_tokens=False).ids)
+        text = " ".join(parts)
+        if len(tok.encode(text).ids) <= 512:
+            out.append(text)
+    return out
 
 
 def main():
@@ -99,6 +152,12 @@ def main():
     subprocess.run(["cargo", "build", "--release", "--bin", "emotions"], cwd=ROOT, check=True)
     if "--no-criterion" not in sys.argv:
         subprocess.run(["cargo", "bench", "--bench", "inference"], cwd=ROOT, check=True)
+    if "--processes-only" not in sys.argv:
+        in_process()
+    processes()
+
+
+def in_process():
     rows = []
 
     # In-process cases: criterion medians against onnxruntime medians.
@@ -124,7 +183,9 @@ def main():
     for name, o, r in rows:
         print(f"| {name} | {fmt(o)} | {fmt(r)} | {o / r:.2f}× |")
 
-    # Whole processes.
+
+def processes():
+    """Whole processes, load included."""
     with tempfile.TemporaryDirectory() as d:
         d = pathlib.Path(d)
         rng = np.random.default_rng(7)
@@ -134,18 +195,36 @@ def main():
         me = timed([str(BIN), "classify", "--embeddings", str(d / "100k.npy"), "--model", str(HEAD), "--output", str(d / "rust.npy")])
         py = timed([sys.executable, __file__, "_classify", str(d / "100k.npy"), str(d / "ort.npy")])
         diff = np.abs(np.load(d / "rust.npy") - np.load(d / "ort.npy")).max()
-        texts = test_texts(1000)
-        (d / "t.txt").write_text("\n".join(texts) + "\n", encoding="utf-8")
-        me_e = timed([str(BIN), "embed", "--texts", str(d / "t.txt"), "--threads", str(THREADS), "--output", str(d / "rust_e.npy")])
-        py_e = timed([sys.executable, __file__, "_embed", str(d / "t.txt"), str(d / "ort_e.npy")])
-        a, b = np.load(d / "rust_e.npy"), np.load(d / "ort_e.npy")
-        cos = (a * b).sum(1) / np.linalg.norm(a, axis=1) / np.linalg.norm(b, axis=1)
         one = timed([str(BIN), "classify", "--text", SHORT_TEXT])
+        quantized = quantized_minilm(d)
+        encode_rows = []
+        for name, texts, runs in (("1,000 go_emotions test texts", test_texts(1000), 3), ("1,000 texts of 200-512 tokens (MiniLM truncates at 256)", long_texts(1000), 1)):
+            (d / "t.txt").write_text("\n".join(texts) + "\n", encoding="utf-8")
+            for threads in (1, 2):
+                env = dict(os.environ, ORT_THREADS=str(threads))
+                ort_f32 = timed([sys.executable, __file__, "_embed", str(d / "t.txt"), str(d / "ort.npy")], runs, env=env)
+                ort_q = timed([sys.executable, __file__, "_embed", str(d / "t.txt"), str(d / "ort_q.npy"), str(quantized)], runs, env=env)
+                cells = []
+                for precision in ("int16", "f32"):
+                    me_e = timed([str(BIN), "embed", "--texts", str(d / "t.txt"), "--threads", str(threads), "--precision", precision, "--output", str(d / f"rust_{precision}.npy")], runs)
+                    cells.append((precision, me_e, cosines(d / f"rust_{precision}.npy", d / "ort.npy")))
+                encode_rows.append((name, threads, ort_f32, (ort_q, cosines(d / "ort_q.npy", d / "ort.npy")), cells))
     print("\n| whole process | onnxruntime | emotions | ratio | peak RSS onnxruntime / emotions |\n|---|---|---|---|---|")
     print(f"| classify 100k embeddings → scores.npy (max abs diff {diff:.1e}) | {py[0]:.2f} s | {me[0]:.2f} s | {py[0] / me[0]:.2f}× | {py[1]:.0f} / {me[1]:.0f} MiB |")
-    print(f"| embed 1,000 go_emotions texts, {THREADS} threads (min cosine {cos.min():.6f}, mean {cos.mean():.7f}) | {py_e[0]:.2f} s | {me_e[0]:.2f} s | {py_e[0] / me_e[0]:.2f}× | {py_e[1]:.0f} / {me_e[1]:.0f} MiB |")
     print(f"| `emotions classify --text` (1 text, embedded models) | | {one[0]:.2f} s | | – / {one[1]:.0f} MiB |")
+    print("\nEmbedding, whole process (load included). Ratios are onnxruntime f32's time over each; cosine against onnxruntime f32, min / mean.\n")
+    print("| texts | threads | onnxruntime f32 | onnxruntime quantize_dynamic | emotions (default, int16) | emotions --precision f32 | peak RSS: ort f32 / emotions default |\n|---|---|---|---|---|---|---|")
+    for name, threads, ort_f32, (ort_q, q_cos), cells in encode_rows:
+        cell = lambda t, c: f"{t[0]:.2f} s ({ort_f32[0] / t[0]:.2f}×), cos {c[0]:.6f} / {c[1]:.7f}"
+        (_, me_i, cos_i), (_, me_f, cos_f) = cells
+        print(f"| {name} | {threads} | {ort_f32[0]:.2f} s | {cell(ort_q, q_cos)} | {cell(me_i, cos_i)} | {cell(me_f, cos_f)} | {ort_f32[1]:.0f} / {me_i[1]:.0f} MiB |")
     print(f"\nbinary: {BIN.stat().st_size / 2**20:.1f} MiB ({BIN})")
+
+
+def cosines(a, b):
+    a, b = np.load(a), np.load(b)
+    cos = (a * b).sum(1) / np.linalg.norm(a, axis=1) / np.linalg.norm(b, axis=1)
+    return cos.min(), cos.mean()
 
 
 def fmt(s):

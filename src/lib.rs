@@ -26,7 +26,7 @@ pub use emotions_encoder::{
     set_threads,
 };
 pub use emotions_labels::{DecisionPolicy, LABELS, NUM_LABELS, Prediction, Thresholds};
-pub use emotions_runtime::{Head, HeadInfo};
+pub use emotions_runtime::{Head, HeadInfo, limit_heap_arenas, release_free_memory};
 
 /// The models compiled into the binary.
 pub mod defaults {

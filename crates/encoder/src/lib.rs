@@ -76,10 +76,15 @@ pub struct EncoderFiles<'a> {
     pub pooling_config_json: &'a str,
 }
 
+/// Padded tokens per text a batch may hold on average: a full batch of texts up to this long,
+/// fewer texts when they are longer.
+pub const TOKENS_PER_TEXT: usize = 64;
+
 /// Tunables with defaults that suit a 2-core machine.
 #[derive(Debug, Clone, Copy)]
 pub struct EncoderOptions {
-    /// Texts per forward pass (after sorting by length).
+    /// Texts per forward pass (after sorting by length); fewer when they are longer than
+    /// [`TOKENS_PER_TEXT`].
     pub batch_size: usize,
     /// Which shapes get their own optimised plan.
     pub plans: PlanShapes,
@@ -320,6 +325,17 @@ impl Encoder {
         &self.fingerprint
     }
 
+    /// What identifies the embeddings this encoder produces: the [`fingerprint`](Self::fingerprint),
+    /// plus the precision where it changes them (integer projections differ from f32 in the
+    /// fourth decimal). Caches of embeddings are keyed on it.
+    pub fn embeddings_id(&self) -> String {
+        if self.graph.rewrites().int16 > 0 {
+            format!("{}-int16", self.fingerprint)
+        } else {
+            self.fingerprint.clone()
+        }
+    }
+
     /// Tokenizes one text as the encoder will: special tokens added, truncated to
     /// `max_seq_length`.
     pub fn tokenize(&self, text: &str) -> Result<Tokens, EncoderError> {
@@ -405,6 +421,10 @@ impl Encoder {
         Ok((tokens, order))
     }
 
+    fn batches<'o>(&self, tokens: &[Tokens], order: &'o [usize]) -> Vec<&'o [usize]> {
+        split_batches(order, |i| tokens[i].ids.len(), self.options.batch_size)
+    }
+
     /// Embeds texts, calling `progress(done)` after each batch with the number of texts done.
     pub fn embed_with_progress<S: AsRef<str>>(
         &self,
@@ -412,7 +432,7 @@ impl Encoder {
         progress: &mut dyn FnMut(usize),
     ) -> Result<Vec<f32>, EncoderError> {
         let (tokens, order) = self.tokens_longest_first(texts)?;
-        let chunks: Vec<&[usize]> = order.chunks(self.options.batch_size.max(1)).collect();
+        let chunks = self.batches(&tokens, &order);
         let mut out = vec![0f32; texts.len() * self.dim];
         let mut done = 0;
         let mut place = |chunk: &[usize], pooled: &[f32], done: &mut usize| {
@@ -493,8 +513,9 @@ impl Encoder {
         texts: &[S],
     ) -> Result<Vec<(String, std::time::Duration, usize)>, EncoderError> {
         let (tokens, order) = self.tokens_longest_first(texts)?;
-        let batches: Vec<Vec<TokenRow>> = order
-            .chunks(self.options.batch_size.max(1))
+        let batches: Vec<Vec<TokenRow>> = self
+            .batches(&tokens, &order)
+            .into_iter()
             .map(|chunk| chunk.iter().map(|&i| tokens[i].row()).collect())
             .collect();
         Ok(self.graph.op_profile(&batches)?)
@@ -514,6 +535,24 @@ impl Encoder {
         })?;
         Ok(pooled)
     }
+}
+
+/// Splits `order` (longest first) into batches of at most `most` texts and at most
+/// `most` × [`TOKENS_PER_TEXT`] padded tokens, so that a batch of long texts takes no more
+/// memory than one of typical texts: peak memory stays flat over any input.
+fn split_batches(order: &[usize], len: impl Fn(usize) -> usize, most: usize) -> Vec<&[usize]> {
+    let most = most.max(1);
+    let budget = most * TOKENS_PER_TEXT;
+    let mut batches = vec![];
+    let mut rest = order;
+    while let Some(&first) = rest.first() {
+        // Longest first: a batch is padded to its first text.
+        let take = (budget / len(first).max(1)).clamp(1, most).min(rest.len());
+        let (batch, tail) = rest.split_at(take);
+        batches.push(batch);
+        rest = tail;
+    }
+    batches
 }
 
 impl Tokens {
@@ -552,6 +591,28 @@ fn fingerprint(files: &EncoderFiles<'_>) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn batches_hold_the_token_budget_and_every_text_once() {
+        // Longest first: 300, 200, then 40 texts of 64 and 10 of 5 tokens.
+        let lens: Vec<usize> = [300, 200]
+            .into_iter()
+            .chain(std::iter::repeat_n(64, 40))
+            .chain(std::iter::repeat_n(5, 10))
+            .collect();
+        let order: Vec<usize> = (0..lens.len()).collect();
+        let batches = split_batches(&order, |i| lens[i], 32);
+        let sizes: Vec<usize> = batches.iter().map(|b| b.len()).collect();
+        // 2048 padded tokens a batch: 6 texts padded to 300, then 32 of 64, then the rest.
+        assert_eq!(sizes, [6, 32, 14]);
+        for b in &batches {
+            assert!(b.len() * lens[b[0]] <= 32 * TOKENS_PER_TEXT || b.len() == 1);
+        }
+        let flat: Vec<usize> = batches.concat();
+        assert_eq!(flat, order);
+        // A text longer than the whole budget still gets a batch of its own.
+        assert_eq!(split_batches(&[0], |_| 5000, 32), vec![&[0][..]]);
+    }
 
     #[test]
     fn encoder_is_send_and_sync() {

@@ -42,12 +42,14 @@ pub mod export;
 mod fusion;
 mod head_kernel;
 pub mod limits;
+mod memory;
 mod signature;
 
 pub use encoder::{
     EmbeddingTables, EncoderGraph, GraphRewrites, PlanShapes, Precision, TokenRow, set_threads,
     single_threaded,
 };
+pub use memory::{limit_heap_arenas, release_free_memory};
 
 /// What tract reported, with its chain of causes.
 pub type TractError = Box<dyn std::error::Error + Send + Sync>;

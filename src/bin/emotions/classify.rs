@@ -146,6 +146,9 @@ fn stream_chunks<T: Send>(
             let n = rows.len();
             process(rows, &lines)?;
             progress.add(n);
+            // The chunk's activations are freed: give their pages back, so that a long run's
+            // peak stays that of one chunk.
+            emotions::release_free_memory();
         }
         progress.finish();
         Ok(())

@@ -103,12 +103,13 @@ pub fn split(spec: &SplitSpec, encoder_spec: &EncoderSpec) -> anyhow::Result<Spl
             };
             let cache = EmbeddingCache::new(&spec.cache);
             let fingerprint = encoder.fingerprint().to_string();
+            let key = encoder.embeddings_id();
             let e =
-                match cache.lookup(&fingerprint, encoder.dim(), &texts)? {
+                match cache.lookup(&key, encoder.dim(), &texts)? {
                     Some(e) => {
                         eprintln!(
                             "emotions: using cached embeddings {}",
-                            cache.path(&fingerprint, &texts).display()
+                            cache.path(&key, &texts).display()
                         );
                         e
                     }
@@ -121,7 +122,7 @@ pub fn split(spec: &SplitSpec, encoder_spec: &EncoderSpec) -> anyhow::Result<Spl
                         let data = with_progress(texts.len(), |p| {
                             Ok(encoder.embed_with_progress(&texts, p)?)
                         })?;
-                        cache.store(&fingerprint, encoder.dim(), &texts, data)?
+                        cache.store(&key, encoder.dim(), &texts, data)?
                     }
                 };
             (e, Some(fingerprint))

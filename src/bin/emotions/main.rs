@@ -14,6 +14,8 @@ mod serve;
 mod training;
 
 fn main() -> ExitCode {
+    // Streaming and serving run batch after batch for hours: keep the heap from growing.
+    emotions::limit_heap_arenas();
     let result = args::parse().and_then(|command| match command {
         args::HiArgs::Classify(plan) => classify::classify(plan),
         args::HiArgs::Embed(plan) => classify::embed(plan),
