@@ -22,19 +22,25 @@ const ONNX_FLOAT: i32 = 1;
 const ONNX_UINT8: i32 = 2;
 const ONNX_INT8: i32 = 3;
 
-/// Replaces `Mul(Cast<float>(q), s)`, with `q` an int8/uint8 initializer and `s` an f32
-/// initializer broadcasting as a scalar, per row (`[R, 1]`) or per column (`[C]`, `[1, C]`),
-/// by one f32 initializer. Each value is `q as f32 * s`, the graph's own f32 product. Returns
-/// how many were folded.
-pub(crate) fn fold_proto_dequantisation(model: &mut pb::ModelProto) -> usize {
-    let Some(graph) = model.graph.as_mut() else {
-        return 0;
-    };
-    let init_ix: HashMap<String, usize> = graph
+/// A `Mul(Cast<float>(q), s)` with `q` and `s` both initializers, the cast read by the `Mul`
+/// alone and the product not a graph output: what both passes below rewrite.
+struct Dequantisation {
+    /// The `Mul` node's index, and its output.
+    mul: usize,
+    product: String,
+    cast_output: String,
+    /// Indices of `q` and `s` among the initializers.
+    q: usize,
+    scale: usize,
+}
+
+/// Every [`Dequantisation`] of `graph`, found with one index of casts and uses.
+fn dequantisations(graph: &pb::GraphProto) -> Vec<Dequantisation> {
+    let init_ix: HashMap<&str, usize> = graph
         .initializer
         .iter()
         .enumerate()
-        .map(|(i, t)| (t.name.clone(), i))
+        .map(|(i, t)| (t.name.as_str(), i))
         .collect();
     let mut uses: HashMap<&str, usize> = HashMap::new();
     for node in &graph.node {
@@ -51,8 +57,7 @@ pub(crate) fn fold_proto_dequantisation(model: &mut pb::ModelProto) -> usize {
         .filter(|n| n.op_type == "Cast" && n.input.len() == 1 && n.output.len() == 1)
         .map(|n| (n.output[0].as_str(), n))
         .collect();
-    // (Mul node index, Cast output name, folded tensor)
-    let mut folds = Vec::new();
+    let mut found = Vec::new();
     for (ix, mul) in graph.node.iter().enumerate() {
         if mul.op_type != "Mul"
             || mul.input.len() != 2
@@ -73,13 +78,39 @@ pub(crate) fn fold_proto_dequantisation(model: &mut pb::ModelProto) -> usize {
         if to != Some(ONNX_FLOAT as i64) || uses.get(cast.output[0].as_str()) != Some(&1) {
             continue;
         }
-        let (Some(&q), Some(&s)) = (init_ix.get(&cast.input[0]), init_ix.get(scale)) else {
+        let (Some(&q), Some(&s)) = (
+            init_ix.get(cast.input[0].as_str()),
+            init_ix.get(scale.as_str()),
+        ) else {
             continue;
         };
-        if let Some(tensor) = dequantise(&graph.initializer[q], &graph.initializer[s]) {
-            folds.push((ix, cast.output[0].clone(), tensor));
-        }
+        found.push(Dequantisation {
+            mul: ix,
+            product: mul.output[0].clone(),
+            cast_output: cast.output[0].clone(),
+            q,
+            scale: s,
+        });
     }
+    found
+}
+
+/// Replaces `Mul(Cast<float>(q), s)`, with `q` an int8/uint8 initializer and `s` an f32
+/// initializer broadcasting as a scalar, per row (`[R, 1]`) or per column (`[C]`, `[1, C]`),
+/// by one f32 initializer. Each value is `q as f32 * s`, the graph's own f32 product. Returns
+/// how many were folded.
+pub(crate) fn fold_proto_dequantisation(model: &mut pb::ModelProto) -> usize {
+    let Some(graph) = model.graph.as_mut() else {
+        return 0;
+    };
+    // (Mul node index, Cast output name, folded tensor)
+    let folds: Vec<_> = dequantisations(graph)
+        .into_iter()
+        .filter_map(|d| {
+            let tensor = dequantise(&graph.initializer[d.q], &graph.initializer[d.scale])?;
+            Some((d.mul, d.cast_output, tensor))
+        })
+        .collect();
     let count = folds.len();
     let mut dropped = vec![false; graph.node.len()];
     for (ix, cast_out, mut tensor) in folds {
@@ -108,64 +139,41 @@ pub(crate) fn gather_then_dequantise(model: &mut pb::ModelProto) -> usize {
     let Some(graph) = model.graph.as_mut() else {
         return 0;
     };
-    let init = |name: &str| graph.initializer.iter().find(|t| t.name == name);
-    let mut rewrites = vec![];
-    for mul in graph.node.iter().filter(|n| n.op_type == "Mul") {
-        if mul.input.len() != 2 || mul.output.len() != 1 {
-            continue;
+    let mut readers: HashMap<&str, Vec<&pb::NodeProto>> = HashMap::new();
+    for node in &graph.node {
+        for i in &node.input {
+            readers.entry(i.as_str()).or_default().push(node);
         }
-        let product = &mul.output[0];
-        let users: Vec<&pb::NodeProto> = graph
-            .node
-            .iter()
-            .filter(|n| n.input.iter().any(|i| i == product))
-            .collect();
+    }
+    let mut rewrites = vec![];
+    for d in dequantisations(graph) {
         let gathers_rows = |n: &&pb::NodeProto| {
             n.op_type == "Gather"
                 && n.input.len() == 2
-                && n.input[0] == *product
-                && n.input[1] != *product
+                && n.input[0] == d.product
+                && n.input[1] != d.product
                 && n.attribute.iter().all(|a| a.name != "axis" || a.i == 0)
         };
-        if users.is_empty()
-            || !users.iter().all(gathers_rows)
-            || graph.output.iter().any(|o| &o.name == product)
-        {
+        let users = readers
+            .get(d.product.as_str())
+            .map_or(&[][..], Vec::as_slice);
+        if users.is_empty() || !users.iter().all(gathers_rows) {
             continue;
         }
-        let Some((cast, scale)) = mul.input.iter().enumerate().find_map(|(i, input)| {
-            let cast = graph.node.iter().find(|n| {
-                n.op_type == "Cast" && n.output.first() == Some(input) && n.input.len() == 1
-            })?;
-            Some((cast, &mul.input[1 - i]))
-        }) else {
+        let (q, s) = (&graph.initializer[d.q], &graph.initializer[d.scale]);
+        // Checked first: the per-row test below reads q's first dimension.
+        if !matches!(q.data_type, ONNX_INT8 | ONNX_UINT8) || q.dims.len() != 2 {
             continue;
-        };
-        let to = cast.attribute.iter().find(|a| a.name == "to").map(|a| a.i);
-        let cast_uses = graph
-            .node
-            .iter()
-            .flat_map(|n| &n.input)
-            .filter(|i| **i == cast.output[0])
-            .count();
-        let (Some(q), Some(s)) = (init(&cast.input[0]), init(scale)) else {
-            continue;
-        };
-        let q_ok = matches!(q.data_type, ONNX_INT8 | ONNX_UINT8) && q.dims.len() == 2;
+        }
         let s_len: i64 = s.dims.iter().product();
         let per_row = s.dims.len() == 2 && s.dims[1] == 1 && s.dims[0] == q.dims[0];
         let scalar = s_len == 1 && s.dims.len() <= 1;
-        if to != Some(ONNX_FLOAT as i64)
-            || cast_uses != 1
-            || !q_ok
-            || s.data_type != ONNX_FLOAT
-            || !(per_row || scalar)
-        {
+        if s.data_type != ONNX_FLOAT || !(per_row || scalar) {
             continue;
         }
         rewrites.push((
-            mul.output[0].clone(),
-            cast.output[0].clone(),
+            d.product,
+            d.cast_output,
             q.name.clone(),
             s.name.clone(),
             per_row,
