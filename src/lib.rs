@@ -108,6 +108,9 @@ pub enum EncoderChoice {
     Default,
     /// A sentence-transformers folder.
     Dir(PathBuf),
+    /// A sentence-transformers folder and which of its ONNX files to run (relative to the
+    /// folder, e.g. `onnx/model_quantized.onnx`).
+    DirFile { dir: PathBuf, onnx: PathBuf },
     /// No encoder: embeddings only, and no time spent loading one.
     None,
 }
@@ -221,6 +224,11 @@ impl ClassifierBuilder {
                 self.encoder_options,
             )?),
             EncoderChoice::Dir(dir) => Some(Encoder::from_dir_with(dir, self.encoder_options)?),
+            EncoderChoice::DirFile { dir, onnx } => Some(Encoder::from_dir_file_with(
+                dir,
+                Some(onnx),
+                self.encoder_options,
+            )?),
         };
         // With an encoder the head must take its width; without one, any width the file declares.
         let width = encoder.as_ref().map(Encoder::dim);

@@ -76,6 +76,7 @@ fn token_ids_match_for_every_test_split_text() {
 #[test]
 fn every_layer_of_minilm_runs_on_the_fused_ops() {
     let full = GraphRewrites {
+        softmax: 6,
         gelu: 6,
         attention: 6,
         // Q, K, V, output, and the two feed-forward projections of 6 layers.

@@ -76,6 +76,31 @@ pub struct EncoderFiles<'a> {
     pub pooling_config_json: &'a str,
 }
 
+/// What to say when a folder has neither `model.onnx` nor `onnx/model.onnx`: which ONNX files
+/// it does have, to pick one from.
+fn missing_model_message(dir: &Path) -> String {
+    let mut found: Vec<String> = ["", "onnx"]
+        .iter()
+        .filter_map(|sub| std::fs::read_dir(dir.join(sub)).ok().map(|r| (sub, r)))
+        .flat_map(|(sub, entries)| {
+            entries.filter_map(move |e| {
+                let name = e.ok()?.file_name().to_string_lossy().into_owned();
+                name.ends_with(".onnx")
+                    .then(|| Path::new(sub).join(name).display().to_string())
+            })
+        })
+        .collect();
+    found.sort();
+    if found.is_empty() {
+        "model.onnx (or onnx/model.onnx)".into()
+    } else {
+        format!(
+            "model.onnx (or onnx/model.onnx); it has {}: choose one with --encoder-file",
+            found.join(", ")
+        )
+    }
+}
+
 /// Padded tokens per text a batch may hold on average: a full batch of texts up to this long,
 /// fewer texts when they are longer.
 pub const TOKENS_PER_TEXT: usize = 64;
@@ -150,6 +175,17 @@ impl Encoder {
         dir: impl AsRef<Path>,
         options: EncoderOptions,
     ) -> Result<Self, EncoderError> {
+        Self::from_dir_file_with(dir, None::<&Path>, options)
+    }
+
+    /// Loads a sentence-transformers folder, with `onnx_file` (relative to the folder, e.g.
+    /// `onnx/model_quantized.onnx`) as the graph. Without it the graph is `model.onnx`, else
+    /// `onnx/model.onnx`.
+    pub fn from_dir_file_with(
+        dir: impl AsRef<Path>,
+        onnx_file: Option<impl AsRef<Path>>,
+        options: EncoderOptions,
+    ) -> Result<Self, EncoderError> {
         let dir = dir.as_ref();
         let shown = dir.display().to_string();
         let need = |rel: &str| -> Result<PathBuf, EncoderError> {
@@ -163,12 +199,15 @@ impl Encoder {
                 })
             }
         };
-        let model_path = need("model.onnx")
-            .or_else(|_| need("onnx/model.onnx"))
-            .map_err(|_| EncoderError::MissingFile {
-                dir: shown.clone(),
-                file: "model.onnx (or onnx/model.onnx)".into(),
-            })?;
+        let model_path = match onnx_file {
+            Some(file) => need(&file.as_ref().to_string_lossy())?,
+            None => need("model.onnx")
+                .or_else(|_| need("onnx/model.onnx"))
+                .map_err(|_| EncoderError::MissingFile {
+                    dir: shown.clone(),
+                    file: missing_model_message(dir),
+                })?,
+        };
         let read = |p: PathBuf| {
             std::fs::read(&p).map_err(|source| EncoderError::Io {
                 path: p.display().to_string(),
@@ -186,6 +225,11 @@ impl Encoder {
         let sbert = text(need("sentence_bert_config.json")?)?;
         let modules = text(need("modules.json")?)?;
         let pooling = text(need("1_Pooling/config.json")?)?;
+        let model_rel = model_path
+            .strip_prefix(dir)
+            .unwrap_or(&model_path)
+            .display()
+            .to_string();
         let model_onnx = read(model_path)?;
         let name = dir
             .file_name()
@@ -199,7 +243,7 @@ impl Encoder {
             modules_json: &modules,
             pooling_config_json: &pooling,
         };
-        Self::load(files, options, Some(dir))
+        Self::load(files, options, Some((dir, &model_rel)))
     }
 
     /// Loads an encoder from files in memory.
@@ -215,16 +259,18 @@ impl Encoder {
         Self::load(files, options, None)
     }
 
+    /// `dir` is the folder the files came from and the graph's path in it, for messages.
     fn load(
         files: EncoderFiles<'_>,
         options: EncoderOptions,
-        dir: Option<&Path>,
+        dir: Option<(&Path, &str)>,
     ) -> Result<Self, EncoderError> {
         let at = |f: &str| {
-            dir.map_or(format!("{} ({f})", files.name), |d| {
+            dir.map_or(format!("{} ({f})", files.name), |(d, _)| {
                 d.join(f).display().to_string()
             })
         };
+        let graph_file = dir.map_or("model.onnx", |(_, model)| model);
         let cfg = config::EncoderConfig::parse(&files, &at)?;
         // tokenizers panics on some malformed files (found by fuzzing: a broken "decoder").
         let mut tokenizer =
@@ -236,7 +282,7 @@ impl Encoder {
                 })?;
         let graph = EncoderGraph::load(
             files.model_onnx,
-            &at("model.onnx"),
+            &at(graph_file),
             cfg.hidden_size,
             options.plans,
             options.precision,
@@ -294,6 +340,11 @@ impl Encoder {
 
     pub fn name(&self) -> &str {
         &self.name
+    }
+
+    /// The ONNX graph's path (or the embedded encoder's name and file), as errors show it.
+    pub fn graph_origin(&self) -> &str {
+        self.graph.origin()
     }
 
     /// What was adjusted at load (e.g. a `max_seq_length` clamped to the position table).

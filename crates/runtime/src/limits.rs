@@ -58,7 +58,14 @@ pub(crate) fn check_model(
     }
     for node in &graph.node {
         for a in &node.attribute {
-            if let Some(bad) = a.floats.iter().chain([&a.f]).find(|x| !x.is_finite()) {
+            // The same rule as for tensors: a lone float may be infinite, never NaN.
+            let lone = a.floats.len() <= 1;
+            if let Some(bad) = a
+                .floats
+                .iter()
+                .chain([&a.f])
+                .find(|x| x.is_nan() || (x.is_infinite() && !lone))
+            {
                 return Err(RuntimeError::NonFiniteWeights {
                     origin: origin.to_string(),
                     tensor: format!("attribute '{}' of node '{}'", a.name, node.name),
@@ -146,8 +153,13 @@ fn element_count(t: &pb::TensorProto, origin: &str) -> Result<u64, RuntimeError>
         .ok_or_else(|| limit(origin, format!("tensor '{}' has dims {:?}", t.name, t.dims)))
 }
 
+/// NaN is rejected everywhere. An infinity is allowed only in a one-element tensor: exporters
+/// fill attention masks with a scalar `-inf` (transformers 5's SDPA path), while an infinite
+/// weight would only turn outputs into NaN.
 fn check_finite_tensor(t: &pb::TensorProto, origin: &str) -> Result<(), RuntimeError> {
     use pb::tensor_proto::DataType;
+    let scalar = t.dims.iter().product::<i64>() <= 1;
+    let bad_value = |x: f64| x.is_nan() || (x.is_infinite() && !scalar);
     let bad = if t.data_type == DataType::Float as i32 {
         t.float_data
             .iter()
@@ -157,7 +169,7 @@ fn check_finite_tensor(t: &pb::TensorProto, origin: &str) -> Result<(), RuntimeE
                     .chunks_exact(4)
                     .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])),
             )
-            .find(|x| !x.is_finite())
+            .find(|&x| bad_value(x.into()))
             .map(|x| x.to_string())
     } else if t.data_type == DataType::Double as i32 {
         t.double_data
@@ -168,7 +180,7 @@ fn check_finite_tensor(t: &pb::TensorProto, origin: &str) -> Result<(), RuntimeE
                     .chunks_exact(8)
                     .map(|b| f64::from_le_bytes(b.try_into().unwrap_or([0; 8]))),
             )
-            .find(|x| !x.is_finite())
+            .find(|&x| bad_value(x))
             .map(|x| x.to_string())
     } else {
         None
@@ -191,4 +203,46 @@ fn int64_values(t: &pb::TensorProto) -> Vec<i64> {
         .chunks_exact(8)
         .map(|b| i64::from_le_bytes(b.try_into().unwrap_or([0; 8])))
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn with_constant(values: &[f32], dims: &[i64]) -> pb::ModelProto {
+        let tensor = pb::TensorProto {
+            name: "c".into(),
+            dims: dims.to_vec(),
+            data_type: pb::tensor_proto::DataType::Float as i32,
+            float_data: values.to_vec(),
+            ..Default::default()
+        };
+        pb::ModelProto {
+            graph: Some(pb::GraphProto {
+                initializer: vec![tensor],
+                ..Default::default()
+            }),
+            ..Default::default()
+        }
+    }
+
+    /// transformers 5 fills masks from a scalar `-inf`: allowed. NaN never is, nor an infinite
+    /// value among many (a weight).
+    #[test]
+    fn only_a_lone_value_may_be_infinite() {
+        let check = |p: &pb::ModelProto| check_model(p, "m.onnx", 10);
+        assert!(check(&with_constant(&[f32::NEG_INFINITY], &[])).is_ok());
+        assert!(check(&with_constant(&[f32::INFINITY], &[1, 1])).is_ok());
+        for (values, dims) in [
+            (&[f32::NAN][..], &[][..]),
+            (&[0.5, f32::NEG_INFINITY], &[2]),
+            (&[0.5, f32::NAN], &[2]),
+        ] {
+            let err = check(&with_constant(values, dims)).unwrap_err();
+            assert!(
+                matches!(&err, RuntimeError::NonFiniteWeights { tensor, .. } if tensor == "tensor 'c'"),
+                "{values:?}: {err}"
+            );
+        }
+    }
 }

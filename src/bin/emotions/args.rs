@@ -110,6 +110,14 @@ struct EncoderArgs {
     /// all-MiniLM-L6-v2 int8.
     #[arg(long, value_name = "DIR")]
     encoder: Option<PathBuf>,
+    /// Which ONNX file of the encoder folder to run, relative to it (e.g.
+    /// onnx/model_quantized.onnx). Default: model.onnx, else onnx/model.onnx.
+    #[arg(long, value_name = "FILE", requires = "encoder")]
+    encoder_file: Option<PathBuf>,
+    /// Report on stderr which encoder graph loaded, and how much of it runs on the fused
+    /// kernels (attention blocks matched of those found, GELU, projections).
+    #[arg(long, short = 'v')]
+    verbose: bool,
     /// Texts per encoder forward pass.
     #[arg(long, value_name = "N", default_value_t = 32,
           value_parser = clap::value_parser!(u32).range(1..))]
@@ -325,6 +333,8 @@ pub enum HiArgs {
 #[derive(Clone)]
 pub struct EncoderSpec {
     pub choice: EncoderChoice,
+    /// Report how the encoder loaded.
+    pub verbose: bool,
     pub options: EncoderOptions,
     pub threads: usize,
 }
@@ -543,10 +553,15 @@ impl EncoderArgs {
     fn spec(&self) -> EncoderSpec {
         let threads = self.threads.map_or_else(cores, usize::from);
         EncoderSpec {
-            choice: match &self.encoder {
-                Some(dir) => EncoderChoice::Dir(dir.clone()),
-                None => EncoderChoice::Default,
+            choice: match (&self.encoder, &self.encoder_file) {
+                (Some(dir), Some(onnx)) => EncoderChoice::DirFile {
+                    dir: dir.clone(),
+                    onnx: onnx.clone(),
+                },
+                (Some(dir), None) => EncoderChoice::Dir(dir.clone()),
+                (None, _) => EncoderChoice::Default,
             },
+            verbose: self.verbose,
             options: EncoderOptions {
                 batch_size: self.batch_size as usize,
                 plans: match self.plans {

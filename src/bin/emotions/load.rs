@@ -19,20 +19,39 @@ pub fn encoder(spec: &EncoderSpec) -> anyhow::Result<Option<Encoder>> {
             Encoder::from_files_with(emotions::defaults::encoder_files(), spec.options)
         }
         EncoderChoice::Dir(dir) => Encoder::from_dir_with(dir, spec.options),
+        EncoderChoice::DirFile { dir, onnx } => {
+            Encoder::from_dir_file_with(dir, Some(onnx), spec.options)
+        }
     };
     let encoder = encoder.context("loading the encoder")?;
     for w in encoder.warnings() {
         eprintln!("emotions: warning: {w}");
     }
+    report(spec, &encoder);
     Ok(Some(encoder))
+}
+
+/// With `--verbose`: which graph loaded and which of its parts run on the fused kernels, so a
+/// user can see whether their export got the fast path.
+pub fn report(spec: &EncoderSpec, encoder: &Encoder) {
+    if spec.verbose {
+        eprintln!(
+            "emotions: encoder {} ({}): {}",
+            encoder.graph_origin(),
+            encoder.fingerprint(),
+            encoder.rewrites()
+        );
+    }
 }
 
 /// The name an encoder goes by, without loading it: its folder's name, or the default's.
 pub fn encoder_name(spec: &EncoderSpec) -> String {
     match &spec.choice {
-        EncoderChoice::Dir(dir) => dir.file_name().map_or(dir.display().to_string(), |n| {
-            n.to_string_lossy().into_owned()
-        }),
+        EncoderChoice::Dir(dir) | EncoderChoice::DirFile { dir, .. } => {
+            dir.file_name().map_or(dir.display().to_string(), |n| {
+                n.to_string_lossy().into_owned()
+            })
+        }
         _ => emotions::defaults::ENCODER_NAME.to_string(),
     }
 }
@@ -59,6 +78,9 @@ pub fn classifier(head: &HeadSpec, encoder: &EncoderSpec) -> anyhow::Result<Clas
     let classifier = builder.build().context("loading the classifier")?;
     for w in classifier.warnings() {
         eprintln!("emotions: warning: {w}");
+    }
+    if let Some(e) = classifier.encoder() {
+        report(encoder, e);
     }
     Ok(classifier)
 }

@@ -90,6 +90,26 @@ impl std::fmt::Debug for Int16Weights {
     }
 }
 
+/// The int8 values of row-major `w` (`n` columns) on the grid of `scales` (one per column), or
+/// `None` where a value is off it.
+fn grid(w: &[f32], n: usize, scales: &[f32]) -> Option<Vec<i8>> {
+    let mut q = vec![0i8; w.len()];
+    for (q, row) in q.chunks_exact_mut(n).zip(w.chunks_exact(n)) {
+        for ((q, &v), &s) in q.iter_mut().zip(row).zip(scales) {
+            if s == 0.0 {
+                continue;
+            }
+            let r = (v / s).round();
+            // The fold computed `v = q · s` in f32: allow that rounding, and s's own.
+            if !(-127.0..=127.0).contains(&r) || (r * s - v).abs() > v.abs() * 4e-7 {
+                return None;
+            }
+            *q = r as i8;
+        }
+    }
+    Some(q)
+}
+
 impl Int16Weights {
     /// The weights `w` (`k × n`, row-major) as int8 values times a scale per column, when
     /// they are that (an int8 export, folded): per column, `s = max|w| / 127` and every
@@ -109,21 +129,13 @@ impl Int16Weights {
         if amax.iter().any(|m| !m.is_finite()) || w.iter().any(|v| v.is_nan()) {
             return None;
         }
-        let scales: Vec<f32> = amax.iter().map(|m| m / 127.0).collect();
-        let mut q = vec![0i8; k * n];
-        for (q, row) in q.chunks_exact_mut(n).zip(w.chunks_exact(n)) {
-            for ((q, &v), &s) in q.iter_mut().zip(row).zip(&scales) {
-                if s == 0.0 {
-                    continue;
-                }
-                let r = (v / s).round();
-                // The fold computed `v = q · s` in f32: allow that rounding, and s's own.
-                if !(-127.0..=127.0).contains(&r) || (r * s - v).abs() > v.abs() * 4e-7 {
-                    return None;
-                }
-                *q = r as i8;
-            }
-        }
+        // A scale per output feature (int8 exports), else one for the whole tensor
+        // (onnxruntime's `quantize_dynamic`), where some columns never reach ±127.
+        let per_column: Vec<f32> = amax.iter().map(|m| m / 127.0).collect();
+        let whole = amax.iter().copied().fold(0f32, f32::max) / 127.0;
+        let (scales, q) = [per_column, vec![whole; n]]
+            .into_iter()
+            .find_map(|scales| grid(w, n, &scales).map(|q| (scales, q)))?;
         let k_even = k.div_ceil(2) * 2;
         // i32 sums of k products, each at most qmax · 127.
         let qmax = ((i32::MAX as usize) / (127 * k_even)).min(i16::MAX as usize) as f32;
@@ -634,6 +646,34 @@ mod tests {
         let w = values(64 * 8, 3);
         assert!(Int16Weights::from_int8_grid(&w, 64, 8).is_none());
         assert!(Int16Weights::from_int8_grid(&grid(64, 8), 64, 8).is_some());
+    }
+
+    /// One scale for the whole tensor (onnxruntime's `quantize_dynamic`): most columns never
+    /// reach ±127, so their own maximum is not their step.
+    #[test]
+    fn a_whole_tensor_grid_is_found_and_exact() {
+        let (k, n) = (64, 8);
+        let step = 0.0123f32;
+        let mut w: Vec<f32> = values(k * n, 11)
+            .iter()
+            .map(|v| (v * 90.0).round() * step)
+            .collect();
+        w[3] = -127.0 * step;
+        let weights = Int16Weights::from_int8_grid(&w, k, n).unwrap();
+        assert!(weights.scales.iter().all(|&s| s == weights.scales[0]));
+        let x = values(k, 5);
+        let mut y = vec![0f32; n];
+        weights.run(Isa::Portable, &x, 1, None, None, &mut y, None);
+        let want = reference(&x, &w, 1, k, n);
+        for (g, w) in y.iter().zip(&want) {
+            assert!(
+                (*g as f64 - w).abs() <= 1e-3 * w.abs().max(1.0),
+                "{g} vs {w}"
+            );
+        }
+        // Off the grid by one part in 10^5 in one place: not a grid.
+        w[10] *= 1.00001;
+        assert!(Int16Weights::from_int8_grid(&w, k, n).is_none());
     }
 
     #[test]

@@ -12,18 +12,25 @@ use std::sync::{Arc, Mutex};
 use tract_onnx::prelude::*;
 
 mod attention;
+mod dynamic_quant;
+mod flatten;
 mod fold;
 mod gelu;
 mod int16;
 mod linear;
 mod pattern;
 mod softmax;
+mod symbolic;
 
 /// How many parts of the encoder graph run on this crate's fused ops rather than tract's
 /// generic ones. An encoder whose graph the rewrites do not recognise still runs, more slowly.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct GraphRewrites {
-    /// Exact GELU chains turned into one pass.
+    /// Softmaxes over the last axis: one per attention block in a BERT-family graph, so the
+    /// number of blocks [`attention`](Self::attention) could have matched.
+    pub softmax: usize,
+    /// Exact GELUs that run in one pass (tract's `GeluExact`), whether tract or this crate's
+    /// rewrite recognised the chain.
     pub gelu: usize,
     /// Self-attention blocks (scores, mask, softmax, values) turned into one op.
     pub attention: usize,
@@ -177,6 +184,17 @@ enum InputKind {
     TokenTypeIds,
 }
 
+impl std::fmt::Display for GraphRewrites {
+    /// `attention 6/6, GELU 6, projections 36 (36 in int16)`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "attention {}/{}, GELU {}, projections {} ({} in int16)",
+            self.attention, self.softmax, self.gelu, self.linear, self.int16
+        )
+    }
+}
+
 /// The load-time passes over the decluttered graph, in the order they must run. Returns what
 /// each matched.
 ///
@@ -186,11 +204,23 @@ enum InputKind {
 ///   adds, which packing the projections would absorb.
 /// - Projections last, with their bias and residual adds.
 fn optimise(model: &mut TypedModel, precision: Precision) -> TractResult<GraphRewrites> {
-    softmax::replace_softmax(model)?;
-    let gelu = gelu::fuse_gelu(model)?;
+    let softmax = softmax::replace_softmax(model)?;
+    gelu::fuse_gelu(model)?;
+    // Counted after the fusion: tract turns the textbook chain into `GeluExact` itself.
+    let gelu = model
+        .nodes
+        .iter()
+        .filter(|n| {
+            n.op_as::<tract_onnx::tract_core::ops::element_wise::ElementWiseOp>()
+                .is_some_and(|op| {
+                    op.0.is::<tract_onnx::tract_core::ops::nn::gelu_exact::GeluExact>()
+                })
+        })
+        .count();
     let attention = attention::fuse_attention(model)?;
     let (linear, int16) = linear::pack_linears(model, precision)?;
     Ok(GraphRewrites {
+        softmax,
         gelu,
         attention,
         linear,
@@ -232,6 +262,7 @@ impl EncoderGraph {
                 source: e.into(),
             })?;
         crate::limits::check_model(&proto, origin, crate::limits::MAX_ENCODER_NODES)?;
+        dynamic_quant::float_dynamic_matmuls(&mut proto);
         fold::gather_then_dequantise(&mut proto);
         fold::fold_proto_dequantisation(&mut proto);
         let tables = EmbeddingTables::find(&proto);
@@ -240,7 +271,12 @@ impl EncoderGraph {
             .as_ref()
             .map(|g| g.output.iter().map(|o| o.name.clone()).collect())
             .unwrap_or_default();
-        let model = tract_onnx::onnx()
+        // `value_info` is a hint that exporters fill with their own names for the symbolic
+        // dims (torch dynamo's `sequence_length`, onnxruntime's quantiser's copies of them),
+        // which would clash with the `batch` and `sequence` set on the inputs below by position.
+        let mut onnx = tract_onnx::onnx().with_ignore_value_info(true);
+        onnx.op_register.insert("Flatten", flatten::flatten);
+        let model = onnx
             .model_for_proto_model(&proto)
             .map_err(|e| tract_err(origin, "parse", e))?;
         // tract holds its own copy of every tensor now.
@@ -293,6 +329,8 @@ impl EncoderGraph {
         }
         fold::fold_constant_dequantisation(&mut typed)
             .map_err(|e| tract_err(origin, "fold the weights of", e))?;
+        symbolic::shield_symbolic_arithmetic(&mut typed)
+            .map_err(|e| tract_err(origin, "type", e))?;
         let mut typed = typed
             .into_decluttered()
             .map_err(|e| tract_err(origin, "declutter", e))?;
@@ -319,6 +357,11 @@ impl EncoderGraph {
     /// Which parts of the graph the load-time rewrites matched.
     pub fn rewrites(&self) -> GraphRewrites {
         self.rewrites
+    }
+
+    /// The graph's file, as given at load.
+    pub fn origin(&self) -> &str {
+        &self.origin
     }
 
     /// The embedding tables' sizes, where the graph shows them.

@@ -73,7 +73,7 @@ impl TypedOp for LastAxisSoftmax {
 }
 
 /// Replaces every f32 Softmax over the last axis by [`LastAxisSoftmax`].
-pub(crate) fn replace_softmax(model: &mut TypedModel) -> TractResult<()> {
+pub(crate) fn replace_softmax(model: &mut TypedModel) -> TractResult<usize> {
     let mut patches = vec![];
     for node in &model.nodes {
         let Some(op) = node.op_as::<Softmax>() else {
@@ -94,10 +94,11 @@ pub(crate) fn replace_softmax(model: &mut TypedModel) -> TractResult<()> {
             )?);
         }
     }
+    let replaced = patches.len();
     for patch in patches {
         patch.apply(model)?;
     }
-    Ok(())
+    Ok(replaced)
 }
 
 /// In place: `r[i] = exp(r[i] - max) / sum`.

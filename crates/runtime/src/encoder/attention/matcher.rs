@@ -206,11 +206,14 @@ fn match_block(model: &TypedModel, softmax: &TypedNode) -> TractResult<Option<Ty
         .is_some_and(|op| op.0.is::<Add>())
     {
         let (l, r) = (scores.inputs[0], scores.inputs[1]);
-        let (qk, b) = if model.node(l.node).op_is::<EinSum>() {
-            (l, r)
-        } else {
-            (r, l)
+        // The product, maybe scaled, is one side; the bias the other.
+        let is_product = |o: OutletId| {
+            let node = model.node(o.node);
+            node.op_is::<EinSum>()
+                || bin_with_const::<Mul>(model, node)
+                    .is_some_and(|(x, _)| model.node(x.node).op_is::<EinSum>())
         };
+        let (qk, b) = if is_product(l) { (l, r) } else { (r, l) };
         let b_fact = model.outlet_fact(b)?;
         if b_fact.datum_type != f32::datum_type()
             || b_fact.rank() != 4
@@ -221,6 +224,16 @@ fn match_block(model: &TypedModel, softmax: &TypedNode) -> TractResult<Option<Ty
         }
         bias = Some(b);
         scores = model.node(qk.node);
+    }
+    // A scalar scale on the product (`scores / √d`, as transformers 4.x and optimum export
+    // it) is a scale on q: (c·q)·k = c·(q·k) up to rounding.
+    let mut scores_scale = 1f32;
+    if let Some((x, c)) = bin_with_const::<Mul>(model, scores)
+        && model.node(x.node).op_is::<EinSum>()
+        && model.outlet_fact(x)?.shape == scores_fact.shape
+    {
+        scores_scale = c;
+        scores = model.node(x.node);
     }
     let Some(qk_op) = scores.op_as::<EinSum>() else {
         return Ok(None);
@@ -326,7 +339,7 @@ fn match_block(model: &TypedModel, softmax: &TypedNode) -> TractResult<Option<Ty
     }
     let op = FusedAttention {
         heads,
-        q_scale_bits: q_scale.to_bits(),
+        q_scale_bits: (q_scale * scores_scale).to_bits(),
         k_scale_bits: k_scale.to_bits(),
         has_bias: bias.is_some(),
         nan_to_zero,

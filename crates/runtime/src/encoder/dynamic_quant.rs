@@ -1,0 +1,222 @@
+//! Dynamically quantised projections, as onnxruntime's `quantize_dynamic` writes them (the
+//! `model_quantized.onnx` of Xenova's repositories):
+//!
+//! ```text
+//! x_q, x_scale, x_zero = DynamicQuantizeLinear(x)            u8, per tensor, at run time
+//! y = Cast<float>(MatMulInteger(x_q, W_q, x_zero, W_zero)) * (x_scale * W_scale)
+//! ```
+//!
+//! [`float_dynamic_matmuls`] rewrites each as `MatMul(x, (W_q - W_zero) * W_scale)`: the file's
+//! int8 weights, exactly, times activations that are not rounded to 8 bits. The projection
+//! rewrites then pack it like any other, in integers where the weights are an int8 grid. This
+//! is more exact than the file's own arithmetic, whose 8-bit activations are its main error; the
+//! conformance suite states how far the result is from onnxruntime running the same file.
+
+use std::collections::HashMap;
+use tract_onnx::pb;
+
+const ONNX_FLOAT: i32 = 1;
+const ONNX_UINT8: i32 = 2;
+const ONNX_INT8: i32 = 3;
+
+/// The integer values of an int8/uint8 initializer.
+fn integers(t: &pb::TensorProto) -> Option<Vec<i32>> {
+    if t.data_location.unwrap_or(0) != 0 {
+        return None;
+    }
+    match t.data_type {
+        ONNX_INT8 if !t.raw_data.is_empty() => {
+            Some(t.raw_data.iter().map(|&b| b as i8 as i32).collect())
+        }
+        ONNX_UINT8 if !t.raw_data.is_empty() => {
+            Some(t.raw_data.iter().map(|&b| b as i32).collect())
+        }
+        ONNX_INT8 | ONNX_UINT8 => Some(t.int32_data.clone()),
+        _ => None,
+    }
+}
+
+fn floats(t: &pb::TensorProto) -> Option<Vec<f32>> {
+    if t.data_type != ONNX_FLOAT || t.data_location.unwrap_or(0) != 0 {
+        return None;
+    }
+    Some(if t.raw_data.is_empty() {
+        t.float_data.clone()
+    } else {
+        t.raw_data
+            .chunks_exact(4)
+            .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+            .collect()
+    })
+}
+
+/// One value per column (`[]`, `[1]` broadcast; `[n]` per column), or `None`.
+fn per_column<T: Copy>(values: Vec<T>, n: usize) -> Option<Vec<T>> {
+    match values.len() {
+        1 => Some(vec![values[0]; n]),
+        len if len == n => Some(values),
+        _ => None,
+    }
+}
+
+/// Rewrites every matched `MatMulInteger` chain; returns how many.
+pub(crate) fn float_dynamic_matmuls(model: &mut pb::ModelProto) -> usize {
+    let Some(graph) = model.graph.as_mut() else {
+        return 0;
+    };
+    let init: HashMap<&str, &pb::TensorProto> = graph
+        .initializer
+        .iter()
+        .map(|t| (t.name.as_str(), t))
+        .collect();
+    let producer: HashMap<&str, usize> = graph
+        .node
+        .iter()
+        .enumerate()
+        .flat_map(|(i, n)| n.output.iter().map(move |o| (o.as_str(), i)))
+        .collect();
+    let mut users: HashMap<&str, Vec<usize>> = HashMap::new();
+    for (i, n) in graph.node.iter().enumerate() {
+        for input in &n.input {
+            users.entry(input.as_str()).or_default().push(i);
+        }
+    }
+    let is_output = |name: &str| graph.output.iter().any(|o| o.name == name);
+    let sole_user = |name: &str| match users.get(name).map(Vec::as_slice) {
+        Some([u]) if !is_output(name) => Some(*u),
+        _ => None,
+    };
+    // (MatMulInteger index, x, new weight, output, nodes to drop)
+    let mut rewrites = Vec::new();
+    for (mi, m) in graph.node.iter().enumerate() {
+        if m.op_type != "MatMulInteger" || !(3..=4).contains(&m.input.len()) {
+            continue;
+        }
+        let Some(&di) = producer.get(m.input[0].as_str()) else {
+            continue;
+        };
+        let d = &graph.node[di];
+        if d.op_type != "DynamicQuantizeLinear"
+            || d.output.len() != 3
+            || d.output[0] != m.input[0]
+            || d.output[2] != m.input[2]
+        {
+            continue;
+        }
+        let Some(w) = init.get(m.input[1].as_str()) else {
+            continue;
+        };
+        let [k, n] = w.dims[..] else {
+            continue;
+        };
+        let (Ok(k), Ok(n)) = (usize::try_from(k), usize::try_from(n)) else {
+            continue;
+        };
+        let Some(q) = integers(w).filter(|q| q.len() == k * n) else {
+            continue;
+        };
+        let zero = match m.input.get(3).filter(|z| !z.is_empty()) {
+            None => Some(vec![0; n]),
+            Some(z) => init
+                .get(z.as_str())
+                .and_then(|t| integers(t))
+                .and_then(|z| per_column(z, n)),
+        };
+        let Some(zero) = zero else {
+            continue;
+        };
+        // Cast<float>, read by one Mul with the scales' product.
+        let Some(ci) = sole_user(&m.output[0]) else {
+            continue;
+        };
+        let c = &graph.node[ci];
+        let to = c.attribute.iter().find(|a| a.name == "to").map(|a| a.i);
+        if c.op_type != "Cast" || to != Some(ONNX_FLOAT as i64) || c.output.len() != 1 {
+            continue;
+        }
+        let Some(yi) = sole_user(&c.output[0]) else {
+            continue;
+        };
+        let y = &graph.node[yi];
+        if y.op_type != "Mul" || y.input.len() != 2 || y.output.len() != 1 {
+            continue;
+        }
+        let scales = if y.input[0] == c.output[0] {
+            &y.input[1]
+        } else {
+            &y.input[0]
+        };
+        let Some(&si) = producer.get(scales.as_str()) else {
+            continue;
+        };
+        let s = &graph.node[si];
+        if s.op_type != "Mul" || s.input.len() != 2 || sole_user(&s.output[0]) != Some(yi) {
+            continue;
+        }
+        let w_scale = if s.input[0] == d.output[1] {
+            &s.input[1]
+        } else if s.input[1] == d.output[1] {
+            &s.input[0]
+        } else {
+            continue;
+        };
+        let Some(w_scale) = init
+            .get(w_scale.as_str())
+            .and_then(|t| floats(t))
+            .and_then(|s| per_column(s, n))
+        else {
+            continue;
+        };
+        let mut values = vec![0f32; k * n];
+        for (out, q) in values.chunks_exact_mut(n).zip(q.chunks_exact(n)) {
+            for (col, (v, &q)) in out.iter_mut().zip(q).enumerate() {
+                *v = (q - zero[col]) as f32 * w_scale[col];
+            }
+        }
+        let tensor = pb::TensorProto {
+            name: format!("{}.dequantised", m.input[1]),
+            dims: w.dims.clone(),
+            data_type: ONNX_FLOAT,
+            float_data: values,
+            ..Default::default()
+        };
+        rewrites.push((
+            mi,
+            d.input[0].clone(),
+            tensor,
+            y.output[0].clone(),
+            [ci, yi, si],
+        ));
+    }
+    let count = rewrites.len();
+    let mut dropped = vec![false; graph.node.len()];
+    for (mi, x, tensor, out, drop) in rewrites {
+        let m = &mut graph.node[mi];
+        m.op_type = "MatMul".into();
+        m.domain.clear();
+        m.attribute.clear();
+        m.input = vec![x, tensor.name.clone()];
+        m.output = vec![out];
+        graph.initializer.push(tensor);
+        for i in drop {
+            dropped[i] = true;
+        }
+    }
+    let mut keep = dropped.iter().map(|d| !d);
+    graph.node.retain(|_| keep.next().unwrap_or(true));
+    drop_unused_quantisers(graph);
+    count
+}
+
+/// Removes the `DynamicQuantizeLinear`s that no longer feed anything.
+fn drop_unused_quantisers(graph: &mut pb::GraphProto) {
+    let used: std::collections::HashSet<String> = graph
+        .node
+        .iter()
+        .flat_map(|n| n.input.iter().cloned())
+        .chain(graph.output.iter().map(|o| o.name.clone()))
+        .collect();
+    graph.node.retain(|n| {
+        n.op_type != "DynamicQuantizeLinear" || n.output.iter().any(|o| used.contains(o))
+    });
+}
