@@ -22,8 +22,8 @@
 use std::path::{Path, PathBuf};
 
 pub use emotions_encoder::{
-    Encoder, EncoderFiles, EncoderOptions, GraphRewrites, PlanShapes, Pooling, Precision,
-    set_threads,
+    Architecture, Encoder, EncoderFiles, EncoderOptions, GraphRewrites, PlanShapes, Pooling,
+    Precision, set_threads,
 };
 pub use emotions_labels::{DecisionPolicy, LABELS, NUM_LABELS, Prediction, Thresholds};
 pub use emotions_runtime::{Head, HeadInfo, limit_heap_arenas, release_free_memory};
@@ -288,14 +288,7 @@ impl ClassifierBuilder {
                     head_dim: head.input_dim(),
                 });
             }
-            if let Some(trained_on) = head.info().encoder()
-                && !same_encoder(trained_on, enc.name())
-            {
-                warnings.push(format!(
-                    "the head was trained on '{trained_on}' embeddings but the encoder is '{}': scores will be meaningless unless they are the same model",
-                    enc.name()
-                ));
-            }
+            warnings.extend(encoder_mismatch(head.info(), enc));
         }
         Ok(Classifier {
             head,
@@ -304,6 +297,56 @@ impl ClassifierBuilder {
             warnings,
         })
     }
+}
+
+/// Encoders a head may name without a fingerprint, and what their configuration says.
+const KNOWN_ENCODERS: [(&str, Architecture); 2] = [
+    (
+        "all-MiniLM-L6-v2",
+        Architecture {
+            layers: Some(6),
+            hidden: 384,
+            pooling: Pooling::Mean,
+            normalize: true,
+        },
+    ),
+    (
+        "bge-small-en-v1.5",
+        Architecture {
+            layers: Some(12),
+            hidden: 384,
+            pooling: Pooling::Cls,
+            normalize: true,
+        },
+    ),
+];
+
+/// Why the encoder is not the one the head was trained on, judged by the model rather than by
+/// the folder's name: the head's recorded encoder fingerprint against this encoder's, or, for a
+/// head that names a known encoder without one, that encoder's architecture against this one's.
+/// `None` when they agree, or when the head records nothing to compare.
+fn encoder_mismatch(head: &HeadInfo, encoder: &Encoder) -> Option<String> {
+    let trained_on = head.encoder().unwrap_or("an unnamed encoder");
+    let found = format!(
+        "the head was trained on '{trained_on}' embeddings but the encoder is '{}'",
+        encoder.name()
+    );
+    if let Some(recorded) = head.metadata.get("encoder_fingerprint") {
+        return (recorded != encoder.fingerprint()).then(|| {
+            format!(
+                "{found}: the head records encoder fingerprint {recorded}, this encoder's is {}; scores will be meaningless unless they are the same model",
+                encoder.fingerprint()
+            )
+        });
+    }
+    let name = head.encoder()?;
+    let (_, want) = KNOWN_ENCODERS
+        .iter()
+        .find(|(known, _)| same_encoder(known, name))?;
+    let have = encoder.architecture();
+    (have != *want).then(|| {
+        format!("{found}: that model is {want}, this one is {have}; scores will be meaningless")
+    })
 }
 
 /// Encoder names match when one ends with the other, ignoring case: "all-MiniLM-L6-v2" and

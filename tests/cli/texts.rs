@@ -1,8 +1,6 @@
 //! Text in: `classify --text/--texts`, `embed`, encoder choice and encoder/head mismatches.
 
 use crate::util::*;
-use emotions::{LABELS, NUM_LABELS};
-use std::collections::BTreeMap;
 
 #[test]
 fn gratitude_is_found_in_thanks() {
@@ -177,21 +175,7 @@ fn encoder_folder_problems_name_the_file() {
 }
 
 fn head_with(dim: usize, encoder: &str) -> Vec<u8> {
-    let output = emotions_train::Dense {
-        inputs: dim,
-        outputs: NUM_LABELS,
-        weights: vec![0.01; dim * NUM_LABELS],
-        bias: vec![0.0; NUM_LABELS],
-    };
-    let metadata = BTreeMap::from([("encoder".to_string(), encoder.to_string())]);
-    emotions_train::HeadGraph {
-        hidden: None,
-        output,
-        labels: LABELS.iter().map(|s| s.to_string()).collect(),
-        metadata,
-    }
-    .to_onnx_bytes()
-    .unwrap()
+    head_onnx(dim, &[("encoder", encoder)])
 }
 
 #[test]

@@ -142,3 +142,24 @@ pub fn to_jsonl(e: &emotions_io::Embeddings) -> String {
 pub fn read_npy(path: &Path) -> emotions_io::Embeddings {
     emotions_io::read_npy_f32(&std::fs::read(path).unwrap(), &path.display().to_string()).unwrap()
 }
+
+/// A card-format head (`dim` → 28 labels, small weights) with `metadata` in its ONNX file.
+pub fn head_onnx(dim: usize, metadata: &[(&str, &str)]) -> Vec<u8> {
+    let output = emotions_train::Dense {
+        inputs: dim,
+        outputs: emotions::NUM_LABELS,
+        weights: vec![0.01; dim * emotions::NUM_LABELS],
+        bias: vec![0.0; emotions::NUM_LABELS],
+    };
+    emotions_train::HeadGraph {
+        hidden: None,
+        output,
+        labels: emotions::LABELS.iter().map(|s| s.to_string()).collect(),
+        metadata: metadata
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
+    }
+    .to_onnx_bytes()
+    .unwrap()
+}

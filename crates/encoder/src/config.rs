@@ -52,6 +52,41 @@ impl Pooling {
 #[derive(Deserialize)]
 struct ModelConfig {
     hidden_size: usize,
+    num_hidden_layers: Option<usize>,
+}
+
+/// What a sentence encoder's configuration says its model is: enough to tell
+/// all-MiniLM-L6-v2 (6 layers, mean pooling) from bge-small-en-v1.5 (12 layers, CLS) whatever
+/// their folders are called.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Architecture {
+    /// `num_hidden_layers` in `config.json`, when given.
+    pub layers: Option<usize>,
+    pub hidden: usize,
+    pub pooling: Pooling,
+    pub normalize: bool,
+}
+
+impl std::fmt::Display for Architecture {
+    /// `6 layers, 384 wide, mean pooling, normalised`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.layers {
+            Some(n) => write!(f, "{n} layers, ")?,
+            None => write!(f, "unknown layers, ")?,
+        }
+        let pooling = match self.pooling {
+            Pooling::Cls => "CLS",
+            Pooling::Mean => "mean",
+            Pooling::Max => "max",
+            Pooling::MeanSqrtLen => "mean-sqrt-len",
+        };
+        let normalised = if self.normalize {
+            "normalised"
+        } else {
+            "not normalised"
+        };
+        write!(f, "{} wide, {pooling} pooling, {normalised}", self.hidden)
+    }
 }
 
 #[derive(Deserialize)]
@@ -76,6 +111,7 @@ struct PoolingConfig {
 }
 
 pub(crate) struct EncoderConfig {
+    pub layers: Option<usize>,
     pub hidden_size: usize,
     pub max_seq_length: usize,
     pub pooling: Pooling,
@@ -133,6 +169,7 @@ impl EncoderConfig {
         }
         let normalize = modules.iter().any(|m| m.kind.ends_with(".Normalize"));
         Ok(EncoderConfig {
+            layers: model.num_hidden_layers,
             hidden_size: model.hidden_size,
             max_seq_length: sbert.max_seq_length,
             pooling,

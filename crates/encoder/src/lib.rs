@@ -24,7 +24,7 @@ use emotions_runtime::{EncoderGraph, RuntimeError, TokenRow};
 use std::path::{Path, PathBuf};
 
 mod config;
-pub use config::Pooling;
+pub use config::{Architecture, Pooling};
 pub use emotions_runtime::{GraphRewrites, PlanShapes, Precision, set_threads};
 
 /// Everything that can go wrong loading or running an encoder.
@@ -138,6 +138,7 @@ pub struct Encoder {
     max_seq_length: usize,
     pooling: Pooling,
     normalize: bool,
+    layers: Option<usize>,
     dim: usize,
     options: EncoderOptions,
     graph: EncoderGraph,
@@ -331,6 +332,7 @@ impl Encoder {
             warnings,
             pooling: cfg.pooling,
             normalize: cfg.normalize,
+            layers: cfg.layers,
             dim: cfg.hidden_size,
             options,
             graph,
@@ -367,6 +369,16 @@ impl Encoder {
 
     pub fn normalizes(&self) -> bool {
         self.normalize
+    }
+
+    /// What the configuration says the model is (layers, width, pooling, normalisation).
+    pub fn architecture(&self) -> Architecture {
+        Architecture {
+            layers: self.layers,
+            hidden: self.dim,
+            pooling: self.pooling,
+            normalize: self.normalize,
+        }
     }
 
     /// What identifies this model, whatever its folder is called: a hash of every file that
