@@ -33,7 +33,7 @@ fn encoder_file_picks_the_graph_and_verbose_reports_its_rewrites() {
     for (file, rewrites) in [
         (
             "legacy_t5.onnx",
-            "attention 2/2, GELU 2, projections 12 (0 in int16)",
+            "attention 2/2, GELU 2, projections 12 (12 in int16)",
         ),
         (
             "onnx/model_quantized.onnx",

@@ -88,26 +88,42 @@ fn every_f32_export_gets_every_rewrite() {
         attention: 2,
         gelu: 2,
         linear: 12,
-        int16: 0,
+        int16: 12,
     };
     for (file, _) in F32_EXPORTS {
-        for precision in [Precision::Int16, Precision::F32] {
-            let encoder = load(file, PlanShapes::Symbolic, precision);
-            assert_eq!(encoder.rewrites(), full, "{file} {precision:?}");
-        }
+        let default = load(file, PlanShapes::Symbolic, Precision::default());
+        assert_eq!(default.rewrites(), full, "{file}");
+        let exact = load(file, PlanShapes::Symbolic, Precision::F32);
+        assert_eq!(
+            exact.rewrites(),
+            GraphRewrites { int16: 0, ..full },
+            "{file}"
+        );
     }
 }
 
-/// f32 weights are not an int8 grid, so the default precision computes them in f32 too: the
-/// same bits as the exact mode.
+/// The default rounds f32 weights to 11-bit integers per feature, and activations per token:
+/// held to this per element (the tolerance of the int8 MiniLM's default), and cosine ≥ 0.99999.
+/// Measured at its introduction on these texts: worst element 1.0e-4, min cosine 0.9999999 (on
+/// the 12-layer replica: 2.6e-4 and 0.9999993).
+const DEFAULT_ON_F32_WEIGHTS: AbsTolerance = AbsTolerance(5e-4);
+
 #[test]
-fn the_default_precision_is_exact_on_f32_exports() {
+fn the_default_precision_on_f32_exports_is_within_its_stated_accuracy() {
     let texts = texts();
+    for (file, reference) in F32_EXPORTS {
+        for plans in [PlanShapes::Symbolic, PlanShapes::Buckets] {
+            let encoder = load(file, plans, Precision::default());
+            let got = encoder.embed(&texts).unwrap();
+            let case = format!("default {file} {plans:?}");
+            let min = compare(&case, &got, reference, DEFAULT_ON_F32_WEIGHTS);
+            assert!(min >= 0.99999, "{case}: min cosine {min}");
+        }
+    }
     let (file, _) = F32_EXPORTS[0];
     let default = load(file, PlanShapes::Symbolic, Precision::default());
     let exact = load(file, PlanShapes::Symbolic, Precision::F32);
-    assert_eq!(default.embed(&texts).unwrap(), exact.embed(&texts).unwrap());
-    assert_eq!(default.embeddings_id(), exact.embeddings_id());
+    assert_ne!(default.embeddings_id(), exact.embeddings_id());
 }
 
 /// onnxruntime's `quantize_dynamic` output (Xenova's `onnx/model_quantized.onnx`): int8
@@ -156,11 +172,7 @@ const QUANTIZED: AbsTolerance = AbsTolerance(3e-3);
 #[test]
 fn the_card_format_head_runs_on_top() {
     let texts = texts();
-    let encoder = load(
-        "onnx/model.onnx",
-        PlanShapes::Symbolic,
-        Precision::default(),
-    );
+    let encoder = load("onnx/model.onnx", PlanShapes::Symbolic, Precision::F32);
     let head = Head::builder_from_path(fixtures_dir().join("heads/matmul_sigmoid_shuffled.onnx"))
         .build()
         .unwrap();

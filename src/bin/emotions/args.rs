@@ -96,8 +96,9 @@ enum PlansArg {
 /// How the encoder's projections multiply, as the command line names it.
 #[derive(Clone, Copy, ValueEnum)]
 enum PrecisionArg {
-    /// Integer projections over an int8 model's weights (activations rounded per token to
-    /// 14-16 bits; embeddings within 5e-4 of f32); f32 weights stay f32.
+    /// Integer projections at twice the f32 rate: activations rounded per token to 11-16 bits,
+    /// int8 weights as they are, f32 weights rounded to 11 bits per feature (embeddings within
+    /// 5e-4 of f32).
     Int16,
     /// f32 throughout, as onnxruntime: the exact mode.
     F32,

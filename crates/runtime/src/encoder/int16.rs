@@ -136,9 +136,52 @@ impl Int16Weights {
         let (scales, q) = [per_column, vec![whole; n]]
             .into_iter()
             .find_map(|scales| grid(w, n, &scales).map(|q| (scales, q)))?;
+        Some(Self::pack(&q, k, n, scales, 127))
+    }
+
+    /// f32 weights `w` (`k × n`, row-major) rounded to integers of at most `wmax` in magnitude,
+    /// with a scale per column (`s = max|w| / wmax`): a model change of at most `s / 2` per
+    /// weight, which [`Precision::Int16`](super::Precision::Int16) states. `None` for
+    /// non-finite weights.
+    pub(crate) fn from_f32(w: &[f32], k: usize, n: usize, wmax: i16) -> Option<Int16Weights> {
+        if k == 0 || n == 0 || w.len() != k * n || wmax <= 0 || w.iter().any(|v| !v.is_finite()) {
+            return None;
+        }
+        let mut amax = vec![0f32; n];
+        for row in w.chunks_exact(n) {
+            for (m, v) in amax.iter_mut().zip(row) {
+                *m = m.max(v.abs());
+            }
+        }
+        let scales: Vec<f32> = amax.iter().map(|m| m / wmax as f32).collect();
+        let inverse: Vec<f32> = scales
+            .iter()
+            .map(|&s| if s > 0.0 { 1.0 / s } else { 0.0 })
+            .collect();
+        let q: Vec<i16> = w
+            .chunks_exact(n)
+            .flat_map(|row| {
+                row.iter()
+                    .zip(&inverse)
+                    .map(|(v, i)| (v * i).round().clamp(-wmax as f32, wmax as f32) as i16)
+            })
+            .collect();
+        Some(Self::pack(&q, k, n, scales, wmax))
+    }
+
+    /// Packs integer weights `q` (`k × n`, row-major, `|q| <= wmax`) in blocks of [`BLOCK`]
+    /// columns, pairs of rows interleaved, and picks the activations' range so that no i32 sum
+    /// can overflow.
+    fn pack(
+        q: &[impl Into<i16> + Copy],
+        k: usize,
+        n: usize,
+        scales: Vec<f32>,
+        wmax: i16,
+    ) -> Int16Weights {
         let k_even = k.div_ceil(2) * 2;
-        // i32 sums of k products, each at most qmax · 127.
-        let qmax = ((i32::MAX as usize) / (127 * k_even)).min(i16::MAX as usize) as f32;
+        // i32 sums of k products, each at most qmax · wmax.
+        let qmax = ((i32::MAX as usize) / (wmax as usize * k_even)).min(i16::MAX as usize) as f32;
         let blocks = n.div_ceil(BLOCK);
         let mut packed = vec![0i16; blocks * (k_even / 2) * BLOCK * 2];
         for b in 0..blocks {
@@ -149,20 +192,20 @@ impl Int16Weights {
                     for half in 0..2 {
                         let row = 2 * p + half;
                         if row < k {
-                            packed[at + 2 * f + half] = q[row * n + col] as i16;
+                            packed[at + 2 * f + half] = q[row * n + col].into();
                         }
                     }
                 }
             }
         }
-        Some(Int16Weights {
+        Int16Weights {
             k,
             n,
             k_even,
             packed,
             scales,
             qmax,
-        })
+        }
     }
 
     /// `y = x · W (+ bias) (+ residual)` for `m` rows of `x` (`m × k`), into `y` (`m × n`).
@@ -646,6 +689,34 @@ mod tests {
         let w = values(64 * 8, 3);
         assert!(Int16Weights::from_int8_grid(&w, 64, 8).is_none());
         assert!(Int16Weights::from_int8_grid(&grid(64, 8), 64, 8).is_some());
+    }
+
+    /// f32 weights rounded per column: each within half a step of its value, and the product
+    /// within the rounding of weights and activations of f64 math.
+    #[test]
+    fn f32_weights_round_to_half_a_step() {
+        let (k, n) = (1536, 50);
+        let w: Vec<f32> = values(k * n, 21).iter().map(|v| v * 0.05).collect();
+        let weights = Int16Weights::from_f32(&w, k, n, 1023).unwrap();
+        // At 1023, sums of 1536 products need activations of at most 2^31 / (1023 · 1536).
+        assert_eq!(weights.qmax, (i32::MAX as usize / (1023 * 1536)) as f32);
+        let x = values(3 * k, 9);
+        let mut y = vec![0f32; 3 * n];
+        weights.run(Isa::Portable, &x, 3, None, None, &mut y, None);
+        let want = reference(&x, &w, 3, k, n);
+        for (r, (g, w_)) in y.iter().zip(&want).enumerate() {
+            let col = r % n;
+            // Worst case: every weight off by half a step, every activation by half of its.
+            let bound: f64 = (0..k)
+                .map(|i| {
+                    let xv = x[(r / n) * k + i].abs() as f64;
+                    let wv = w[i * n + col].abs() as f64;
+                    xv * weights.scales[col] as f64 / 2.0 + wv / weights.qmax as f64 / 2.0
+                })
+                .sum();
+            assert!((*g as f64 - w_).abs() <= bound, "{r}: {g} vs {w_} (bound {bound})");
+        }
+        assert!(Int16Weights::from_f32(&[f32::NAN; 4], 2, 2, 1023).is_none());
     }
 
     /// One scale for the whole tensor (onnxruntime's `quantize_dynamic`): most columns never

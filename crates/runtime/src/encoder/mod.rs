@@ -44,10 +44,12 @@ pub struct GraphRewrites {
 /// How the projections multiply. Everything else (attention, GELU, layer norm) is f32 in both.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Precision {
-    /// Where the weights are int8 values times a scale per feature (an int8 export), each
-    /// token's activations are rounded to 14-16-bit integers and multiplied by the int8 values
-    /// with exact integer sums: twice the f32 rate. The rounding is about 2^-15 of the token's
-    /// largest activation. f32 weights stay f32.
+    /// In integers, at twice the f32 rate: each token's activations are rounded to 11-16-bit
+    /// integers (the widest range whose i32 sums cannot overflow) and multiplied exactly.
+    /// Int8 weights (an int8 export: int8 values times a scale per feature) are used as they
+    /// are; f32 weights are rounded to 11-bit integers with a scale per feature. Measured
+    /// against onnxruntime f32: cosine ≥ 0.999999 on all-MiniLM-L6-v2 int8 and on a 12-layer
+    /// bge-small replica.
     #[default]
     Int16,
     /// f32 throughout, as onnxruntime computes the graph: the exact mode.
