@@ -6,14 +6,19 @@
 //! y = Cast<float>(MatMulInteger(x_q, W_q, x_zero, W_zero)) * (x_scale * W_scale)
 //! ```
 //!
-//! [`float_dynamic_matmuls`] rewrites each as `MatMul(x, (W_q - W_zero) * W_scale)`: the file's
-//! int8 weights, exactly, times activations that are not rounded to 8 bits. The projection
-//! rewrites then pack it like any other, in integers where the weights are an int8 grid. This
-//! is more exact than the file's own arithmetic, whose 8-bit activations are its main error; the
-//! conformance suite states how far the result is from onnxruntime running the same file.
+//! [`float_dynamic_matmuls`] rewrites each as `MatMul(x, (W_q - W_zero) * W_scale)`, the weight
+//! named with [`DYNAMIC_U8_WEIGHTS`]: the file's int8 weights, exactly. The projection rewrite
+//! then runs it on [`super::int8`]'s kernel with activations rounded to 8 bits per token (not
+//! per tensor, as the file asks) where the CPU has AVX-512 VNNI, on the 16-bit kernels
+//! elsewhere, and in f32 in the exact mode. The conformance suite states how far each is from
+//! onnxruntime running the same file, and from the f32 model.
 
 use std::collections::HashMap;
 use tract_onnx::pb;
+
+/// Ends the name of each node and weight this rewrite makes, so that the projection rewrite
+/// knows the graph asked for 8-bit activations there.
+pub(crate) const DYNAMIC_U8_WEIGHTS: &str = ".int8_weights_u8_activations";
 
 const ONNX_FLOAT: i32 = 1;
 const ONNX_UINT8: i32 = 2;
@@ -174,7 +179,7 @@ pub(crate) fn float_dynamic_matmuls(model: &mut pb::ModelProto) -> usize {
             }
         }
         let tensor = pb::TensorProto {
-            name: format!("{}.dequantised", m.input[1]),
+            name: format!("{}{DYNAMIC_U8_WEIGHTS}", m.input[1]),
             dims: w.dims.clone(),
             data_type: ONNX_FLOAT,
             float_data: values,
@@ -193,6 +198,8 @@ pub(crate) fn float_dynamic_matmuls(model: &mut pb::ModelProto) -> usize {
     for (mi, x, tensor, out, drop) in rewrites {
         let m = &mut graph.node[mi];
         m.op_type = "MatMul".into();
+        // The node carries the mark too: tract renames weights it reshapes.
+        m.name = format!("{}{DYNAMIC_U8_WEIGHTS}", m.name);
         m.domain.clear();
         m.attribute.clear();
         m.input = vec![x, tensor.name.clone()];

@@ -110,32 +110,34 @@ fn grid(w: &[f32], n: usize, scales: &[f32]) -> Option<Vec<i8>> {
     Some(q)
 }
 
+/// The weights `w` (`k × n`, row-major) as int8 values and a scale per column, when they are
+/// that: a scale per output feature (int8 exports), else one for the whole tensor
+/// (onnxruntime's `quantize_dynamic`, where some columns never reach ±127).
+pub(crate) fn int8_grid(w: &[f32], k: usize, n: usize) -> Option<(Vec<f32>, Vec<i8>)> {
+    if k == 0 || n == 0 || w.len() != k * n {
+        return None;
+    }
+    // Row by row: the weights are row-major.
+    let mut amax = vec![0f32; n];
+    for row in w.chunks_exact(n) {
+        for (m, v) in amax.iter_mut().zip(row) {
+            *m = m.max(v.abs());
+        }
+    }
+    if amax.iter().any(|m| !m.is_finite()) || w.iter().any(|v| v.is_nan()) {
+        return None;
+    }
+    let per_column: Vec<f32> = amax.iter().map(|m| m / 127.0).collect();
+    let whole = amax.iter().copied().fold(0f32, f32::max) / 127.0;
+    [per_column, vec![whole; n]]
+        .into_iter()
+        .find_map(|scales| grid(w, n, &scales).map(|q| (scales, q)))
+}
+
 impl Int16Weights {
-    /// The weights `w` (`k × n`, row-major) as int8 values times a scale per column, when
-    /// they are that (an int8 export, folded): per column, `s = max|w| / 127` and every
-    /// `round(w / s) · s` must give `w` back to within float rounding. `None` otherwise (f32
-    /// weights): re-quantising them would change the model.
+    /// The weights `w` as [`int8_grid`] finds them; `None` for other (f32) weights.
     pub(crate) fn from_int8_grid(w: &[f32], k: usize, n: usize) -> Option<Int16Weights> {
-        if k == 0 || n == 0 || w.len() != k * n {
-            return None;
-        }
-        // Row by row: the weights are row-major.
-        let mut amax = vec![0f32; n];
-        for row in w.chunks_exact(n) {
-            for (m, v) in amax.iter_mut().zip(row) {
-                *m = m.max(v.abs());
-            }
-        }
-        if amax.iter().any(|m| !m.is_finite()) || w.iter().any(|v| v.is_nan()) {
-            return None;
-        }
-        // A scale per output feature (int8 exports), else one for the whole tensor
-        // (onnxruntime's `quantize_dynamic`), where some columns never reach ±127.
-        let per_column: Vec<f32> = amax.iter().map(|m| m / 127.0).collect();
-        let whole = amax.iter().copied().fold(0f32, f32::max) / 127.0;
-        let (scales, q) = [per_column, vec![whole; n]]
-            .into_iter()
-            .find_map(|scales| grid(w, n, &scales).map(|q| (scales, q)))?;
+        let (scales, q) = int8_grid(w, k, n)?;
         Some(Self::pack(&q, k, n, scales, 127))
     }
 
@@ -283,7 +285,7 @@ impl Int16Weights {
 }
 
 /// The largest |x|: NaN if any is NaN, infinite if any is.
-fn abs_max(isa: Isa, x: &[f32]) -> f32 {
+pub(crate) fn abs_max(isa: Isa, x: &[f32]) -> f32 {
     #[cfg(target_arch = "x86_64")]
     if matches!(isa, Isa::Avx512Vnni | Isa::Avx512Bw) {
         // SAFETY: both paths imply AVX-512F, checked by the caller.
@@ -714,7 +716,10 @@ mod tests {
                     xv * weights.scales[col] as f64 / 2.0 + wv / weights.qmax as f64 / 2.0
                 })
                 .sum();
-            assert!((*g as f64 - w_).abs() <= bound, "{r}: {g} vs {w_} (bound {bound})");
+            assert!(
+                (*g as f64 - w_).abs() <= bound,
+                "{r}: {g} vs {w_} (bound {bound})"
+            );
         }
         assert!(Int16Weights::from_f32(&[f32::NAN; 4], 2, 2, 1023).is_none());
     }

@@ -22,7 +22,9 @@ use tract_onnx::tract_core::ops::einsum::EinSum;
 use tract_onnx::tract_core::ops::math::Add;
 
 use super::Precision;
-use super::int16::{Int16Weights, Isa};
+use super::dynamic_quant::DYNAMIC_U8_WEIGHTS;
+use super::int8::Uint8Weights;
+use super::int16::{Int16Weights, Isa, int8_grid};
 use super::pattern::sole_successor;
 
 /// f32 weights run in integers as `round(w / s)` with `|round(w / s)| <= 1023`, a scale `s` per
@@ -47,6 +49,8 @@ enum Weights {
         weights: Arc<Int16Weights>,
         isa: Isa,
     },
+    /// 8-bit activations, where the graph asked for them (see [`super::dynamic_quant`]).
+    Uint8 { weights: Arc<Uint8Weights> },
 }
 
 impl Weights {
@@ -54,6 +58,7 @@ impl Weights {
         match self {
             Weights::F32 { packed, .. } => Arc::as_ptr(packed) as *const (),
             Weights::Int16 { weights, .. } => Arc::as_ptr(weights) as *const (),
+            Weights::Uint8 { weights } => Arc::as_ptr(weights) as *const (),
         }
     }
 }
@@ -101,6 +106,7 @@ impl Op for PackedLinear {
             match &self.weights {
                 Weights::F32 { kernel, .. } => kernel.name().to_string(),
                 Weights::Int16 { isa, .. } => format!("int16 {isa:?}"),
+                Weights::Uint8 { .. } => "u8 x int8 AVX-512 VNNI".to_string(),
             }
         )])
     }
@@ -135,7 +141,7 @@ impl EvalOp for PackedLinear {
             ensure!(r.shape() == &shape[..] && r.datum_type() == f32::datum_type());
         }
         match &self.weights {
-            Weights::Int16 { weights, isa } => {
+            Weights::Int16 { .. } | Weights::Uint8 { .. } => {
                 use tract_linalg::multithread::{Executor, current_tract_executor};
                 let executor = current_tract_executor();
                 let pool = match &executor {
@@ -150,15 +156,18 @@ impl EvalOp for PackedLinear {
                     .transpose()?;
                 let residual = residual.map(|r| r.try_as_plain_ram()).transpose()?;
                 let mut out = y.try_as_plain_ram_mut()?;
-                weights.run(
-                    *isa,
-                    x.as_slice::<f32>()?,
-                    m,
-                    bias.as_ref().map(|b| b.as_slice::<f32>()).transpose()?,
-                    residual.as_ref().map(|r| r.as_slice::<f32>()).transpose()?,
-                    out.as_slice_mut::<f32>()?,
-                    pool,
-                );
+                let (x, out) = (x.as_slice::<f32>()?, out.as_slice_mut::<f32>()?);
+                let bias = bias.as_ref().map(|b| b.as_slice::<f32>()).transpose()?;
+                let residual = residual.as_ref().map(|r| r.as_slice::<f32>()).transpose()?;
+                match &self.weights {
+                    Weights::Int16 { weights, isa } => {
+                        weights.run(*isa, x, m, bias, residual, out, pool)
+                    }
+                    Weights::Uint8 { weights } => {
+                        weights.run(true, x, m, bias, residual, out, pool)
+                    }
+                    Weights::F32 { .. } => unreachable!(),
+                }
             }
             Weights::F32 {
                 kernel,
@@ -209,17 +218,26 @@ impl TypedOp for PackedLinear {
     as_op!();
 }
 
+/// How a packed projection multiplies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Kernel {
+    F32,
+    Int16,
+    Uint8,
+}
+
 /// Replaces every f32 matmul by constant weights (and its bias add, if any); returns how many,
-/// and how many of those run in integers.
+/// and how many of those run on the 16-bit and on the 8-bit integer kernels.
 pub(crate) fn pack_linears(
     model: &mut TypedModel,
     precision: Precision,
-) -> TractResult<(usize, usize)> {
+) -> TractResult<(usize, usize, usize)> {
     let mut patches = vec![];
-    let mut int16 = 0;
+    let (mut int16, mut uint8) = (0, 0);
     for node in &model.nodes {
-        if let Some((patch, integer)) = match_linear(model, node, precision)? {
-            int16 += integer as usize;
+        if let Some((patch, kernel)) = match_linear(model, node, precision)? {
+            int16 += (kernel == Kernel::Int16) as usize;
+            uint8 += (kernel == Kernel::Uint8) as usize;
             patches.push(patch);
         }
     }
@@ -227,7 +245,7 @@ pub(crate) fn pack_linears(
     for patch in patches {
         patch.apply(model)?;
     }
-    Ok((packed, int16))
+    Ok((packed, int16, uint8))
 }
 
 /// How many leading axes of the weights `op` contracts with the trailing axes of `x`, when
@@ -274,7 +292,7 @@ fn match_linear(
     model: &TypedModel,
     node: &TypedNode,
     precision: Precision,
-) -> TractResult<Option<(TypedModelPatch, bool)>> {
+) -> TractResult<Option<(TypedModelPatch, Kernel)>> {
     let Some(op) = node.op_as::<EinSum>() else {
         return Ok(None);
     };
@@ -304,20 +322,33 @@ fn match_linear(
         return Ok(None);
     }
     let matrix = w.clone().into_tensor().into_shape(&[k, n])?;
-    let int16 = match precision {
+    let asks_u8 = node.name.contains(DYNAMIC_U8_WEIGHTS)
+        || model
+            .node(node.inputs[1].node)
+            .name
+            .contains(DYNAMIC_U8_WEIGHTS);
+    let integer = match precision {
         Precision::Int16 => {
             let w = matrix.try_as_plain_ram()?;
             let w = w.as_slice::<f32>()?;
-            Int16Weights::from_int8_grid(w, k, n)
-                .or_else(|| Int16Weights::from_f32(w, k, n, F32_WEIGHT_RANGE))
+            match int8_grid(w, k, n) {
+                Some((scales, q)) if asks_u8 && super::int8::fast_path_available() => {
+                    Some(Weights::Uint8 {
+                        weights: Arc::new(Uint8Weights::new(&q, k, n, scales)),
+                    })
+                }
+                _ => Int16Weights::from_int8_grid(w, k, n)
+                    .or_else(|| Int16Weights::from_f32(w, k, n, F32_WEIGHT_RANGE))
+                    .map(|weights| Weights::Int16 {
+                        weights: Arc::new(weights),
+                        isa: Isa::detect(),
+                    }),
+            }
         }
         Precision::F32 => None,
     };
-    let weights = match int16 {
-        Some(weights) => Weights::Int16 {
-            weights: Arc::new(weights),
-            isa: Isa::detect(),
-        },
+    let weights = match integer {
+        Some(weights) => weights,
         None => {
             let query = Query {
                 weight: f32::datum_type().into(),
@@ -341,7 +372,11 @@ fn match_linear(
             }
         }
     };
-    let integer = matches!(weights, Weights::Int16 { .. });
+    let kernel = match weights {
+        Weights::F32 { .. } => Kernel::F32,
+        Weights::Int16 { .. } => Kernel::Int16,
+        Weights::Uint8 { .. } => Kernel::Uint8,
+    };
 
     // A following `+ bias` over the features joins the op.
     let mut last = node;
@@ -387,7 +422,7 @@ fn match_linear(
     }
     let y = patch.wire_node(format!("{}.packed", node.name), linear, &inputs)?;
     patch.shunt_outside(model, last.id.into(), y[0])?;
-    Ok(Some((patch, integer)))
+    Ok(Some((patch, kernel)))
 }
 
 #[cfg(test)]
@@ -434,7 +469,7 @@ mod tests {
         };
         let want = model.clone().into_runnable()?.run(inputs()?)?;
         let mut packed = model;
-        assert_eq!(pack_linears(&mut packed, Precision::F32)?, (1, 0));
+        assert_eq!(pack_linears(&mut packed, Precision::F32)?, (1, 0, 0));
         let names: Vec<_> = packed
             .clone()
             .into_decluttered()?

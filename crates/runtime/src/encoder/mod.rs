@@ -17,6 +17,7 @@ mod flatten;
 mod fold;
 mod gelu;
 mod int16;
+mod int8;
 mod linear;
 mod pattern;
 mod softmax;
@@ -37,8 +38,11 @@ pub struct GraphRewrites {
     /// Matmuls by constant weights (with their bias and residual adds) whose weights are packed
     /// once at load.
     pub linear: usize,
-    /// Of those, how many run in integers ([`Precision::Int16`] over int8 weights).
+    /// Of those, how many run on the 16-bit integer kernels ([`Precision::Int16`]).
     pub int16: usize,
+    /// Of those, how many run with 8-bit activations: a dynamically quantised graph's, where
+    /// the CPU has AVX-512 VNNI.
+    pub uint8: usize,
 }
 
 /// How the projections multiply. Everything else (attention, GELU, layer norm) is f32 in both.
@@ -187,13 +191,18 @@ enum InputKind {
 }
 
 impl std::fmt::Display for GraphRewrites {
-    /// `attention 6/6, GELU 6, projections 36 (36 in int16)`.
+    /// `attention 6/6, GELU 6, projections 36 (36 in int16)`, and `, 12 in u8` where some
+    /// have 8-bit activations.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
             f,
-            "attention {}/{}, GELU {}, projections {} ({} in int16)",
+            "attention {}/{}, GELU {}, projections {} ({} in int16",
             self.attention, self.softmax, self.gelu, self.linear, self.int16
-        )
+        )?;
+        if self.uint8 > 0 {
+            write!(f, ", {} in u8", self.uint8)?;
+        }
+        write!(f, ")")
     }
 }
 
@@ -220,13 +229,14 @@ fn optimise(model: &mut TypedModel, precision: Precision) -> TractResult<GraphRe
         })
         .count();
     let attention = attention::fuse_attention(model)?;
-    let (linear, int16) = linear::pack_linears(model, precision)?;
+    let (linear, int16, uint8) = linear::pack_linears(model, precision)?;
     Ok(GraphRewrites {
         softmax,
         gelu,
         attention,
         linear,
         int16,
+        uint8,
     })
 }
 
