@@ -33,8 +33,9 @@ Layout of `--out`, one sentence-transformers folder, as BAAI's repository has it
     dynamo.onnx                transformers 5.x, torch.onnx.export(dynamo=True), opset 20
     reference/texts.json       the texts
     reference/<file>.npy       onnxruntime's embeddings of the texts, per ONNX file (f32 [N, 384])
-    reference/head_scores.npy  P(pos) of the card-format fixture head (heads/matmul_sigmoid_shuffled)
-                               on onnx/model.onnx's embeddings, f32 [N, 28], label order
+    reference/head_scores_<file>.npy  P(pos) of the card-format fixture head
+                               (heads/matmul_sigmoid_shuffled) on those embeddings, f32 [N, 28],
+                               label order
 
 Weights: seeded normal(0, 0.02), as BERT initialises, then rounded to 4 significant bits (so
 that git compresses them; the arithmetic is ordinary f32 and no weight column is an int8 grid).
@@ -272,14 +273,15 @@ def reference(out):
             states = sess.run(["last_hidden_state"], {k: v for k, v in feed.items() if k in names})[0]
             cls = states[:, 0, :]
             emb[start:start + len(batch)] = cls / np.linalg.norm(cls, axis=1, keepdims=True)
-        np.save(ref / (file.replace("/", "_").replace(".onnx", "") + ".npy"), emb)
+        stem = file.replace("/", "_").replace(".onnx", "")
+        np.save(ref / f"{stem}.npy", emb)
         print(f"{file}: {len(sample)} texts, longest {max(len(e.ids) for e in encs)} tokens")
-    head = ort.InferenceSession(str(HEAD), providers=["CPUExecutionProvider"])
-    base = np.load(ref / "onnx_model.npy")
-    outs = head.run(None, {"logits": base})
-    names = [o.name for o in head.get_outputs()]
-    scores = np.stack([outs[names.index(label)][:, 1] for label in LABELS], axis=1)
-    np.save(ref / "head_scores.npy", scores.astype(np.float32))
+        # The card-format head on these embeddings.
+        head = ort.InferenceSession(str(HEAD), providers=["CPUExecutionProvider"])
+        outs = head.run(None, {"logits": emb})
+        names = [o.name for o in head.get_outputs()]
+        scores = np.stack([outs[names.index(label)][:, 1] for label in LABELS], axis=1)
+        np.save(ref / f"head_scores_{stem}.npy", scores.astype(np.float32))
 
 
 def main():

@@ -194,18 +194,36 @@ fn the_quantized_export_matches_onnxruntime_on_itself_and_is_closer_to_f32() {
 /// min cosine 0.999985; 16-bit (the default without VNNI) and f32, 8.1e-4 and 0.999992.
 const QUANTIZED: AbsTolerance = AbsTolerance(3e-3);
 
+/// The card-format head on each export's embeddings (exact mode), against onnxruntime's head
+/// on onnxruntime's embeddings of the same file.
 #[test]
-fn the_card_format_head_runs_on_top() {
+fn the_card_format_head_runs_on_top_of_every_export() {
     let texts = texts();
-    let encoder = load("onnx/model.onnx", PlanShapes::Symbolic, Precision::F32);
     let head = Head::builder_from_path(fixtures_dir().join("heads/matmul_sigmoid_shuffled.onnx"))
         .build()
         .unwrap();
-    let embeddings = encoder.embed(&texts).unwrap();
-    let scores = head.predict(&embeddings, texts.len()).unwrap();
-    let want = read_fixture("bge/reference/head_scores.npy");
-    let report = AbsTolerance(1e-5)
-        .compare(&scores, want.data(), want.dim())
-        .unwrap_or_else(|m| panic!("{m}"));
-    eprintln!("head on the replica: {report}");
+    let files = F32_EXPORTS
+        .iter()
+        .map(|(file, _)| (*file, HEAD_ON_F32))
+        .chain([("onnx/model_quantized.onnx", HEAD_ON_QUANTIZED)]);
+    for (file, tolerance) in files {
+        let encoder = load(file, PlanShapes::Symbolic, Precision::F32);
+        let embeddings = encoder.embed(&texts).unwrap();
+        let scores = head.predict(&embeddings, texts.len()).unwrap();
+        let stem = file.replace('/', "_").replace(".onnx", "");
+        let want = read_fixture(&format!("bge/reference/head_scores_{stem}.npy"));
+        let report = tolerance
+            .compare(&scores, want.data(), want.dim())
+            .unwrap_or_else(|m| panic!("{file}: {m}"));
+        eprintln!("head on {file}: {report}");
+    }
 }
+
+/// Measured at its introduction: 5.1e-7.
+const HEAD_ON_F32: AbsTolerance = AbsTolerance(1e-5);
+/// The quantized file's embeddings differ from onnxruntime's by up to 8.1e-4 (its 8-bit
+/// activations, which the exact mode does not round), and the head's scores follow. Held, as
+/// the embeddings are, within what onnxruntime's own quantisation moves them: its head scores on
+/// the quantized file are up to 1.3e-2 from those on the f32 file. Measured at its
+/// introduction: 3.6e-3.
+const HEAD_ON_QUANTIZED: AbsTolerance = AbsTolerance(1.3e-2);
