@@ -101,6 +101,13 @@ fn missing_model_message(dir: &Path) -> String {
     }
 }
 
+/// Where an encoder's graph bytes are: in its [`EncoderFiles`], or read from a folder and
+/// handed over (with the fingerprint computed while the files were whole).
+enum Model {
+    InFiles,
+    Owned(Vec<u8>, String),
+}
+
 /// Padded tokens per text a batch may hold on average: a full batch of texts up to this long,
 /// fewer texts when they are longer.
 pub const TOKENS_PER_TEXT: usize = 64;
@@ -237,14 +244,20 @@ impl Encoder {
             .map_or(shown.clone(), |n| n.to_string_lossy().into_owned());
         let files = EncoderFiles {
             name: &name,
-            model_onnx: &model_onnx,
+            model_onnx: &[],
             tokenizer_json: &tokenizer_json,
             config_json: &config_json,
             sentence_bert_config_json: &sbert,
             modules_json: &modules,
             pooling_config_json: &pooling,
         };
-        Self::load(files, options, Some((dir, &model_rel)))
+        let fingerprint = fingerprint(&EncoderFiles {
+            model_onnx: &model_onnx,
+            ..files
+        });
+        // The graph takes the model's bytes and frees them once decoded.
+        let model = Model::Owned(model_onnx, fingerprint);
+        Self::load_with(files, model, options, Some((dir, &model_rel)))
     }
 
     /// Loads an encoder from files in memory.
@@ -260,9 +273,18 @@ impl Encoder {
         Self::load(files, options, None)
     }
 
-    /// `dir` is the folder the files came from and the graph's path in it, for messages.
     fn load(
         files: EncoderFiles<'_>,
+        options: EncoderOptions,
+        dir: Option<(&Path, &str)>,
+    ) -> Result<Self, EncoderError> {
+        Self::load_with(files, Model::InFiles, options, dir)
+    }
+
+    /// `dir` is the folder the files came from and the graph's path in it, for messages.
+    fn load_with(
+        files: EncoderFiles<'_>,
+        model: Model,
         options: EncoderOptions,
         dir: Option<(&Path, &str)>,
     ) -> Result<Self, EncoderError> {
@@ -281,13 +303,28 @@ impl Encoder {
                     file: at("tokenizer.json"),
                     source,
                 })?;
-        let graph = EncoderGraph::load(
-            files.model_onnx,
-            &at(graph_file),
-            cfg.hidden_size,
-            options.plans,
-            options.precision,
-        )?;
+        let (graph, fingerprint) = match model {
+            Model::InFiles => (
+                EncoderGraph::load(
+                    files.model_onnx,
+                    &at(graph_file),
+                    cfg.hidden_size,
+                    options.plans,
+                    options.precision,
+                )?,
+                fingerprint(&files),
+            ),
+            Model::Owned(bytes, fingerprint) => (
+                EncoderGraph::load_owned(
+                    bytes,
+                    &at(graph_file),
+                    cfg.hidden_size,
+                    options.plans,
+                    options.precision,
+                )?,
+                fingerprint,
+            ),
+        };
         let tables = graph.tables();
         // Every id the tokenizer can produce must index the model's token table.
         let vocabulary = tokenizer.get_vocab_size(true);
@@ -336,7 +373,7 @@ impl Encoder {
             dim: cfg.hidden_size,
             options,
             graph,
-            fingerprint: fingerprint(&files),
+            fingerprint,
         })
     }
 

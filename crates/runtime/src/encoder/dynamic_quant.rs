@@ -227,3 +227,98 @@ fn drop_unused_quantisers(graph: &mut pb::GraphProto) {
         n.op_type != "DynamicQuantizeLinear" || n.output.iter().any(|o| used.contains(o))
     });
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn node(op: &str, inputs: &[&str], outputs: &[&str]) -> pb::NodeProto {
+        pb::NodeProto {
+            op_type: op.into(),
+            name: outputs[0].into(),
+            input: inputs.iter().map(|s| s.to_string()).collect(),
+            output: outputs.iter().map(|s| s.to_string()).collect(),
+            ..Default::default()
+        }
+    }
+
+    fn cast_to_float(input: &str, output: &str) -> pb::NodeProto {
+        let mut n = node("Cast", &[input], &[output]);
+        n.attribute.push(pb::AttributeProto {
+            name: "to".into(),
+            i: ONNX_FLOAT as i64,
+            ..Default::default()
+        });
+        n
+    }
+
+    /// `x → DynamicQuantizeLinear → MatMulInteger(·, W) → Cast → Mul(·, x_scale · w_scale)`,
+    /// with `W` 2 × 3 int8, as `quantize_dynamic` writes it; `scale_from` feeds the scales' Mul.
+    fn chain(scale_from: &str) -> pb::ModelProto {
+        let w = pb::TensorProto {
+            name: "w".into(),
+            dims: vec![2, 3],
+            data_type: ONNX_INT8,
+            raw_data: [1i8, -2, 3, -127, 5, 6].iter().map(|&v| v as u8).collect(),
+            ..Default::default()
+        };
+        let w_scale = pb::TensorProto {
+            name: "w_scale".into(),
+            data_type: ONNX_FLOAT,
+            float_data: vec![0.5],
+            ..Default::default()
+        };
+        let w_zero = pb::TensorProto {
+            name: "w_zero".into(),
+            data_type: ONNX_INT8,
+            raw_data: vec![0],
+            ..Default::default()
+        };
+        pb::ModelProto {
+            graph: Some(pb::GraphProto {
+                node: vec![
+                    node("DynamicQuantizeLinear", &["x"], &["xq", "xs", "xz"]),
+                    node("MatMulInteger", &["xq", "w", "xz", "w_zero"], &["acc"]),
+                    cast_to_float("acc", "accf"),
+                    node("Mul", &[scale_from, "w_scale"], &["scales"]),
+                    node("Mul", &["accf", "scales"], &["y"]),
+                ],
+                initializer: vec![w, w_scale, w_zero],
+                output: vec![pb::ValueInfoProto {
+                    name: "y".into(),
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn the_chain_becomes_a_matmul_over_the_int8_weights() {
+        let mut model = chain("xs");
+        assert_eq!(float_dynamic_matmuls(&mut model), 1);
+        let graph = model.graph.unwrap();
+        let ops: Vec<&str> = graph.node.iter().map(|n| n.op_type.as_str()).collect();
+        assert_eq!(ops, ["MatMul"]);
+        let matmul = &graph.node[0];
+        assert!(matmul.name.ends_with(DYNAMIC_U8_WEIGHTS));
+        assert_eq!(matmul.output, ["y"]);
+        assert_eq!(matmul.input[0], "x");
+        let w = graph
+            .initializer
+            .iter()
+            .find(|t| t.name == matmul.input[1])
+            .unwrap();
+        assert_eq!(w.float_data, [0.5, -1.0, 1.5, -63.5, 2.5, 3.0]);
+    }
+
+    /// Scales that are not the quantiser's: not the pattern, so the graph is left as it is.
+    #[test]
+    fn anything_else_is_left_alone() {
+        let mut model = chain("w_scale");
+        let before = model.clone();
+        assert_eq!(float_dynamic_matmuls(&mut model), 0);
+        assert_eq!(model, before);
+    }
+}

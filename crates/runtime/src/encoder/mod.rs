@@ -252,12 +252,26 @@ impl EncoderGraph {
         precision: Precision,
     ) -> Result<Self, RuntimeError> {
         crate::catching(origin, "load", || {
-            Self::load_unguarded(bytes, origin, hidden, plan_shapes, precision)
+            Self::load_unguarded(bytes.into(), origin, hidden, plan_shapes, precision)
+        })
+    }
+
+    /// As [`load`](Self::load), freeing the file's bytes as soon as they are decoded: peak
+    /// memory is then the decoded graph and tract's copy of it, not the file as well.
+    pub fn load_owned(
+        bytes: Vec<u8>,
+        origin: &str,
+        hidden: usize,
+        plan_shapes: PlanShapes,
+        precision: Precision,
+    ) -> Result<Self, RuntimeError> {
+        crate::catching(origin, "load", || {
+            Self::load_unguarded(bytes.into(), origin, hidden, plan_shapes, precision)
         })
     }
 
     fn load_unguarded(
-        bytes: &[u8],
+        bytes: std::borrow::Cow<'_, [u8]>,
         origin: &str,
         hidden: usize,
         plan_shapes: PlanShapes,
@@ -273,6 +287,7 @@ impl EncoderGraph {
                 origin: origin.to_string(),
                 source: e.into(),
             })?;
+        drop(bytes);
         crate::limits::check_model(&proto, origin, crate::limits::MAX_ENCODER_NODES)?;
         dynamic_quant::float_dynamic_matmuls(&mut proto);
         fold::gather_then_dequantise(&mut proto);
