@@ -281,13 +281,21 @@ impl EncoderGraph {
             origin: origin.to_string(),
             message,
         };
-        let mut proto = tract_onnx::onnx()
-            .proto_model_for_read(&mut &bytes[..])
-            .map_err(|e| RuntimeError::Decode {
-                origin: origin.to_string(),
-                source: e.into(),
+        // Decoded from `Bytes`, whose tensor payloads prost slices rather than copies. Owned
+        // bytes become one without a copy and are freed right after; tract's
+        // `proto_model_for_read` would copy them first, a third copy of a 133 MB f32 model at
+        // the peak.
+        let buffer = match bytes {
+            std::borrow::Cow::Owned(v) => bytes::Bytes::from(v),
+            std::borrow::Cow::Borrowed(b) => bytes::Bytes::copy_from_slice(b),
+        };
+        let mut proto =
+            <tract_onnx::pb::ModelProto as prost::Message>::decode(buffer).map_err(|e| {
+                RuntimeError::Decode {
+                    origin: origin.to_string(),
+                    source: e.into(),
+                }
             })?;
-        drop(bytes);
         crate::limits::check_model(&proto, origin, crate::limits::MAX_ENCODER_NODES)?;
         dynamic_quant::float_dynamic_matmuls(&mut proto);
         fold::gather_then_dequantise(&mut proto);
