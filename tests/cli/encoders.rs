@@ -11,20 +11,15 @@ fn replica() -> PathBuf {
 
 /// A copy of the replica's folder with only the ONNX files `keep` (paths inside the folder).
 fn replica_copy(dir: &Path, keep: &[&str]) {
-    for f in [
+    let configs = [
         "tokenizer.json",
         "config.json",
         "sentence_bert_config.json",
         "modules.json",
         "1_Pooling/config.json",
-    ]
-    .iter()
-    .chain(keep)
-    {
-        let to = dir.join(f);
-        std::fs::create_dir_all(to.parent().unwrap()).unwrap();
-        std::fs::copy(replica().join(f), to).unwrap();
-    }
+    ];
+    copy_files(&replica(), dir, &configs);
+    copy_files(&replica(), dir, keep);
 }
 
 #[test]
@@ -121,16 +116,7 @@ fn the_mismatch_check_looks_at_the_model_not_the_folder_name() {
     let s = Scratch::new("mismatch-by-model");
     let minilm = s.path("some-other-name");
     minilm_copy(&minilm, |_, text| text);
-    let o = run(
-        &[
-            "classify",
-            "--text",
-            "hi",
-            "--encoder",
-            minilm.to_str().unwrap(),
-        ],
-        None,
-    );
+    let o = classify_hi(&["--encoder", minilm.to_str().unwrap()]);
     assert!(
         o.status.success() && stderr(&o).is_empty(),
         "{}",
@@ -138,16 +124,7 @@ fn the_mismatch_check_looks_at_the_model_not_the_folder_name() {
     );
     let disguised = s.path("all-MiniLM-L6-v2");
     replica_copy(&disguised, &["onnx/model.onnx"]);
-    let o = run(
-        &[
-            "classify",
-            "--text",
-            "hi",
-            "--encoder",
-            disguised.to_str().unwrap(),
-        ],
-        None,
-    );
+    let o = classify_hi(&["--encoder", disguised.to_str().unwrap()]);
     assert!(o.status.success(), "{}", stderr(&o));
     assert!(
         stderr(&o).contains("warning: the head was trained on 'all-MiniLM-L6-v2' embeddings but the encoder is 'all-MiniLM-L6-v2': that model is 6 layers, 384 wide, mean pooling, normalised, this one is 2 layers, 384 wide, CLS pooling, normalised"),
@@ -177,16 +154,7 @@ fn a_recorded_fingerprint_decides() {
                 ],
             ),
         );
-        let o = run(
-            &[
-                "classify",
-                "--text",
-                "hi",
-                "--model",
-                head.to_str().unwrap(),
-            ],
-            None,
-        );
+        let o = classify_hi(&["--model", head.to_str().unwrap()]);
         assert!(o.status.success(), "{}", stderr(&o));
         let warned = stderr(&o).contains(&format!(
             "the head records encoder fingerprint {recorded}, this encoder's is {fingerprint}"

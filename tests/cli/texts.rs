@@ -182,32 +182,14 @@ fn head_with(dim: usize, encoder: &str) -> Vec<u8> {
 fn encoder_head_mismatch_is_caught() {
     let s = Scratch::new("mismatch");
     let other = s.write("bge.onnx", head_with(384, "BAAI/bge-small-en-v1.5"));
-    let o = run(
-        &[
-            "classify",
-            "--text",
-            "hi",
-            "--model",
-            other.to_str().unwrap(),
-        ],
-        None,
-    );
+    let o = classify_hi(&["--model", other.to_str().unwrap()]);
     assert!(o.status.success());
     assert!(stderr(&o).contains("warning: the head was trained on 'BAAI/bge-small-en-v1.5' embeddings but the encoder is 'all-MiniLM-L6-v2'"), "{}", stderr(&o));
     let same = s.write(
         "minilm.onnx",
         head_with(384, "sentence-transformers/all-MiniLM-L6-v2"),
     );
-    let o = run(
-        &[
-            "classify",
-            "--text",
-            "hi",
-            "--model",
-            same.to_str().unwrap(),
-        ],
-        None,
-    );
+    let o = classify_hi(&["--model", same.to_str().unwrap()]);
     assert!(
         o.status.success() && !stderr(&o).contains("warning"),
         "{}",
@@ -215,16 +197,7 @@ fn encoder_head_mismatch_is_caught() {
     );
     let wide = s.write("wide.onnx", head_with(768, "all-mpnet-base-v2"));
     fails_with(
-        run(
-            &[
-                "classify",
-                "--text",
-                "hi",
-                "--model",
-                wide.to_str().unwrap(),
-            ],
-            None,
-        ),
+        classify_hi(&["--model", wide.to_str().unwrap()]),
         "input 'logits' must be 384 wide, found 768",
     );
 }

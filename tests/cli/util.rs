@@ -163,3 +163,19 @@ pub fn head_onnx(dim: usize, metadata: &[(&str, &str)]) -> Vec<u8> {
     .to_onnx_bytes()
     .unwrap()
 }
+
+/// `emotions classify --text hi` with `extra` flags.
+pub fn classify_hi(extra: &[&str]) -> Output {
+    let mut args = vec!["classify", "--text", "hi"];
+    args.extend_from_slice(extra);
+    run(&args, None)
+}
+
+/// Copies `files` (paths relative to both folders) from `from` to `to`, making folders.
+pub fn copy_files(from: &Path, to: &Path, files: &[&str]) {
+    for f in files {
+        let dest = to.join(f);
+        std::fs::create_dir_all(dest.parent().unwrap()).unwrap();
+        std::fs::copy(from.join(f), dest).unwrap();
+    }
+}

@@ -21,6 +21,7 @@
 #![forbid(unsafe_code)]
 
 use emotions_runtime::{EncoderGraph, RuntimeError, TokenRow};
+use std::borrow::Cow;
 use std::path::{Path, PathBuf};
 
 mod config;
@@ -303,28 +304,17 @@ impl Encoder {
                     file: at("tokenizer.json"),
                     source,
                 })?;
-        let (graph, fingerprint) = match model {
-            Model::InFiles => (
-                EncoderGraph::load(
-                    files.model_onnx,
-                    &at(graph_file),
-                    cfg.hidden_size,
-                    options.plans,
-                    options.precision,
-                )?,
-                fingerprint(&files),
-            ),
-            Model::Owned(bytes, fingerprint) => (
-                EncoderGraph::load_owned(
-                    bytes,
-                    &at(graph_file),
-                    cfg.hidden_size,
-                    options.plans,
-                    options.precision,
-                )?,
-                fingerprint,
-            ),
+        let (bytes, fingerprint) = match model {
+            Model::InFiles => (Cow::Borrowed(files.model_onnx), fingerprint(&files)),
+            Model::Owned(bytes, fingerprint) => (Cow::Owned(bytes), fingerprint),
         };
+        let graph = EncoderGraph::load(
+            bytes,
+            &at(graph_file),
+            cfg.hidden_size,
+            options.plans,
+            options.precision,
+        )?;
         let tables = graph.tables();
         // Every id the tokenizer can produce must index the model's token table.
         let vocabulary = tokenizer.get_vocab_size(true);

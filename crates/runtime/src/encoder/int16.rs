@@ -248,44 +248,54 @@ impl Int16Weights {
             // SAFETY: the ISA was checked above; block `b` writes only its own columns of y.
             unsafe { operands.block(isa, b, out) }
         };
-        let blocks = self.n.div_ceil(BLOCK);
-        match pool {
-            Some(pool) if blocks > 1 => {
-                pool.install(|| (0..blocks).into_par_iter().for_each(block))
-            }
-            _ => (0..blocks).for_each(block),
-        }
+        for_each_block(self.n.div_ceil(BLOCK), pool, block);
     }
 
-    /// Rows of `x` as i16 at `qmax` (`m × k_even`), and each row's scale. A row with a
-    /// non-finite value gets a NaN scale, so its outputs are NaN as in f32.
+    /// Rows of `x` as i16 at `qmax` (`m × k_even`), and each row's scale.
     fn quantise(&self, isa: Isa, x: &[f32], m: usize) -> (Vec<i16>, Vec<f32>) {
-        let mut a = vec![0i16; m * self.k_even];
-        let mut scales = vec![0f32; m];
-        for (row, (q, scale)) in a
-            .chunks_exact_mut(self.k_even)
-            .zip(scales.iter_mut())
-            .enumerate()
-        {
-            let x = &x[row * self.k..(row + 1) * self.k];
-            let amax = abs_max(isa, x);
-            if !amax.is_finite() {
-                *scale = f32::NAN;
-                continue;
-            }
-            if amax == 0.0 {
-                continue;
-            }
-            let inv = self.qmax / amax;
-            *scale = amax / self.qmax;
-            quantise_row(isa, x, inv, &mut q[..self.k]);
-        }
-        (a, scales)
+        let k = self.k;
+        quantise_rows(isa, x, (m, k, self.k_even), self.qmax, 0, |x, inv, q| {
+            quantise_row(isa, x, inv, &mut q[..k])
+        })
     }
 }
 
+/// Rows of `x` (`m × k`) rounded into rows of `stride` values of `T`, each at `range / max|row|`
+/// by `round(x, inv, row)`: the rows (padded with `fill`) and each row's scale. A row with a
+/// non-finite value gets a NaN scale, so its outputs are NaN as in f32; an all-zero row stays
+/// `fill`.
+pub(super) fn quantise_rows<T: Copy>(
+    isa: Isa,
+    x: &[f32],
+    (m, k, stride): (usize, usize, usize),
+    range: f32,
+    fill: T,
+    round: impl Fn(&[f32], f32, &mut [T]),
+) -> (Vec<T>, Vec<f32>) {
+    let mut a = vec![fill; m * stride];
+    let mut scales = vec![0f32; m];
+    for (row, (q, scale)) in a
+        .chunks_exact_mut(stride)
+        .zip(scales.iter_mut())
+        .enumerate()
+    {
+        let x = &x[row * k..(row + 1) * k];
+        let amax = abs_max(isa, x);
+        if !amax.is_finite() {
+            *scale = f32::NAN;
+            continue;
+        }
+        if amax == 0.0 {
+            continue;
+        }
+        *scale = amax / range;
+        round(x, range / amax, q);
+    }
+    (a, scales)
+}
+
 /// The largest |x|: NaN if any is NaN, infinite if any is.
-pub(crate) fn abs_max(isa: Isa, x: &[f32]) -> f32 {
+fn abs_max(isa: Isa, x: &[f32]) -> f32 {
     #[cfg(target_arch = "x86_64")]
     if matches!(isa, Isa::Avx512Vnni | Isa::Avx512Bw) {
         // SAFETY: both paths imply AVX-512F, checked by the caller.
@@ -311,11 +321,33 @@ fn quantise_row(isa: Isa, x: &[f32], inv: f32, q: &mut [i16]) {
     }
 }
 
+/// Runs `block(b)` for every block, spread over `pool` when given and worth it.
+pub(super) fn for_each_block(
+    blocks: usize,
+    pool: Option<&rayon::ThreadPool>,
+    block: impl Fn(usize) + Send + Sync,
+) {
+    match pool {
+        Some(pool) if blocks > 1 => pool.install(|| (0..blocks).into_par_iter().for_each(block)),
+        _ => (0..blocks).for_each(block),
+    }
+}
+
+/// The mask of the 16 lanes from `i` that lie below `len`.
+#[cfg(target_arch = "x86_64")]
+pub(super) fn lanes_below(i: usize, len: usize) -> u16 {
+    if len - i >= 16 {
+        0xffff
+    } else {
+        (1u16 << (len - i)) - 1
+    }
+}
+
 /// Where block tasks write; each writes disjoint columns.
 #[derive(Clone, Copy)]
-struct Output {
-    y: *mut f32,
-    n: usize,
+pub(super) struct Output {
+    pub(super) y: *mut f32,
+    pub(super) n: usize,
 }
 // SAFETY: tasks write disjoint columns of one live `y`, borrowed for the whole `run`.
 unsafe impl Send for Output {}
@@ -413,11 +445,7 @@ mod x86 {
         let mut nan: __mmask16 = 0;
         let mut i = 0;
         while i < x.len() {
-            let mask: __mmask16 = if x.len() - i >= 16 {
-                0xffff
-            } else {
-                (1u16 << (x.len() - i)) - 1
-            };
+            let mask: __mmask16 = super::lanes_below(i, x.len());
             // SAFETY: the mask keeps the load within x.
             let v = unsafe { _mm512_maskz_loadu_ps(mask, x.as_ptr().add(i)) };
             nan |= _mm512_cmp_ps_mask::<_CMP_UNORD_Q>(v, v);
@@ -436,11 +464,7 @@ mod x86 {
         let vinv = _mm512_set1_ps(inv);
         let mut i = 0;
         while i < k {
-            let mask: __mmask16 = if k - i >= 16 {
-                0xffff
-            } else {
-                (1u16 << (k - i)) - 1
-            };
+            let mask: __mmask16 = super::lanes_below(i, k);
             // SAFETY: the mask keeps loads and stores within the first k elements.
             unsafe {
                 let v = _mm512_maskz_loadu_ps(mask, x.as_ptr().add(i));
@@ -469,11 +493,7 @@ mod x86 {
             if col >= w.n {
                 break;
             }
-            let mask: __mmask16 = if w.n - col >= 16 {
-                0xffff
-            } else {
-                (1u16 << (w.n - col)) - 1
-            };
+            let mask: __mmask16 = super::lanes_below(col, w.n);
             // SAFETY: masked to columns below n of row < m; this task's columns.
             unsafe {
                 let scale =

@@ -9,7 +9,7 @@
 //! AVX-512 VNNI path is fast; a portable path gives the same bits for tests and other CPUs
 //! (where the encoder uses the 16-bit kernels instead).
 
-use rayon::prelude::*;
+use super::int16::{Isa, Output, for_each_block, quantise_rows};
 
 /// Output features per packed block: three 16-lane vectors.
 const BLOCK: usize = 48;
@@ -44,16 +44,7 @@ impl std::fmt::Debug for Uint8Weights {
 
 /// Whether this CPU has the fast path (AVX-512 VNNI).
 pub(crate) fn fast_path_available() -> bool {
-    #[cfg(target_arch = "x86_64")]
-    {
-        std::is_x86_feature_detected!("avx512f")
-            && std::is_x86_feature_detected!("avx512bw")
-            && std::is_x86_feature_detected!("avx512vnni")
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    {
-        false
-    }
+    Isa::Avx512Vnni.available()
 }
 
 impl Uint8Weights {
@@ -140,61 +131,25 @@ impl Uint8Weights {
             // SAFETY: block b writes only its own columns of y.
             unsafe { op.block_portable(b, out) }
         };
-        let blocks = self.n.div_ceil(BLOCK);
-        match pool {
-            Some(pool) if blocks > 1 => {
-                pool.install(|| (0..blocks).into_par_iter().for_each(block))
-            }
-            _ => (0..blocks).for_each(block),
-        }
+        for_each_block(self.n.div_ceil(BLOCK), pool, block);
     }
 
-    /// Rows of `x` as u8 (`m × k4`, zero-point 128, padded with it), and each row's scale. A row
-    /// with a non-finite value gets a NaN scale, so its outputs are NaN as in f32.
+    /// Rows of `x` as u8 (`m × k4`, zero-point 128, padded with it), and each row's scale.
     fn quantise(&self, fast: bool, x: &[f32], m: usize) -> (Vec<u8>, Vec<f32>) {
-        use super::int16::{Isa, abs_max};
         let isa = if fast { Isa::Avx512Vnni } else { Isa::Portable };
-        let mut a = vec![ZERO as u8; m * self.k4];
-        let mut scales = vec![0f32; m];
-        for (row, (q, scale)) in a
-            .chunks_exact_mut(self.k4)
-            .zip(scales.iter_mut())
-            .enumerate()
-        {
-            let x = &x[row * self.k..(row + 1) * self.k];
-            let amax = abs_max(isa, x);
-            if !amax.is_finite() {
-                *scale = f32::NAN;
-                continue;
-            }
-            if amax == 0.0 {
-                continue;
-            }
-            let inv = 127.0 / amax;
-            *scale = amax / 127.0;
+        let shape = (m, self.k, self.k4);
+        quantise_rows(isa, x, shape, 127.0, ZERO as u8, |x, inv, q| {
             #[cfg(target_arch = "x86_64")]
             if fast {
                 // SAFETY: `fast` is only set where AVX-512 is available (checked in `run`).
-                unsafe { x86::quantise_row(x, inv, q) };
-                continue;
+                return unsafe { x86::quantise_row(x, inv, q) };
             }
             for (q, v) in q.iter_mut().zip(x) {
                 *q = ((v * inv).round_ties_even() as i32 + ZERO) as u8;
             }
-        }
-        (a, scales)
+        })
     }
 }
-
-/// Where block tasks write; each writes disjoint columns.
-#[derive(Clone, Copy)]
-struct Output {
-    y: *mut f32,
-    n: usize,
-}
-// SAFETY: tasks write disjoint columns of one live `y`, borrowed for the whole `run`.
-unsafe impl Send for Output {}
-unsafe impl Sync for Output {}
 
 struct Operands<'a> {
     w: &'a Uint8Weights,
@@ -255,6 +210,7 @@ impl Operands<'_> {
 
 #[cfg(target_arch = "x86_64")]
 mod x86 {
+    use super::super::int16::lanes_below;
     use super::{BLOCK, Operands, Output, ROWS, ZERO};
     use std::arch::x86_64::*;
 
@@ -269,11 +225,7 @@ mod x86 {
         let zero = _mm512_set1_epi32(ZERO);
         let mut i = 0;
         while i < k {
-            let mask: __mmask16 = if k - i >= 16 {
-                0xffff
-            } else {
-                (1u16 << (k - i)) - 1
-            };
+            let mask: __mmask16 = lanes_below(i, k);
             // SAFETY: the mask keeps loads and stores within the first k elements.
             unsafe {
                 let v = _mm512_maskz_loadu_ps(mask, x.as_ptr().add(i));
@@ -325,11 +277,7 @@ mod x86 {
                 if col >= w.n {
                     break;
                 }
-                let mask: __mmask16 = if w.n - col >= 16 {
-                    0xffff
-                } else {
-                    (1u16 << (w.n - col)) - 1
-                };
+                let mask: __mmask16 = lanes_below(col, w.n);
                 // SAFETY: masked to columns below n of row < m; this task's columns. The same
                 // operations in the same order as `Operands::value`.
                 unsafe {

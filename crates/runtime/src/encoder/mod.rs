@@ -243,30 +243,19 @@ fn optimise(model: &mut TypedModel, precision: Precision) -> TractResult<GraphRe
 impl EncoderGraph {
     /// Parses an encoder's ONNX bytes, checks that its inputs and output are a BERT-style
     /// encoder's (`[batch, sequence, hidden]` token states), folds dequantisation and applies
-    /// the rewrites. `origin` names the file in errors.
-    pub fn load(
-        bytes: &[u8],
+    /// the rewrites. `origin` names the file in errors. Owned bytes (`Vec<u8>`) are freed as
+    /// soon as they are decoded, so peak memory is the decoded graph and tract's copy of it,
+    /// not the file as well.
+    pub fn load<'a>(
+        bytes: impl Into<std::borrow::Cow<'a, [u8]>>,
         origin: &str,
         hidden: usize,
         plan_shapes: PlanShapes,
         precision: Precision,
     ) -> Result<Self, RuntimeError> {
+        let bytes = bytes.into();
         crate::catching(origin, "load", || {
-            Self::load_unguarded(bytes.into(), origin, hidden, plan_shapes, precision)
-        })
-    }
-
-    /// As [`load`](Self::load), freeing the file's bytes as soon as they are decoded: peak
-    /// memory is then the decoded graph and tract's copy of it, not the file as well.
-    pub fn load_owned(
-        bytes: Vec<u8>,
-        origin: &str,
-        hidden: usize,
-        plan_shapes: PlanShapes,
-        precision: Precision,
-    ) -> Result<Self, RuntimeError> {
-        crate::catching(origin, "load", || {
-            Self::load_unguarded(bytes.into(), origin, hidden, plan_shapes, precision)
+            Self::load_unguarded(bytes, origin, hidden, plan_shapes, precision)
         })
     }
 
@@ -589,7 +578,7 @@ mod tests {
     #[test]
     fn garbage_is_a_decode_error_naming_the_file() {
         let err = EncoderGraph::load(
-            b"not onnx",
+            &b"not onnx"[..],
             "enc/model.onnx",
             384,
             PlanShapes::Symbolic,
