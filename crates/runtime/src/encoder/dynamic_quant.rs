@@ -117,7 +117,7 @@ pub(crate) fn float_dynamic_matmuls(model: &mut pb::ModelProto) -> usize {
         let (Ok(k), Ok(n)) = (usize::try_from(k), usize::try_from(n)) else {
             continue;
         };
-        let Some(q) = integers(w).filter(|q| q.len() == k * n) else {
+        let Some(q) = integers(w).filter(|q| k.checked_mul(n) == Some(q.len())) else {
             continue;
         };
         let zero = match m.input.get(3).filter(|z| !z.is_empty()) {
