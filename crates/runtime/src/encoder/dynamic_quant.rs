@@ -8,8 +8,8 @@
 //!
 //! [`float_dynamic_matmuls`] rewrites each as `MatMul(x, (W_q - W_zero) * W_scale)`, the weight
 //! named with [`DYNAMIC_U8_WEIGHTS`]: the file's int8 weights, exactly. The projection rewrite
-//! then runs it on [`super::int8`]'s kernel with activations rounded to 8 bits per token (not
-//! per tensor, as the file asks) where the CPU has AVX-512 VNNI, on the 16-bit kernels
+//! then runs it on [`super::int8`]'s kernel with activations rounded to 8 bits per token
+//! (symmetric; the file asks for per tensor, asymmetric) where the CPU has AVX-512 VNNI, on the 16-bit kernels
 //! elsewhere, and in f32 in the exact mode. The conformance suite states how far each is from
 //! onnxruntime running the same file, and from the f32 model.
 

@@ -2,8 +2,9 @@
 //! `quantize_dynamic` output (`DynamicQuantizeLinear` + `MatMulInteger`), whose activations are
 //! rounded to u8 per tensor at run time.
 //!
-//! Here they are rounded per token instead (`s = max|x| / 127`, stored as `round(x / s) + 128`),
-//! which is never coarser than the file's per-tensor step, and `vpdpbusd` multiplies four u8
+//! Here they are rounded per token instead, symmetrically (`s = max|x| / 127`, stored as
+//! `round(x / s) + 128`): measured about as accurate as the file's per-tensor asymmetric
+//! rounding (see the conformance suite). `vpdpbusd` multiplies four u8
 //! activations by four int8 weights per lane: twice the rate of [`super::int16`]. The sums are
 //! exact: `Σ (xq - 128)·w = Σ xq·w - 128·Σ w`, with `Σ w` per feature computed at load. Only the
 //! AVX-512 VNNI path is fast; a portable path gives the same bits for tests and other CPUs
