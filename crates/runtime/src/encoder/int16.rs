@@ -135,10 +135,10 @@ pub(crate) fn int8_grid(w: &[f32], k: usize, n: usize) -> Option<(Vec<f32>, Vec<
 }
 
 impl Int16Weights {
-    /// The weights `w` as [`int8_grid`] finds them; `None` for other (f32) weights.
-    pub(crate) fn from_int8_grid(w: &[f32], k: usize, n: usize) -> Option<Int16Weights> {
-        let (scales, q) = int8_grid(w, k, n)?;
-        Some(Self::pack(&q, k, n, scales, 127))
+    /// Int8 values `q` (`k × n`, row-major) with a scale per column, as [`int8_grid`] finds
+    /// them.
+    pub(crate) fn from_int8(q: &[i8], k: usize, n: usize, scales: Vec<f32>) -> Int16Weights {
+        Self::pack(q, k, n, scales, 127)
     }
 
     /// f32 weights `w` (`k × n`, row-major) rounded to integers of at most `wmax` in magnitude,
@@ -664,6 +664,12 @@ mod x86 {
 mod tests {
     use super::*;
 
+    /// The weights `w` as [`int8_grid`] finds them; `None` for other (f32) weights.
+    fn from_int8_grid(w: &[f32], k: usize, n: usize) -> Option<Int16Weights> {
+        let (scales, q) = int8_grid(w, k, n)?;
+        Some(Int16Weights::from_int8(&q, k, n, scales))
+    }
+
     /// Deterministic values in [-1, 1).
     fn values(len: usize, seed: u64) -> Vec<f32> {
         let mut s = seed
@@ -709,8 +715,8 @@ mod tests {
     #[test]
     fn f32_weights_are_not_taken_for_a_grid() {
         let w = values(64 * 8, 3);
-        assert!(Int16Weights::from_int8_grid(&w, 64, 8).is_none());
-        assert!(Int16Weights::from_int8_grid(&grid(64, 8), 64, 8).is_some());
+        assert!(from_int8_grid(&w, 64, 8).is_none());
+        assert!(from_int8_grid(&grid(64, 8), 64, 8).is_some());
     }
 
     /// f32 weights rounded per column: each within half a step of its value, and the product
@@ -755,7 +761,7 @@ mod tests {
             .map(|v| (v * 90.0).round() * step)
             .collect();
         w[3] = -127.0 * step;
-        let weights = Int16Weights::from_int8_grid(&w, k, n).unwrap();
+        let weights = from_int8_grid(&w, k, n).unwrap();
         assert!(weights.scales.iter().all(|&s| s == weights.scales[0]));
         let x = values(k, 5);
         let mut y = vec![0f32; n];
@@ -769,7 +775,7 @@ mod tests {
         }
         // Off the grid by one part in 10^5 in one place: not a grid.
         w[10] *= 1.00001;
-        assert!(Int16Weights::from_int8_grid(&w, k, n).is_none());
+        assert!(from_int8_grid(&w, k, n).is_none());
     }
 
     #[test]
@@ -787,7 +793,7 @@ mod tests {
             (20, 384, 384),
         ] {
             let w = grid(k, n);
-            let weights = Int16Weights::from_int8_grid(&w, k, n).unwrap();
+            let weights = from_int8_grid(&w, k, n).unwrap();
             let x = values(m * k, m as u64);
             let bias = values(n, 11);
             let residual = values(m * n, 13);
@@ -831,7 +837,7 @@ mod tests {
         let (m, k, n) = (3, 1536, 16);
         let s = 0.5f32;
         let w = vec![127.0 * s; k * n];
-        let weights = Int16Weights::from_int8_grid(&w, k, n).unwrap();
+        let weights = from_int8_grid(&w, k, n).unwrap();
         let x = vec![-1.0f32; m * k];
         for isa in Isa::all().into_iter().filter(|i| i.available()) {
             let mut y = vec![0f32; m * n];
@@ -848,7 +854,7 @@ mod tests {
     #[test]
     fn a_row_with_nan_gives_nan_and_zero_rows_give_the_bias() {
         let (m, k, n) = (3, 8, 4);
-        let weights = Int16Weights::from_int8_grid(&grid(k, n), k, n).unwrap();
+        let weights = from_int8_grid(&grid(k, n), k, n).unwrap();
         let mut x = vec![0f32; m * k];
         x[k + 2] = f32::NAN;
         x[2 * k] = 1.0;

@@ -331,18 +331,19 @@ fn match_linear(
         Precision::Int16 => {
             let w = matrix.try_as_plain_ram()?;
             let w = w.as_slice::<f32>()?;
+            let int16 = |weights| Weights::Int16 {
+                weights: Arc::new(weights),
+                isa: Isa::detect(),
+            };
+            // The grid is searched once; its values serve whichever kernel runs them.
             match int8_grid(w, k, n) {
                 Some((scales, q)) if asks_u8 && super::int8::fast_path_available() => {
                     Some(Weights::Uint8 {
                         weights: Arc::new(Uint8Weights::new(&q, k, n, scales)),
                     })
                 }
-                _ => Int16Weights::from_int8_grid(w, k, n)
-                    .or_else(|| Int16Weights::from_f32(w, k, n, F32_WEIGHT_RANGE))
-                    .map(|weights| Weights::Int16 {
-                        weights: Arc::new(weights),
-                        isa: Isa::detect(),
-                    }),
+                Some((scales, q)) => Some(int16(Int16Weights::from_int8(&q, k, n, scales))),
+                None => Int16Weights::from_f32(w, k, n, F32_WEIGHT_RANGE).map(int16),
             }
         }
         Precision::F32 => None,
