@@ -157,6 +157,7 @@ fn the_quantized_export_matches_onnxruntime_on_itself_and_is_closer_to_f32() {
     };
     // What onnxruntime's own 8-bit activations cost against the f32 model.
     let ort_cost = min_cosine(ort_quantized.data());
+    let mut ids = vec![];
     for precision in [Precision::Int16, Precision::F32] {
         let encoder = load("onnx/model_quantized.onnx", PlanShapes::Symbolic, precision);
         let rewrites = encoder.rewrites();
@@ -185,7 +186,10 @@ fn the_quantized_export_matches_onnxruntime_on_itself_and_is_closer_to_f32() {
             "quantized {precision:?} against the f32 model: min cosine {ours:.8} (onnxruntime on the quantized file: {ort_cost:.8})"
         );
         assert!(ours > ort_cost, "{precision:?}: {ours} against {ort_cost}");
+        ids.push(encoder.embeddings_id());
     }
+    // Caches keyed on it never mix the integer and the f32 embeddings.
+    assert_ne!(ids[0], ids[1]);
 }
 
 /// onnxruntime on the quantized file is up to 2.2e-3 from the f32 model on these texts, per

@@ -416,14 +416,18 @@ impl Encoder {
     }
 
     /// What identifies the embeddings this encoder produces: the [`fingerprint`](Self::fingerprint),
-    /// plus the precision where it changes them (integer projections differ from f32 in the
-    /// fourth decimal). Caches of embeddings are keyed on it.
+    /// plus the precision where it changes them (16-bit and 8-bit integer projections differ
+    /// from f32 in the fourth decimal). Caches of embeddings are keyed on it.
     pub fn embeddings_id(&self) -> String {
-        if self.graph.rewrites().int16 > 0 {
-            format!("{}-int16", self.fingerprint)
-        } else {
-            self.fingerprint.clone()
+        let rewrites = self.graph.rewrites();
+        let mut id = self.fingerprint.clone();
+        if rewrites.int16 > 0 {
+            id.push_str("-int16");
         }
+        if rewrites.uint8 > 0 {
+            id.push_str("-u8");
+        }
+        id
     }
 
     /// Tokenizes one text as the encoder will: special tokens added, truncated to
