@@ -173,6 +173,19 @@ fn einsum_layout(op: &EinSum, a: &Layout, b: &Layout) -> Option<(Layout, Vec<Ato
     Some((Layout(out.into_iter().collect::<Option<Vec<_>>>()?), summed))
 }
 
+/// `node` as the q·k product, or that product times a scalar of the same shape: the product's
+/// node and the scale. A scale on the product (`scores / √d`, as transformers 4.x and optimum
+/// export it) is a scale on q: (c·q)·k = c·(q·k) up to rounding.
+fn scaled_product<'m>(model: &'m TypedModel, node: &'m TypedNode) -> Option<(&'m TypedNode, f32)> {
+    if node.op_is::<EinSum>() {
+        return Some((node, 1.0));
+    }
+    let (x, c) = bin_with_const::<Mul>(model, node)?;
+    let product = model.node(x.node);
+    let same_shape = model.outlet_fact(x).ok()?.shape == node.outputs[0].fact.shape;
+    (product.op_is::<EinSum>() && same_shape).then_some((product, c))
+}
+
 /// Replaces every matched attention block; returns how many.
 pub(crate) fn fuse_attention(model: &mut TypedModel) -> TractResult<usize> {
     let mut patches = vec![];
@@ -207,12 +220,7 @@ fn match_block(model: &TypedModel, softmax: &TypedNode) -> TractResult<Option<Ty
     {
         let (l, r) = (scores.inputs[0], scores.inputs[1]);
         // The product, maybe scaled, is one side; the bias the other.
-        let is_product = |o: OutletId| {
-            let node = model.node(o.node);
-            node.op_is::<EinSum>()
-                || bin_with_const::<Mul>(model, node)
-                    .is_some_and(|(x, _)| model.node(x.node).op_is::<EinSum>())
-        };
+        let is_product = |o: OutletId| scaled_product(model, model.node(o.node)).is_some();
         let (qk, b) = if is_product(l) { (l, r) } else { (r, l) };
         let b_fact = model.outlet_fact(b)?;
         if b_fact.datum_type != f32::datum_type()
@@ -225,16 +233,9 @@ fn match_block(model: &TypedModel, softmax: &TypedNode) -> TractResult<Option<Ty
         bias = Some(b);
         scores = model.node(qk.node);
     }
-    // A scalar scale on the product (`scores / √d`, as transformers 4.x and optimum export
-    // it) is a scale on q: (c·q)·k = c·(q·k) up to rounding.
-    let mut scores_scale = 1f32;
-    if let Some((x, c)) = bin_with_const::<Mul>(model, scores)
-        && model.node(x.node).op_is::<EinSum>()
-        && model.outlet_fact(x)?.shape == scores_fact.shape
-    {
-        scores_scale = c;
-        scores = model.node(x.node);
-    }
+    let Some((scores, scores_scale)) = scaled_product(model, scores) else {
+        return Ok(None);
+    };
     let Some(qk_op) = scores.op_as::<EinSum>() else {
         return Ok(None);
     };
