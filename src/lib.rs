@@ -20,10 +20,11 @@
 #![forbid(unsafe_code)]
 
 use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
 
 pub use emotions_encoder::{
-    Architecture, Encoder, EncoderFiles, EncoderOptions, GraphRewrites, PlanShapes, Pooling,
-    Precision, set_threads,
+    Architecture, Encoder, EncoderAdapter, EncoderFiles, EncoderOptions, GraphRewrites, PlanShapes,
+    Pooling, Precision, set_threads,
 };
 pub use emotions_labels::{DecisionPolicy, LABELS, NUM_LABELS, Prediction, Thresholds};
 pub use emotions_runtime::{Head, HeadInfo, limit_heap_arenas, release_free_memory};
@@ -36,6 +37,17 @@ pub mod defaults {
     pub const HEAD_THRESHOLDS_JSON: &str = include_str!("../models/head/thresholds.json");
     /// What the default head is, for `--help` and `/labels`.
     pub const HEAD_DESCRIPTION: &str = "L2 logistic regression per label (C=1) on all-MiniLM-L6-v2 embeddings of the go_emotions train split; thresholds tuned on dev + out-of-fold train";
+    /// The default text classifier: a head over the compiled-in encoder with a low-rank adapter
+    /// merged into it, fine-tuned on go_emotions train (see `models/tuned/README.md`). Text goes
+    /// through it by default; embeddings given as input go to [`HEAD_ONNX`], which takes the
+    /// plain encoder's embeddings that `emotions embed` writes.
+    pub const TUNED_HEAD_ONNX: &[u8] = include_bytes!("../models/tuned/head.onnx");
+    /// The tuned head's thresholds.
+    pub const TUNED_THRESHOLDS_JSON: &str = include_str!("../models/tuned/thresholds.json");
+    /// The tuned head's encoder adapter.
+    pub static TUNED_ADAPTER: &[u8] = include_bytes!("../models/tuned/adapter.safetensors");
+    /// What the tuned model is, for `--help` and `/labels`.
+    pub const TUNED_DESCRIPTION: &str = "all-MiniLM-L6-v2 with LoRA adapters and a linear head, fine-tuned together on the go_emotions train split; epoch and thresholds chosen on dev";
     /// The model card's thresholds (the top-level `thresholds.json`), used with heads that ship
     /// none of their own.
     pub const CARD_THRESHOLDS_JSON: &str = include_str!("../thresholds.json");
@@ -83,6 +95,9 @@ pub enum Error {
     },
     #[error("this classifier was built without an encoder; it classifies embeddings only")]
     NoEncoder,
+    /// A head and an encoder adapter that do not belong together.
+    #[error("{0}")]
+    Adapter(String),
 }
 
 impl Error {
@@ -149,6 +164,7 @@ pub struct ClassifierBuilder {
     encoder: EncoderChoice,
     encoder_options: EncoderOptions,
     head_threads: Option<usize>,
+    default_head_for: Option<EncoderChoice>,
 }
 
 impl Default for ClassifierBuilder {
@@ -160,8 +176,33 @@ impl Default for ClassifierBuilder {
             encoder: EncoderChoice::Default,
             encoder_options: Default::default(),
             head_threads: None,
+            default_head_for: None,
         }
     }
+}
+
+/// The adapter file a head file may have beside it.
+pub const ADAPTER_FILE: &str = "adapter.safetensors";
+
+/// Loads the encoder `choice` names, with `adapter` merged into it; `None` for
+/// [`EncoderChoice::None`].
+pub fn load_encoder(
+    choice: &EncoderChoice,
+    options: EncoderOptions,
+    adapter: Option<&EncoderAdapter>,
+) -> Result<Option<Encoder>, Error> {
+    Ok(Some(match choice {
+        EncoderChoice::None => return Ok(None),
+        EncoderChoice::Default => {
+            Encoder::from_files_adapted(defaults::encoder_files(), options, adapter)?
+        }
+        EncoderChoice::Dir(dir) => {
+            Encoder::from_dir_file_adapted(dir, None::<&Path>, options, adapter)?
+        }
+        EncoderChoice::DirFile { dir, onnx } => {
+            Encoder::from_dir_file_adapted(dir, Some(onnx), options, adapter)?
+        }
+    }))
 }
 
 impl ClassifierBuilder {
@@ -208,6 +249,14 @@ impl ClassifierBuilder {
         self
     }
 
+    /// Which default head to use when none is given, as if texts came through this encoder:
+    /// the tuned head for the compiled-in encoder, the plain one otherwise. By default the
+    /// builder's own encoder decides; `eval` and `tune`, which embed separately, say which.
+    pub fn default_head_for(mut self, encoder: EncoderChoice) -> Self {
+        self.default_head_for = Some(encoder);
+        self
+    }
+
     /// Threads a large batch of embeddings is scored on (default: the number of cores).
     pub fn head_threads(mut self, threads: usize) -> Self {
         self.head_threads = Some(threads);
@@ -217,19 +266,27 @@ impl ClassifierBuilder {
     /// Loads the head and encoder, reads thresholds, validates the policy, and checks that the
     /// encoder fits the head.
     pub fn build(self) -> Result<Classifier, Error> {
-        let encoder = match &self.encoder {
-            EncoderChoice::None => None,
-            EncoderChoice::Default => Some(Encoder::from_files_with(
-                defaults::encoder_files(),
-                self.encoder_options,
+        let tuned = matches!(self.head, HeadSource::Default)
+            && matches!(
+                self.default_head_for.as_ref().unwrap_or(&self.encoder),
+                EncoderChoice::Default
+            );
+        let adapter = match &self.head {
+            HeadSource::Default if tuned => Some(EncoderAdapter::from_bytes(
+                defaults::TUNED_ADAPTER,
+                "<embedded adapter>",
             )?),
-            EncoderChoice::Dir(dir) => Some(Encoder::from_dir_with(dir, self.encoder_options)?),
-            EncoderChoice::DirFile { dir, onnx } => Some(Encoder::from_dir_file_with(
-                dir,
-                Some(onnx),
-                self.encoder_options,
-            )?),
+            HeadSource::Path(path) => {
+                let beside = path.parent().unwrap_or(Path::new(".")).join(ADAPTER_FILE);
+                if beside.is_file() {
+                    Some(EncoderAdapter::from_file(&beside)?)
+                } else {
+                    None
+                }
+            }
+            _ => None,
         };
+        let encoder = load_encoder(&self.encoder, self.encoder_options, adapter.as_ref())?;
         // With an encoder the head must take its width; without one, any width the file declares.
         let width = encoder.as_ref().map(Encoder::dim);
         let threads = self.head_threads;
@@ -241,6 +298,17 @@ impl ClassifierBuilder {
             }
         };
         let (head, beside) = match &self.head {
+            HeadSource::Default if tuned => (
+                configured(Head::builder_from_bytes(
+                    defaults::TUNED_HEAD_ONNX,
+                    "<embedded tuned head>",
+                ))
+                .build()?,
+                Some(Thresholds::from_json_str(
+                    defaults::TUNED_THRESHOLDS_JSON,
+                    "<embedded tuned thresholds>",
+                )?),
+            ),
             HeadSource::Default => (
                 configured(Head::builder_from_bytes(
                     defaults::HEAD_ONNX,
@@ -278,6 +346,7 @@ impl ClassifierBuilder {
                 },
             }),
         };
+        check_adapter(head.info(), adapter.as_ref())?;
         let mut warnings = Vec::new();
         if let Some(enc) = &encoder {
             warnings.extend(enc.warnings().iter().cloned());
@@ -295,7 +364,36 @@ impl ClassifierBuilder {
             policy,
             encoder,
             warnings,
+            plain: OnceLock::new(),
+            plain_spec: adapter
+                .is_some()
+                .then(|| (self.encoder.clone(), self.encoder_options)),
+            adapter,
         })
+    }
+}
+
+/// A head that records an adapter (`adapter` in its metadata: the adapter's hash) needs that
+/// adapter, and an adapter beside a head needs a head that records it.
+fn check_adapter(head: &HeadInfo, adapter: Option<&EncoderAdapter>) -> Result<(), Error> {
+    match (head.metadata.get("adapter"), adapter) {
+        (None, None) => Ok(()),
+        (Some(h), Some(a)) if h == a.hash() => Ok(()),
+        (Some(h), Some(a)) => Err(Error::Adapter(format!(
+            "{}: the head was trained with encoder adapter {h}, but {} is adapter {}",
+            head.origin,
+            a.origin(),
+            a.hash()
+        ))),
+        (Some(h), None) => Err(Error::Adapter(format!(
+            "{}: the head was trained with encoder adapter {h}; put its {ADAPTER_FILE} beside it",
+            head.origin
+        ))),
+        (None, Some(a)) => Err(Error::Adapter(format!(
+            "{}: {} is beside the head, but the head records no adapter: was it trained on the plain encoder?",
+            head.origin,
+            a.origin()
+        ))),
     }
 }
 
@@ -376,6 +474,11 @@ pub struct Classifier {
     policy: DecisionPolicy,
     encoder: Option<Encoder>,
     warnings: Vec<String>,
+    /// The adapter merged into `encoder`, which the head needs.
+    adapter: Option<EncoderAdapter>,
+    /// With an adapter: the plain encoder for [`Classifier::embed`], loaded when first asked.
+    plain: OnceLock<Encoder>,
+    plain_spec: Option<(EncoderChoice, EncoderOptions)>,
 }
 
 impl Classifier {
@@ -415,17 +518,37 @@ impl Classifier {
         self.encoder.as_ref()
     }
 
-    /// Sentence embeddings of texts, `texts.len() * input_dim()` values.
-    pub fn embed<S: AsRef<str>>(&self, texts: &[S]) -> Result<Vec<f32>, Error> {
-        Ok(self
-            .encoder
-            .as_ref()
-            .ok_or(Error::NoEncoder)?
-            .embed(texts)?)
+    /// The encoder adapter the head needs, merged into [`Classifier::encoder`].
+    pub fn adapter(&self) -> Option<&EncoderAdapter> {
+        self.adapter.as_ref()
     }
 
-    /// Sentence embeddings, calling `progress(done)` after each encoder batch.
-    pub fn embed_with_progress<S: AsRef<str>>(
+    /// The plain encoder's sentence embeddings of texts (`texts.len() * dim` values), as
+    /// `emotions embed` writes them: without the head's adapter, loaded on first use when
+    /// there is one.
+    pub fn embed<S: AsRef<str>>(&self, texts: &[S]) -> Result<Vec<f32>, Error> {
+        Ok(self.plain_encoder()?.embed(texts)?)
+    }
+
+    fn plain_encoder(&self) -> Result<&Encoder, Error> {
+        let Some((choice, options)) = &self.plain_spec else {
+            return self.encoder.as_ref().ok_or(Error::NoEncoder);
+        };
+        if let Some(e) = self.plain.get() {
+            return Ok(e);
+        }
+        let loaded = load_encoder(choice, *options, None)?.ok_or(Error::NoEncoder)?;
+        Ok(self.plain.get_or_init(|| loaded))
+    }
+
+    /// What the head scores: the embeddings of texts by the encoder with the head's adapter
+    /// merged (the plain encoder's when it has none), `texts.len() * input_dim()` values.
+    pub fn features<S: AsRef<str>>(&self, texts: &[S]) -> Result<Vec<f32>, Error> {
+        self.features_with_progress(texts, &mut |_| {})
+    }
+
+    /// [`Classifier::features`], calling `progress(done)` after each encoder batch.
+    pub fn features_with_progress<S: AsRef<str>>(
         &self,
         texts: &[S],
         progress: &mut dyn FnMut(usize),
@@ -439,8 +562,8 @@ impl Classifier {
 
     /// One prediction per text.
     pub fn classify_texts<S: AsRef<str>>(&self, texts: &[S]) -> Result<Vec<Prediction>, Error> {
-        let embeddings = self.embed(texts)?;
-        self.classify_embeddings(&embeddings, texts.len())
+        let features = self.features(texts)?;
+        self.classify_embeddings(&features, texts.len())
     }
 
     /// One prediction per embedding row.
@@ -460,6 +583,9 @@ impl emotions_server::Backend for Classifier {
     }
     fn embed(&self, texts: &[String]) -> Result<Vec<f32>, emotions_server::BackendError> {
         Classifier::embed(self, texts).map_err(Error::into_backend)
+    }
+    fn features(&self, texts: &[String]) -> Result<Vec<f32>, emotions_server::BackendError> {
+        Classifier::features(self, texts).map_err(Error::into_backend)
     }
     fn scores(
         &self,

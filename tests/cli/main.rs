@@ -8,4 +8,5 @@ mod serve;
 mod streaming;
 mod texts;
 mod training;
+mod tuned;
 mod util;

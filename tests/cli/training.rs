@@ -265,3 +265,87 @@ fn encoders_with_the_same_folder_name_do_not_share_cached_embeddings() {
     assert_ne!(stdout(&first), stdout(&other));
     assert_eq!(std::fs::read_dir(&cache).unwrap().count(), 2);
 }
+
+#[test]
+fn train_hidden_writes_an_mlp_head_stopped_on_dev() {
+    let s = Scratch::new("mlp");
+    let (train_tsv, _) = head_of_split(&s, "train", 300);
+    let (dev_tsv, _) = head_of_split(&s, "dev", 100);
+    let head = s.path("mlp.onnx");
+    let cache = s.path("cache");
+    let o = run(
+        &[
+            "train",
+            "--split",
+            train_tsv.to_str().unwrap(),
+            "--dev",
+            dev_tsv.to_str().unwrap(),
+            "--hidden",
+            "16",
+            "--max-epochs",
+            "4",
+            "--cache",
+            cache.to_str().unwrap(),
+            "--output",
+            head.to_str().unwrap(),
+        ],
+        None,
+    );
+    let log = stderr(&o);
+    assert!(o.status.success(), "{log}");
+    assert!(log.contains("epoch   4: dev loss"), "{log}");
+    assert!(log.contains("kept epoch"), "{log}");
+    let model = emotions::Head::builder_from_path(&head).build().unwrap();
+    assert!(!model.info().fused, "an MLP is not fused");
+    let meta = &model.info().metadata;
+    assert!(meta["head"].starts_with("MLP, 16 ReLU units"), "{meta:?}");
+    assert!(meta.contains_key("encoder_fingerprint"), "{meta:?}");
+    // It classifies text with the plain encoder.
+    let rows = json_lines(&ok(run(
+        &[
+            "classify",
+            "--model",
+            head.to_str().unwrap(),
+            "--text",
+            "thanks!",
+        ],
+        None,
+    )));
+    assert_eq!(rows[0]["scores"].as_object().unwrap().len(), NUM_LABELS);
+    // --hidden needs --dev, and the MLP flags need --hidden.
+    let needs = |args: &[&str]| {
+        let o = run(args, None);
+        assert!(!o.status.success());
+        stderr(&o)
+    };
+    let t = train_tsv.to_str().unwrap();
+    let out = head.to_str().unwrap();
+    assert!(needs(&["train", "--split", t, "--output", out, "--hidden", "8"]).contains("--dev"));
+    assert!(
+        needs(&[
+            "train",
+            "--split",
+            t,
+            "--output",
+            out,
+            "--learning-rate",
+            "0.1"
+        ])
+        .contains("--hidden")
+    );
+    assert!(
+        needs(&[
+            "train",
+            "--split",
+            t,
+            "--output",
+            out,
+            "--hidden",
+            "8",
+            "--dev",
+            t,
+            "--learning-rate=-1"
+        ])
+        .contains("learning rate")
+    );
+}

@@ -103,6 +103,7 @@ fn every_f32_export_gets_every_rewrite() {
         linear: 12,
         int16: 12,
         uint8: 0,
+        low_rank: 0,
     };
     for (file, _) in F32_EXPORTS {
         let default = load(file, PlanShapes::Symbolic, Precision::default());

@@ -84,6 +84,7 @@ fn every_layer_of_minilm_runs_on_the_fused_ops() {
         // All of them int8 weights: the default runs every one in integers.
         int16: 36,
         uint8: 0,
+        low_rank: 0,
     };
     assert_eq!(encoder().rewrites(), full);
     assert_eq!(

@@ -20,7 +20,7 @@
 
 #![forbid(unsafe_code)]
 
-use emotions_runtime::{EncoderGraph, RuntimeError, TokenRow};
+use emotions_runtime::{EncoderGraph, LoraAdapter, RuntimeError, TokenRow};
 use std::borrow::Cow;
 use std::path::{Path, PathBuf};
 
@@ -99,6 +99,53 @@ fn missing_model_message(dir: &Path) -> String {
             "model.onnx (or onnx/model.onnx); it has {}: choose one with --encoder-file",
             found.join(", ")
         )
+    }
+}
+
+/// A low-rank adapter for an encoder (safetensors, PEFT layout; see
+/// `emotions_runtime::LoraAdapter`), read and checked, to pass to
+/// [`Encoder::from_dir_file_adapted`] or [`Encoder::from_files_adapted`].
+#[derive(Debug, Clone)]
+pub struct EncoderAdapter {
+    origin: String,
+    adapter: LoraAdapter,
+    hash: String,
+}
+
+impl EncoderAdapter {
+    /// Parses adapter bytes; `origin` names them in errors.
+    pub fn from_bytes(bytes: &[u8], origin: &str) -> Result<Self, EncoderError> {
+        Ok(EncoderAdapter {
+            origin: origin.to_string(),
+            adapter: LoraAdapter::from_safetensors(bytes, origin)?,
+            hash: hash_parts(&[bytes]),
+        })
+    }
+
+    /// Reads an adapter file.
+    pub fn from_file(path: impl AsRef<Path>) -> Result<Self, EncoderError> {
+        let path = path.as_ref();
+        let bytes = std::fs::read(path).map_err(|source| EncoderError::Io {
+            path: path.display().to_string(),
+            source,
+        })?;
+        Self::from_bytes(&bytes, &path.display().to_string())
+    }
+
+    /// Where the adapter came from.
+    pub fn origin(&self) -> &str {
+        &self.origin
+    }
+
+    /// 16 hex digits identifying the adapter's bytes; an adapted encoder's fingerprint ends
+    /// with `+` and this.
+    pub fn hash(&self) -> &str {
+        &self.hash
+    }
+
+    /// How many projections it changes.
+    pub fn targets(&self) -> usize {
+        self.adapter.deltas.len()
     }
 }
 
@@ -195,6 +242,19 @@ impl Encoder {
         onnx_file: Option<impl AsRef<Path>>,
         options: EncoderOptions,
     ) -> Result<Self, EncoderError> {
+        Self::from_dir_file_adapted(dir, onnx_file, options, None)
+    }
+
+    /// Loads a sentence-transformers folder, with `onnx_file` (relative to the folder, e.g.
+    /// `onnx/model_quantized.onnx`) as the graph. Without it the graph is `model.onnx`, else
+    /// `onnx/model.onnx`. An `adapter` is merged into the projections' weights; it is part of
+    /// the [`fingerprint`](Self::fingerprint).
+    pub fn from_dir_file_adapted(
+        dir: impl AsRef<Path>,
+        onnx_file: Option<impl AsRef<Path>>,
+        options: EncoderOptions,
+        adapter: Option<&EncoderAdapter>,
+    ) -> Result<Self, EncoderError> {
         let dir = dir.as_ref();
         let shown = dir.display().to_string();
         let need = |rel: &str| -> Result<PathBuf, EncoderError> {
@@ -258,7 +318,7 @@ impl Encoder {
         });
         // The graph takes the model's bytes and frees them once decoded.
         let model = Model::Owned(model_onnx, fingerprint);
-        Self::load_with(files, model, options, Some((dir, &model_rel)))
+        Self::load_with(files, model, options, Some((dir, &model_rel)), adapter)
     }
 
     /// Loads an encoder from files in memory.
@@ -279,7 +339,16 @@ impl Encoder {
         options: EncoderOptions,
         dir: Option<(&Path, &str)>,
     ) -> Result<Self, EncoderError> {
-        Self::load_with(files, Model::InFiles, options, dir)
+        Self::load_with(files, Model::InFiles, options, dir, None)
+    }
+
+    /// [`Encoder::from_files_with`], with a low-rank adapter merged into the projections.
+    pub fn from_files_adapted(
+        files: EncoderFiles<'_>,
+        options: EncoderOptions,
+        adapter: Option<&EncoderAdapter>,
+    ) -> Result<Self, EncoderError> {
+        Self::load_with(files, Model::InFiles, options, None, adapter)
     }
 
     /// `dir` is the folder the files came from and the graph's path in it, for messages.
@@ -288,6 +357,7 @@ impl Encoder {
         model: Model,
         options: EncoderOptions,
         dir: Option<(&Path, &str)>,
+        adapter: Option<&EncoderAdapter>,
     ) -> Result<Self, EncoderError> {
         let at = |f: &str| {
             dir.map_or(format!("{} ({f})", files.name), |(d, _)| {
@@ -308,13 +378,28 @@ impl Encoder {
             Model::InFiles => (Cow::Borrowed(files.model_onnx), fingerprint(&files)),
             Model::Owned(bytes, fingerprint) => (Cow::Owned(bytes), fingerprint),
         };
-        let graph = EncoderGraph::load(
+        let fingerprint = match adapter {
+            Some(a) => format!("{fingerprint}+{}", a.hash),
+            None => fingerprint,
+        };
+        let graph = EncoderGraph::load_adapted(
             bytes,
             &at(graph_file),
             cfg.hidden_size,
             options.plans,
             options.precision,
-        )?;
+            adapter.map(|a| &a.adapter),
+        )
+        .map_err(|e| match (e, adapter) {
+            // A target the graph lacks is the adapter file's fault: name that file.
+            (RuntimeError::Adapter { message, .. }, Some(a)) => {
+                EncoderError::Graph(RuntimeError::Adapter {
+                    origin: format!("{} (for {})", a.origin, at(graph_file)),
+                    message,
+                })
+            }
+            (e, _) => EncoderError::Graph(e),
+        })?;
         let tables = graph.tables();
         // Every id the tokenizer can produce must index the model's token table.
         let vocabulary = tokenizer.get_vocab_size(true);
@@ -658,18 +743,22 @@ impl Tokens {
     }
 }
 
-/// A 64-bit hash of every file that shapes an encoder's embeddings, word by word so that a
-/// 23 MB model takes a few milliseconds.
+/// A 64-bit hash of every file that shapes an encoder's embeddings.
 fn fingerprint(files: &EncoderFiles<'_>) -> String {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    let parts: [&[u8]; 6] = [
+    hash_parts(&[
         files.model_onnx,
         files.tokenizer_json,
         files.config_json.as_bytes(),
         files.sentence_bert_config_json.as_bytes(),
         files.modules_json.as_bytes(),
         files.pooling_config_json.as_bytes(),
-    ];
+    ])
+}
+
+/// 16 hex digits of a 64-bit hash of `parts`, word by word so that a 23 MB model takes a few
+/// milliseconds.
+fn hash_parts(parts: &[&[u8]]) -> String {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
     for part in parts {
         let words = part.chunks(8);
         for word in words.chain([&(part.len() as u64).to_le_bytes()[..]]) {

@@ -46,8 +46,8 @@ mod memory;
 mod signature;
 
 pub use encoder::{
-    EmbeddingTables, EncoderGraph, GraphRewrites, PlanShapes, Precision, TokenRow, set_threads,
-    single_threaded,
+    EmbeddingTables, EncoderGraph, GraphRewrites, LoraAdapter, LowRankDelta, NamedTensor,
+    PlanShapes, Precision, TokenRow, encoder_weights, set_threads, single_threaded,
 };
 pub use memory::{limit_heap_arenas, release_free_memory};
 
@@ -142,6 +142,9 @@ pub enum RuntimeError {
     },
     #[error("cannot export the head: {0}")]
     Export(String),
+    /// A low-rank adapter file that is malformed or does not fit the encoder.
+    #[error("{origin}: {message}")]
+    Adapter { origin: String, message: String },
     #[error("{origin}: refused: {what}")]
     Limit { origin: String, what: String },
     #[error("{origin}: {tensor} holds {found}; weights must be finite")]

@@ -74,8 +74,14 @@ impl BackendError {
 pub trait Backend: Send + Sync + 'static {
     /// Embedding width the head takes.
     fn dim(&self) -> usize;
-    /// Sentence embeddings of texts, `texts.len() * dim()` values.
+    /// Sentence embeddings of texts, `texts.len() * dim()` values: what the embedding
+    /// endpoints return.
     fn embed(&self, texts: &[String]) -> Result<Vec<f32>, BackendError>;
+    /// What the head scores for texts, `texts.len() * dim()` values: the embeddings of an
+    /// encoder adapted to the head, where the head has one.
+    fn features(&self, texts: &[String]) -> Result<Vec<f32>, BackendError> {
+        self.embed(texts)
+    }
     /// Positive scores, `rows * 28`.
     fn scores(&self, embeddings: &[f32], rows: usize) -> Result<Vec<f32>, BackendError>;
     /// Tokens per text after truncation, special tokens included (OpenAI's `usage`).
@@ -134,6 +140,8 @@ impl Default for ServerConfig {
 
 struct Job {
     texts: Vec<String>,
+    /// For the head ([`Backend::features`]) rather than an embedding endpoint.
+    for_head: bool,
     /// Shared by every job of a failed batch.
     reply: oneshot::Sender<Result<Vec<f32>, Arc<BackendError>>>,
 }
@@ -267,33 +275,51 @@ fn run_batcher(mut rx: mpsc::Receiver<Job>, backend: Arc<dyn Backend>, state: Ar
                 Err(_) => break,
             }
         }
-        let texts: Vec<String> = jobs.iter().flat_map(|j| j.texts.iter().cloned()).collect();
-        state.metrics.observe_batch(texts.len());
-        match no_panic(|| backend.embed(&texts)) {
-            Ok(all) if all.len() == texts.len() * dim => {
-                let mut offset = 0;
-                for job in jobs {
-                    let n = job.texts.len();
-                    let _ = job
-                        .reply
-                        .send(Ok(all[offset * dim..(offset + n) * dim].to_vec()));
-                    offset += n;
-                }
+        // Jobs for the head and for the embedding endpoints run as two batches.
+        let (for_head, plain): (Vec<Job>, Vec<Job>) = jobs.into_iter().partition(|j| j.for_head);
+        for (jobs, for_head) in [(for_head, true), (plain, false)] {
+            if !jobs.is_empty() {
+                run_batch(jobs, for_head, &*backend, &state, dim);
             }
-            // One request's texts must not fail the others batched with it: run each alone.
-            _ if jobs.len() > 1 => {
-                for job in jobs {
-                    let result = no_panic(|| backend.embed(&job.texts)).map_err(Arc::new);
-                    let _ = job.reply.send(result);
-                }
+        }
+    }
+}
+
+/// Embeds one batch of jobs in one call, and hands each job its rows.
+fn run_batch(jobs: Vec<Job>, for_head: bool, backend: &dyn Backend, state: &AppState, dim: usize) {
+    let embed = |texts: &[String]| {
+        if for_head {
+            backend.features(texts)
+        } else {
+            backend.embed(texts)
+        }
+    };
+    let texts: Vec<String> = jobs.iter().flat_map(|j| j.texts.iter().cloned()).collect();
+    state.metrics.observe_batch(texts.len());
+    match no_panic(|| embed(&texts)) {
+        Ok(all) if all.len() == texts.len() * dim => {
+            let mut offset = 0;
+            for job in jobs {
+                let n = job.texts.len();
+                let _ = job
+                    .reply
+                    .send(Ok(all[offset * dim..(offset + n) * dim].to_vec()));
+                offset += n;
             }
-            result => {
-                let e = Arc::new(result.err().unwrap_or_else(|| {
-                    BackendError::Model("the encoder returned the wrong number of values".into())
-                }));
-                for job in jobs {
-                    let _ = job.reply.send(Err(e.clone()));
-                }
+        }
+        // One request's texts must not fail the others batched with it: run each alone.
+        _ if jobs.len() > 1 => {
+            for job in jobs {
+                let result = no_panic(|| embed(&job.texts)).map_err(Arc::new);
+                let _ = job.reply.send(result);
+            }
+        }
+        result => {
+            let e = Arc::new(result.err().unwrap_or_else(|| {
+                BackendError::Model("the encoder returned the wrong number of values".into())
+            }));
+            for job in jobs {
+                let _ = job.reply.send(Err(e.clone()));
             }
         }
     }
@@ -472,8 +498,13 @@ where
     }
 }
 
-/// Embeds texts through the micro-batcher, each cut to `max_text_chars` first.
-async fn embed_texts(state: &AppState, texts: Vec<String>) -> Result<Vec<f32>, Response> {
+/// Embeds texts through the micro-batcher, each cut to `max_text_chars` first: for the head
+/// ([`Backend::features`]) or for an embedding endpoint ([`Backend::embed`]).
+async fn embed_texts(
+    state: &AppState,
+    texts: Vec<String>,
+    for_head: bool,
+) -> Result<Vec<f32>, Response> {
     let texts: Vec<String> = texts
         .into_iter()
         .map(|t| truncate_chars(t, state.config.max_text_chars))
@@ -486,7 +517,12 @@ async fn embed_texts(state: &AppState, texts: Vec<String>) -> Result<Vec<f32>, R
         )
     };
     let (reply, wait) = oneshot::channel();
-    if state.batcher.send(Job { texts, reply }).await.is_err() {
+    let job = Job {
+        texts,
+        for_head,
+        reply,
+    };
+    if state.batcher.send(job).await.is_err() {
         return Err(shutting_down());
     }
     match wait.await {
@@ -499,7 +535,7 @@ async fn embed_texts(state: &AppState, texts: Vec<String>) -> Result<Vec<f32>, R
 /// The 28 positive scores of each text, `texts.len() * 28`.
 async fn score_texts(state: &AppState, texts: Vec<String>) -> Result<Vec<f32>, Response> {
     let rows = texts.len();
-    let embeddings = embed_texts(state, texts).await?;
+    let embeddings = embed_texts(state, texts, true).await?;
     no_panic(|| state.backend.scores(&embeddings, rows)).map_err(|e| e.response("model"))
 }
 
@@ -665,7 +701,7 @@ async fn embed_body(state: &AppState, body: &[u8]) -> Result<Response, Response>
         .into_texts("inputs", state.config.max_inputs)
         .map_err(bad_request)?;
     let dim = state.backend.dim();
-    let mut embeddings = embed_texts(state, texts).await?;
+    let mut embeddings = embed_texts(state, texts, false).await?;
     // Rows that are unit-length already stay bit-identical to `emotions embed`.
     if req.normalize && !state.backend.normalizes() {
         normalise_rows(&mut embeddings, dim);
@@ -704,7 +740,7 @@ async fn openai_embeddings(State(state): State<Arc<AppState>>, request: Request)
                 .map_err(|e| e.response("tokenizer"))?
                 .iter()
                 .sum();
-            let embeddings = embed_texts(&state, texts).await?;
+            let embeddings = embed_texts(&state, texts, false).await?;
             let base64 = req.encoding_format == Some(EncodingFormat::Base64);
             let data = embeddings
                 .chunks(dim.max(1))

@@ -1,6 +1,7 @@
 //! Training, export, threshold tuning and evaluation of go_emotions heads.
 //!
 //! - [`fit`]: one L2-regularised logistic regression per label (L-BFGS), the model card's design;
+//! - [`fit_mlp`]: a one-hidden-layer head for all labels (Adam, early stopping on a dev split);
 //! - [`out_of_fold_scores`]: k-fold scores of a training split, for tuning thresholds on rows
 //!   the model did not see;
 //! - [`HeadMetadata`]: what a trained head records about itself, written and read back here;
@@ -16,6 +17,7 @@ mod cv;
 mod logistic;
 mod metadata;
 mod metrics;
+mod mlp;
 
 pub use cache::EmbeddingCache;
 pub use cv::out_of_fold_scores;
@@ -25,6 +27,7 @@ pub use metadata::{HeadMetadata, utc_date};
 pub use metrics::{
     Averages, Evaluation, LabelMetrics, evaluate, label_metrics, threshold_grid, tune_thresholds,
 };
+pub use mlp::{MlpModel, MlpOptions, fit_mlp};
 
 /// Everything training, tuning, caching and evaluating can report.
 #[derive(Debug, thiserror::Error)]

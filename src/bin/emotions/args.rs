@@ -5,7 +5,7 @@
 use anyhow::bail;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use emotions::{EncoderChoice, EncoderOptions, PlanShapes, Precision};
-use emotions_train::{ClassWeight, TrainOptions};
+use emotions_train::{ClassWeight, MlpOptions, TrainOptions};
 use std::path::PathBuf;
 
 /// More threads than this is a typo, and each costs a stack.
@@ -220,6 +220,33 @@ struct TrainArgs {
     /// The encoder name recorded in the head's metadata. Default: the encoder's.
     #[arg(long, value_name = "NAME")]
     encoder_name: Option<String>,
+    /// A hidden layer of N ReLU units (an MLP head, trained with Adam) instead of one logistic
+    /// regression per label. Needs --dev, whose loss stops training.
+    #[arg(long, value_name = "N", requires = "dev",
+          value_parser = clap::value_parser!(u32).range(1..=65536))]
+    hidden: Option<u32>,
+    /// The development split that stops MLP training (the epoch with its lowest loss is kept).
+    #[arg(long, value_name = "FILE.tsv", requires = "hidden")]
+    dev: Option<PathBuf>,
+    /// Precomputed embeddings row-aligned with --dev.
+    #[arg(long, value_name = "FILE", requires = "dev")]
+    dev_embeddings: Option<String>,
+    /// MLP: Adam's learning rate.
+    #[arg(long, value_name = "F", default_value_t = MlpOptions::default().learning_rate, requires = "hidden")]
+    learning_rate: f64,
+    /// MLP: L2 penalty (scikit-learn's alpha).
+    #[arg(long, value_name = "F", default_value_t = MlpOptions::default().alpha, requires = "hidden")]
+    alpha: f64,
+    /// MLP: epochs at most.
+    #[arg(long, value_name = "N", default_value_t = MlpOptions::default().max_epochs as u32,
+          value_parser = clap::value_parser!(u32).range(1..), requires = "hidden")]
+    max_epochs: u32,
+    /// MLP: stop after N epochs without a lower dev loss.
+    #[arg(long, value_name = "N", default_value_t = MlpOptions::default().patience as u32, requires = "hidden")]
+    patience: u32,
+    /// MLP: seed of the initialisation and the batch order.
+    #[arg(long, value_name = "N", default_value_t = MlpOptions::default().seed, requires = "hidden")]
+    seed: u64,
 }
 
 #[derive(Args)]
@@ -389,6 +416,8 @@ pub struct TrainPlan {
     pub encoder: EncoderSpec,
     pub output: PathBuf,
     pub options: TrainOptions,
+    /// An MLP head instead, stopped early on this development split.
+    pub mlp: Option<(MlpOptions, SplitSpec)>,
     /// Recorded in the head's metadata; `None` for the encoder's own name.
     pub encoder_name: Option<String>,
 }
@@ -480,11 +509,34 @@ impl HiArgs {
                 if !(a.tol.is_finite() && a.tol >= 0.0) {
                     bail!("--tol: must be a finite number >= 0, found {}", a.tol);
                 }
+                let mlp = match (a.hidden, a.dev) {
+                    (Some(hidden), Some(dev)) => {
+                        let mlp = MlpOptions {
+                            hidden: hidden as usize,
+                            learning_rate: a.learning_rate,
+                            alpha: a.alpha,
+                            max_epochs: a.max_epochs as usize,
+                            patience: a.patience as usize,
+                            seed: a.seed,
+                            jobs: options.jobs,
+                            ..Default::default()
+                        };
+                        mlp.validate()?;
+                        let dev = SplitSpec {
+                            split: dev,
+                            embeddings: a.dev_embeddings,
+                            cache: a.data.cache.clone(),
+                        };
+                        Some((mlp, dev))
+                    }
+                    _ => None,
+                };
                 HiArgs::Train(TrainPlan {
                     encoder: a.data.encoder.spec(),
                     data: a.data.spec(),
                     output: a.output,
                     options,
+                    mlp,
                     encoder_name: a.encoder_name,
                 })
             }

@@ -35,8 +35,8 @@ pub fn classify(plan: ClassifyPlan) -> anyhow::Result<()> {
             move || text_rows(texts),
             plan.stream,
             |texts: Vec<String>, lines| {
-                let embeddings = classifier.embed(&texts).map_err(|e| at_line(e, lines))?;
-                let scores = classifier.scores(&embeddings, texts.len())?;
+                let features = classifier.features(&texts).map_err(|e| at_line(e, lines))?;
+                let scores = classifier.scores(&features, texts.len())?;
                 sink.write_predictions(&classifier, &scores)
             },
         ),
@@ -45,7 +45,7 @@ pub fn classify(plan: ClassifyPlan) -> anyhow::Result<()> {
 }
 
 pub fn embed(plan: EmbedPlan) -> anyhow::Result<()> {
-    let Some(encoder) = load::encoder(&plan.encoder)? else {
+    let Some(encoder) = load::encoder(&plan.encoder, None)? else {
         anyhow::bail!("embed needs an encoder");
     };
     let dim = encoder.dim();

@@ -4,26 +4,23 @@
 use crate::args::{EncoderSpec, HeadSpec, SplitSpec};
 use crate::output::with_progress;
 use anyhow::{Context, bail};
-use emotions::{Classifier, Encoder, EncoderChoice, NUM_LABELS, Thresholds};
+use emotions::{Classifier, Encoder, EncoderAdapter, EncoderChoice, NUM_LABELS, Thresholds};
 use emotions_train::EmbeddingCache;
 use std::path::PathBuf;
 
-/// The encoder a spec names; `None` when it names none.
-pub fn encoder(spec: &EncoderSpec) -> anyhow::Result<Option<Encoder>> {
+/// The encoder a spec names, with `adapter` merged; `None` when it names none.
+pub fn encoder(
+    spec: &EncoderSpec,
+    adapter: Option<&EncoderAdapter>,
+) -> anyhow::Result<Option<Encoder>> {
     // A lone batch splits its matrix products across the threads; many batches run one per
     // worker instead.
     emotions::set_threads(spec.threads);
-    let encoder = match &spec.choice {
-        EncoderChoice::None => return Ok(None),
-        EncoderChoice::Default => {
-            Encoder::from_files_with(emotions::defaults::encoder_files(), spec.options)
-        }
-        EncoderChoice::Dir(dir) => Encoder::from_dir_with(dir, spec.options),
-        EncoderChoice::DirFile { dir, onnx } => {
-            Encoder::from_dir_file_with(dir, Some(onnx), spec.options)
-        }
+    let Some(encoder) = emotions::load_encoder(&spec.choice, spec.options, adapter)
+        .context("loading the encoder")?
+    else {
+        return Ok(None);
     };
-    let encoder = encoder.context("loading the encoder")?;
     for w in encoder.warnings() {
         eprintln!("emotions: warning: {w}");
     }
@@ -58,8 +55,19 @@ pub fn encoder_name(spec: &EncoderSpec) -> String {
 
 /// A classifier; its warnings go to stderr.
 pub fn classifier(head: &HeadSpec, encoder: &EncoderSpec) -> anyhow::Result<Classifier> {
+    scoring_classifier(head, encoder, encoder)
+}
+
+/// A classifier with `encoder`, whose default head is the one texts embedded by
+/// `embedded_by` get (`eval` and `tune` embed splits themselves, with the classifier's adapter).
+pub fn scoring_classifier(
+    head: &HeadSpec,
+    encoder: &EncoderSpec,
+    embedded_by: &EncoderSpec,
+) -> anyhow::Result<Classifier> {
     emotions::set_threads(encoder.threads);
     let mut builder = Classifier::builder()
+        .default_head_for(embedded_by.choice.clone())
         .encoder(encoder.choice.clone())
         .encoder_options(encoder.options)
         .head_threads(encoder.threads);
@@ -96,8 +104,12 @@ pub struct Split {
 }
 
 /// Reads a split, and its embeddings from the file given, else from the cache, else from the
-/// encoder (then cached).
-pub fn split(spec: &SplitSpec, encoder_spec: &EncoderSpec) -> anyhow::Result<Split> {
+/// encoder with `adapter` merged (then cached).
+pub fn split(
+    spec: &SplitSpec,
+    encoder_spec: &EncoderSpec,
+    adapter: Option<&EncoderAdapter>,
+) -> anyhow::Result<Split> {
     let examples = emotions_io::read_go_emotions(&spec.split, NUM_LABELS)?;
     let texts: Vec<String> = examples.iter().map(|e| e.text.clone()).collect();
     let mut gold = vec![false; examples.len() * NUM_LABELS];
@@ -120,7 +132,7 @@ pub fn split(spec: &SplitSpec, encoder_spec: &EncoderSpec) -> anyhow::Result<Spl
             (e, None)
         }
         None => {
-            let Some(encoder) = encoder(encoder_spec)? else {
+            let Some(encoder) = encoder(encoder_spec, adapter)? else {
                 bail!("{}: no embeddings and no encoder", spec.split.display());
             };
             let cache = EmbeddingCache::new(&spec.cache);

@@ -9,7 +9,10 @@ use emotions_train::{Evaluation, HeadGraph, HeadMetadata};
 use std::path::Path;
 
 pub fn train(plan: TrainPlan) -> anyhow::Result<()> {
-    let split = load::split(&plan.data, &plan.encoder)?;
+    let split = load::split(&plan.data, &plan.encoder, None)?;
+    if let Some((mlp, dev)) = &plan.mlp {
+        return train_mlp(&plan, &split, mlp, dev);
+    }
     let options = plan.options;
     let e = &split.embeddings;
     let started = std::time::Instant::now();
@@ -73,6 +76,102 @@ pub fn train(plan: TrainPlan) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// `train --hidden N`: an MLP head, stopped early on the dev split's loss.
+fn train_mlp(
+    plan: &TrainPlan,
+    split: &load::Split,
+    options: &emotions_train::MlpOptions,
+    dev_spec: &crate::args::SplitSpec,
+) -> anyhow::Result<()> {
+    let dev = load::split(dev_spec, &plan.encoder, None)?;
+    let (e, d) = (&split.embeddings, &dev.embeddings);
+    if d.dim() != e.dim() {
+        bail!(
+            "{}: {}-dim embeddings, but {} has {}",
+            dev.path.display(),
+            d.dim(),
+            split.path.display(),
+            e.dim()
+        );
+    }
+    let started = std::time::Instant::now();
+    eprintln!(
+        "emotions: fitting an MLP head ({} hidden units) on {} rows of {}, stopping on {} ({} rows)",
+        options.hidden,
+        e.rows(),
+        e.dim(),
+        dev.path.display(),
+        d.rows()
+    );
+    let model = emotions_train::fit_mlp(
+        e.data(),
+        e.rows(),
+        e.dim(),
+        &split.gold,
+        d.data(),
+        &dev.gold,
+        NUM_LABELS,
+        options,
+        &mut |epoch, loss| eprintln!("  epoch {epoch:>3}: dev loss {loss:.6}"),
+    )?;
+    eprintln!(
+        "emotions: {} epochs in {:.1} s; kept epoch {} (dev loss {:.6})",
+        model.epochs,
+        started.elapsed().as_secs_f64(),
+        model.best_epoch,
+        model.dev_loss[model.best_epoch - 1]
+    );
+    let mut metadata = std::collections::BTreeMap::from([
+        (
+            "encoder".to_string(),
+            plan.encoder_name
+                .clone()
+                .unwrap_or_else(|| load::encoder_name(&plan.encoder)),
+        ),
+        ("encoder_dim".to_string(), e.dim().to_string()),
+        ("labels".to_string(), serde_json::to_string(&LABELS)?),
+        (
+            "training_data".to_string(),
+            format!("{} ({} rows)", split.path.display(), e.rows()),
+        ),
+        (
+            "dev_data".to_string(),
+            format!("{} ({} rows)", dev.path.display(), d.rows()),
+        ),
+        (
+            "head".to_string(),
+            format!(
+                "MLP, {} ReLU units; Adam lr {}, alpha {}, batch {}, seed {}; epoch {} of {} kept (lowest dev loss)",
+                options.hidden,
+                options.learning_rate,
+                options.alpha,
+                options.batch_size,
+                options.seed,
+                model.best_epoch,
+                model.epochs
+            ),
+        ),
+        (
+            "trained_by".to_string(),
+            format!("emotions {} train", env!("CARGO_PKG_VERSION")),
+        ),
+        ("date".to_string(), emotions_train::utc_date()),
+    ]);
+    if let Some(f) = &split.encoder_fingerprint {
+        metadata.insert("encoder_fingerprint".to_string(), f.clone());
+    }
+    let graph = HeadGraph {
+        hidden: Some(model.hidden),
+        output: model.output,
+        labels: LABELS.iter().map(|s| s.to_string()).collect(),
+        metadata,
+    };
+    std::fs::write(&plan.output, graph.to_onnx_bytes()?)
+        .with_context(|| format!("writing {}", plan.output.display()))?;
+    eprintln!("emotions: wrote {}", plan.output.display());
+    Ok(())
+}
+
 pub fn tune(plan: TunePlan) -> anyhow::Result<()> {
     let head = crate::args::HeadSpec {
         model: plan.model.clone(),
@@ -84,7 +183,12 @@ pub fn tune(plan: TunePlan) -> anyhow::Result<()> {
         choice: emotions::EncoderChoice::None,
         ..plan.encoder.clone()
     };
-    let classifier = load::classifier(&head, &no_encoder)?;
+    // Embeddings from a file are the plain encoder's: they get the plain default head.
+    let embedded_by = match plan.data.embeddings {
+        Some(_) => &no_encoder,
+        None => &plan.encoder,
+    };
+    let classifier = load::scoring_classifier(&head, &no_encoder, embedded_by)?;
     // Read before any split is embedded, so a head without training metadata fails fast.
     let cv_options = match &plan.cross_validate {
         Some(_) => Some(HeadMetadata::options(
@@ -93,13 +197,13 @@ pub fn tune(plan: TunePlan) -> anyhow::Result<()> {
         )?),
         None => None,
     };
-    let split = load::split(&plan.data, &plan.encoder)?;
+    let split = load::split(&plan.data, &plan.encoder, classifier.adapter())?;
     let e = &split.embeddings;
     let mut scores = classifier.scores(e.data(), e.rows())?;
     let mut gold = split.gold.clone();
     let mut described = format!("{} ({} rows)", split.path.display(), e.rows());
     if let (Some((cv, folds)), Some(options)) = (&plan.cross_validate, cv_options) {
-        let train = load::split(cv, &plan.encoder)?;
+        let train = load::split(cv, &plan.encoder, classifier.adapter())?;
         let t = &train.embeddings;
         eprintln!(
             "emotions: {folds}-fold out-of-fold scores on {} with the head's options (C {:?}, class weight {})",
@@ -145,13 +249,17 @@ pub fn eval(plan: EvalPlan) -> anyhow::Result<()> {
         choice: emotions::EncoderChoice::None,
         ..plan.encoder.clone()
     };
-    let classifier = load::classifier(&plan.head, &no_encoder)?;
+    let embedded_by = match plan.data.embeddings {
+        Some(_) => &no_encoder,
+        None => &plan.encoder,
+    };
+    let classifier = load::scoring_classifier(&plan.head, &no_encoder, embedded_by)?;
     let thresholds: Vec<f32> = match classifier.policy() {
         emotions::DecisionPolicy::PerLabel(t) => t.as_array().to_vec(),
         emotions::DecisionPolicy::Fixed(t) => vec![*t; NUM_LABELS],
         emotions::DecisionPolicy::TopK(_) => bail!("eval measures thresholds; --top-k has none"),
     };
-    let split = load::split(&plan.data, &plan.encoder)?;
+    let split = load::split(&plan.data, &plan.encoder, classifier.adapter())?;
     let e = &split.embeddings;
     let scores = classifier.scores(e.data(), e.rows())?;
     let evaluation = emotions_train::evaluate(&scores, &split.gold, &thresholds)?;

@@ -95,6 +95,15 @@ fn dequantisations(graph: &pb::GraphProto) -> Vec<Dequantisation> {
     found
 }
 
+/// The int8 tensor's name for each product [`fold_proto_dequantisation`] will fold, by the
+/// product's name (which the folded tensor takes).
+pub(crate) fn dequantised_names(graph: &pb::GraphProto) -> HashMap<String, String> {
+    dequantisations(graph)
+        .into_iter()
+        .map(|d| (d.product, graph.initializer[d.q].name.clone()))
+        .collect()
+}
+
 /// Replaces `Mul(Cast<float>(q), s)`, with `q` an int8/uint8 initializer and `s` an f32
 /// initializer broadcasting as a scalar, per row (`[R, 1]`) or per column (`[C]`, `[1, C]`),
 /// by one f32 initializer. Each value is `q as f32 * s`, the graph's own f32 product. Returns

@@ -22,6 +22,7 @@ use tract_onnx::tract_core::ops::einsum::EinSum;
 use tract_onnx::tract_core::ops::math::Add;
 
 use super::Precision;
+use super::adapter::{LowRankSide, side_of};
 use super::dynamic_quant::DYNAMIC_U8_WEIGHTS;
 use super::int8::Uint8Weights;
 use super::int16::{Int16Weights, Isa, int8_grid};
@@ -71,6 +72,8 @@ pub(crate) struct PackedLinear {
     bias: Option<Arc<Tensor>>,
     /// A second input of the output's shape is added (a residual connection).
     residual: bool,
+    /// An adapter's `x · Aᵀ · Bᵀ`, added in f32.
+    low_rank: Option<Arc<LowRankSide>>,
     contracted: usize,
     k: usize,
     n: usize,
@@ -202,6 +205,11 @@ impl EvalOp for PackedLinear {
                 }
             }
         }
+        if let Some(side) = &self.low_rank {
+            let x = x.try_as_plain_ram()?;
+            let mut out = y.try_as_plain_ram_mut()?;
+            side.add_to(x.as_slice::<f32>()?, m, out.as_slice_mut::<f32>()?);
+        }
         Ok(tvec!(y.into_tvalue()))
     }
 }
@@ -227,17 +235,20 @@ pub(crate) enum Kernel {
 }
 
 /// Replaces every f32 matmul by constant weights (and its bias add, if any); returns how many,
-/// and how many of those run on the 16-bit and on the 8-bit integer kernels.
+/// how many of those run on the 16-bit and on the 8-bit integer kernels, and how many add a
+/// low-rank term from `low_rank`.
 pub(crate) fn pack_linears(
     model: &mut TypedModel,
     precision: Precision,
-) -> TractResult<(usize, usize, usize)> {
+    low_rank: &[Arc<LowRankSide>],
+) -> TractResult<(usize, usize, usize, usize)> {
     let mut patches = vec![];
-    let (mut int16, mut uint8) = (0, 0);
+    let (mut int16, mut uint8, mut sides) = (0, 0, 0);
     for node in &model.nodes {
-        if let Some((patch, kernel)) = match_linear(model, node, precision)? {
+        if let Some((patch, kernel, side)) = match_linear(model, node, precision, low_rank)? {
             int16 += (kernel == Kernel::Int16) as usize;
             uint8 += (kernel == Kernel::Uint8) as usize;
+            sides += side as usize;
             patches.push(patch);
         }
     }
@@ -245,7 +256,7 @@ pub(crate) fn pack_linears(
     for patch in patches {
         patch.apply(model)?;
     }
-    Ok((packed, int16, uint8))
+    Ok((packed, int16, uint8, sides))
 }
 
 /// How many leading axes of the weights `op` contracts with the trailing axes of `x`, when
@@ -292,7 +303,8 @@ fn match_linear(
     model: &TypedModel,
     node: &TypedNode,
     precision: Precision,
-) -> TractResult<Option<(TypedModelPatch, Kernel)>> {
+    low_rank: &[Arc<LowRankSide>],
+) -> TractResult<Option<(TypedModelPatch, Kernel, bool)>> {
     let Some(op) = node.op_as::<EinSum>() else {
         return Ok(None);
     };
@@ -322,6 +334,12 @@ fn match_linear(
         return Ok(None);
     }
     let matrix = w.clone().into_tensor().into_shape(&[k, n])?;
+    // Marked on the matmul (tract may fold a reshape into the weight under a new name).
+    let side = side_of(&node.name, low_rank)
+        .or_else(|| side_of(&model.node(node.inputs[1].node).name, low_rank))
+        .filter(|s| s.k == k && s.n == n)
+        .cloned();
+
     let asks_u8 = node.name.contains(DYNAMIC_U8_WEIGHTS)
         || model
             .node(node.inputs[1].node)
@@ -412,6 +430,7 @@ fn match_linear(
         weights,
         bias,
         residual: residual.is_some(),
+        low_rank: side.clone(),
         contracted,
         k,
         n,
@@ -423,7 +442,7 @@ fn match_linear(
     }
     let y = patch.wire_node(format!("{}.packed", node.name), linear, &inputs)?;
     patch.shunt_outside(model, last.id.into(), y[0])?;
-    Ok(Some((patch, kernel)))
+    Ok(Some((patch, kernel, side.is_some())))
 }
 
 #[cfg(test)]
@@ -470,7 +489,10 @@ mod tests {
         };
         let want = model.clone().into_runnable()?.run(inputs()?)?;
         let mut packed = model;
-        assert_eq!(pack_linears(&mut packed, Precision::F32)?, (1, 0, 0));
+        assert_eq!(
+            pack_linears(&mut packed, Precision::F32, &[])?,
+            (1, 0, 0, 0)
+        );
         let names: Vec<_> = packed
             .clone()
             .into_decluttered()?

@@ -11,6 +11,9 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use tract_onnx::prelude::*;
 
+pub use adapter::{LoraAdapter, LowRankDelta, NamedTensor, encoder_weights};
+
+mod adapter;
 mod attention;
 mod dynamic_quant;
 mod flatten;
@@ -43,6 +46,8 @@ pub struct GraphRewrites {
     /// Of those, how many run with 8-bit activations: a dynamically quantised graph's, where
     /// the CPU has AVX-512 VNNI.
     pub uint8: usize,
+    /// Of those, how many add an adapter's low-rank term beside their weights.
+    pub low_rank: usize,
 }
 
 /// How the projections multiply. Everything else (attention, GELU, layer norm) is f32 in both.
@@ -202,6 +207,9 @@ impl std::fmt::Display for GraphRewrites {
         if self.uint8 > 0 {
             write!(f, ", {} in u8", self.uint8)?;
         }
+        if self.low_rank > 0 {
+            write!(f, ", {} with a low-rank adapter", self.low_rank)?;
+        }
         write!(f, ")")
     }
 }
@@ -214,7 +222,11 @@ impl std::fmt::Display for GraphRewrites {
 /// - Attention before the projections: it traces Q, K and V back to the projections' bias
 ///   adds, which packing the projections would absorb.
 /// - Projections last, with their bias and residual adds.
-fn optimise(model: &mut TypedModel, precision: Precision) -> TractResult<GraphRewrites> {
+fn optimise(
+    model: &mut TypedModel,
+    precision: Precision,
+    low_rank: &[Arc<adapter::LowRankSide>],
+) -> TractResult<GraphRewrites> {
     let softmax = softmax::replace_softmax(model)?;
     gelu::fuse_gelu(model)?;
     // Counted after the fusion: tract turns the textbook chain into `GeluExact` itself.
@@ -229,7 +241,7 @@ fn optimise(model: &mut TypedModel, precision: Precision) -> TractResult<GraphRe
         })
         .count();
     let attention = attention::fuse_attention(model)?;
-    let (linear, int16, uint8) = linear::pack_linears(model, precision)?;
+    let (linear, int16, uint8, low_rank) = linear::pack_linears(model, precision, low_rank)?;
     Ok(GraphRewrites {
         softmax,
         gelu,
@@ -237,6 +249,7 @@ fn optimise(model: &mut TypedModel, precision: Precision) -> TractResult<GraphRe
         linear,
         int16,
         uint8,
+        low_rank,
     })
 }
 
@@ -253,9 +266,22 @@ impl EncoderGraph {
         plan_shapes: PlanShapes,
         precision: Precision,
     ) -> Result<Self, RuntimeError> {
+        Self::load_adapted(bytes, origin, hidden, plan_shapes, precision, None)
+    }
+
+    /// [`EncoderGraph::load`] with a low-rank adapter merged into the projections' weights
+    /// after dequantisation is folded and before anything else sees them.
+    pub fn load_adapted<'a>(
+        bytes: impl Into<std::borrow::Cow<'a, [u8]>>,
+        origin: &str,
+        hidden: usize,
+        plan_shapes: PlanShapes,
+        precision: Precision,
+        adapter: Option<&LoraAdapter>,
+    ) -> Result<Self, RuntimeError> {
         let bytes = bytes.into();
         crate::catching(origin, "load", || {
-            Self::load_unguarded(bytes, origin, hidden, plan_shapes, precision)
+            Self::load_unguarded(bytes, origin, hidden, plan_shapes, precision, adapter)
         })
     }
 
@@ -265,6 +291,7 @@ impl EncoderGraph {
         hidden: usize,
         plan_shapes: PlanShapes,
         precision: Precision,
+        adapter: Option<&LoraAdapter>,
     ) -> Result<Self, RuntimeError> {
         let sig = |message: String| RuntimeError::EncoderSignature {
             origin: origin.to_string(),
@@ -289,6 +316,17 @@ impl EncoderGraph {
         dynamic_quant::float_dynamic_matmuls(&mut proto);
         fold::gather_then_dequantise(&mut proto);
         fold::fold_proto_dequantisation(&mut proto);
+        // Exact mode: the merged weights, as onnxruntime would run them. Integer mode: the
+        // weights stay as they are (an int8 grid stays exact) and each projection adds its
+        // low-rank term in f32.
+        let low_rank = match (adapter, precision) {
+            (Some(adapter), Precision::F32) => {
+                adapter::merge(&mut proto, adapter, origin)?;
+                vec![]
+            }
+            (Some(adapter), Precision::Int16) => adapter::attach(&mut proto, adapter, origin)?,
+            (None, _) => vec![],
+        };
         let tables = EmbeddingTables::find(&proto);
         let output_names: Vec<String> = proto
             .graph
@@ -358,8 +396,18 @@ impl EncoderGraph {
         let mut typed = typed
             .into_decluttered()
             .map_err(|e| tract_err(origin, "declutter", e))?;
-        let rewrites =
-            optimise(&mut typed, precision).map_err(|e| tract_err(origin, "rewrite", e))?;
+        let rewrites = optimise(&mut typed, precision, &low_rank)
+            .map_err(|e| tract_err(origin, "rewrite", e))?;
+        if rewrites.low_rank != low_rank.len() {
+            return Err(RuntimeError::Adapter {
+                origin: origin.to_string(),
+                message: format!(
+                    "{} of the adapter's {} projections were packed with their low-rank term",
+                    rewrites.low_rank,
+                    low_rank.len()
+                ),
+            });
+        }
         // Drops what the rewrites replaced: the f32 weights that now live packed.
         let typed = typed
             .into_compact()

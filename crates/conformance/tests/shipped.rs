@@ -1,0 +1,162 @@
+//! The models `emotions` ships (`models/`) against onnxruntime (`scripts/gen_shipped.py`): the
+//! heads on random inputs, and the tuned encoder (MiniLM with the LoRA adapter merged at load)
+//! on the conformance texts, merged independently in numpy for the reference.
+
+use emotions_conformance::{AbsTolerance, cosine, fixtures_dir, minilm_dir, read_fixture};
+use emotions_encoder::{Encoder, EncoderAdapter, EncoderOptions, PlanShapes, Precision};
+use emotions_labels::NUM_LABELS;
+use emotions_runtime::{Head, Plan};
+use std::path::PathBuf;
+
+/// Heads the trainers write are held to onnxruntime as tightly as the fixture heads.
+const HEAD_TOLERANCE: AbsTolerance = AbsTolerance(1e-6);
+/// As `encoder.rs`: the exact mode, and the default 16-bit integer projections (the merged
+/// weights are not on an int8 grid, so they are rounded to 11 bits per column).
+const EXACT: AbsTolerance = AbsTolerance(1e-4);
+const INT16: AbsTolerance = AbsTolerance(5e-4);
+
+fn models(rel: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .join("models")
+        .join(rel)
+}
+
+fn texts() -> Vec<String> {
+    serde_json::from_str(
+        &std::fs::read_to_string(fixtures_dir().join("encoder/texts.json")).unwrap(),
+    )
+    .unwrap()
+}
+
+/// The plain encoder's reference embeddings, then the tuned encoder's (unit-length rows, as
+/// heads get them; see `gen_shipped.py`).
+fn head_inputs() -> emotions_io::Embeddings {
+    let (plain, tuned) = (
+        read_fixture("encoder/embeddings.npy"),
+        read_fixture("shipped/tuned_embeddings.npy"),
+    );
+    let data = [plain.data(), tuned.data()].concat();
+    emotions_io::Embeddings::new(plain.rows() + tuned.rows(), plain.dim(), data).unwrap()
+}
+
+#[test]
+fn shipped_heads_match_onnxruntime_in_every_plan() {
+    let inputs = head_inputs();
+    let heads = [
+        ("default_head", models("head/head.onnx")),
+        ("tuned_head", models("tuned/head.onnx")),
+        ("mlp_head", fixtures_dir().join("shipped/mlp_head.onnx")),
+    ];
+    for (name, file) in heads {
+        let want = read_fixture(&format!("shipped/{name}.scores.npy"));
+        assert_eq!((want.rows(), want.dim()), (inputs.rows(), NUM_LABELS));
+        for plan in [Plan::Decluttered, Plan::Optimized] {
+            for fuse in [false, true] {
+                let head = Head::builder_from_path(&file)
+                    .plan(plan)
+                    .fuse(fuse)
+                    .build()
+                    .unwrap();
+                // Fusion applies to linear heads only; the MLP runs on tract's graph.
+                assert_eq!(head.info().fused, fuse && name != "mlp_head", "{name}");
+                let got = head.predict(inputs.data(), inputs.rows()).unwrap();
+                let case = format!("{name} {plan:?} fused={}", head.info().fused);
+                match HEAD_TOLERANCE.compare(&got, want.data(), NUM_LABELS) {
+                    Ok(report) => eprintln!("{case}: {report}"),
+                    Err(mismatch) => panic!("{case}: {mismatch}"),
+                }
+            }
+        }
+    }
+}
+
+fn tuned_encoder(precision: Precision, plans: PlanShapes) -> Encoder {
+    let adapter = EncoderAdapter::from_file(models("tuned/adapter.safetensors")).unwrap();
+    let options = EncoderOptions {
+        precision,
+        plans,
+        ..Default::default()
+    };
+    Encoder::from_dir_file_adapted(minilm_dir(), None::<&str>, options, Some(&adapter)).unwrap()
+}
+
+fn tuned_embeddings_match(encoder: &Encoder, tolerance: AbsTolerance, min_cosine: f64) -> Vec<f32> {
+    let texts = texts();
+    let want = read_fixture("shipped/tuned_embeddings.npy");
+    assert_eq!(want.rows(), texts.len());
+    let got = encoder.embed(&texts).unwrap();
+    let report = tolerance
+        .compare(&got, want.data(), want.dim())
+        .unwrap_or_else(|m| panic!("{m}"));
+    let d = want.dim();
+    let (worst, min) = (0..texts.len())
+        .map(|i| (i, cosine(&got[i * d..(i + 1) * d], want.row(i))))
+        .fold((0, 1.0f64), |a, (i, c)| if c < a.1 { (i, c) } else { a });
+    eprintln!("tuned embeddings: {report}; min cosine {min:.8} (text {worst})");
+    assert!(
+        min >= min_cosine,
+        "text {worst} {:?}: cosine {min}",
+        texts[worst]
+    );
+    got
+}
+
+/// Text to scores: the tuned head on our embeddings against onnxruntime's whole pipeline.
+fn tuned_scores_match(embeddings: &[f32], tolerance: AbsTolerance) {
+    let head = Head::builder_from_path(models("tuned/head.onnx"))
+        .build()
+        .unwrap();
+    let scores = head.predict(embeddings, texts().len()).unwrap();
+    let want = read_fixture("shipped/tuned_text_scores.npy");
+    let report = tolerance
+        .compare(&scores, want.data(), NUM_LABELS)
+        .unwrap_or_else(|m| panic!("{m}"));
+    eprintln!("tuned text to scores: {report}");
+}
+
+#[test]
+fn tuned_encoder_matches_onnxruntime_in_both_plans() {
+    for plans in [PlanShapes::Symbolic, PlanShapes::Buckets] {
+        let encoder = tuned_encoder(Precision::F32, plans);
+        // Exact mode merges the adapter into the f32 weights.
+        let r = encoder.rewrites();
+        assert_eq!(
+            (r.attention, r.linear, r.int16, r.low_rank),
+            (6, 36, 0, 0),
+            "{r}"
+        );
+        let got = tuned_embeddings_match(&encoder, EXACT, 0.99999);
+        tuned_scores_match(&got, AbsTolerance(1e-5));
+    }
+}
+
+#[test]
+fn tuned_encoder_default_precision_is_within_its_stated_accuracy() {
+    let encoder = tuned_encoder(Precision::default(), PlanShapes::Symbolic);
+    // The int8 weights stay exact on the integer kernels; the adapter adds its term beside.
+    let r = encoder.rewrites();
+    assert_eq!(
+        (r.attention, r.linear, r.int16, r.low_rank),
+        (6, 36, 36, 36),
+        "{r}"
+    );
+    let got = tuned_embeddings_match(&encoder, INT16, 0.99999);
+    tuned_scores_match(&got, AbsTolerance(1e-3));
+}
+
+#[test]
+fn the_adapter_changes_the_encoder_and_its_fingerprint() {
+    let plain = Encoder::from_dir(minilm_dir()).unwrap();
+    let tuned = tuned_encoder(Precision::default(), PlanShapes::Symbolic);
+    assert!(
+        tuned
+            .fingerprint()
+            .starts_with(&format!("{}+", plain.fingerprint()))
+    );
+    assert_ne!(plain.embeddings_id(), tuned.embeddings_id());
+    let texts = ["I am so happy for you!"];
+    let (a, b) = (plain.embed(&texts).unwrap(), tuned.embed(&texts).unwrap());
+    let c = cosine(&a, &b);
+    assert!(c < 0.999, "the adapter should move embeddings, cosine {c}");
+}

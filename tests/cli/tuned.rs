@@ -1,0 +1,241 @@
+//! The default text classifier (MiniLM with a LoRA adapter and its head), adapters beside head
+//! files, and what stays the plain encoder's: `embed`, and embeddings given as input.
+
+use crate::util::*;
+
+const TEXT: &str = "Thank you so much, this is wonderful!";
+
+fn scores(row: &serde_json::Value) -> Vec<f64> {
+    emotions::LABELS
+        .iter()
+        .map(|l| row["scores"][l].as_f64().unwrap())
+        .collect()
+}
+
+fn max_diff(a: &[f64], b: &[f64]) -> f64 {
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0.0, f64::max)
+}
+
+#[test]
+fn text_goes_through_the_adapter_and_embeddings_through_the_plain_head() {
+    let s = Scratch::new("tuned");
+    let o = run(&["classify", "-v", "--text", TEXT], None);
+    let log = stderr(&o);
+    assert!(log.contains("36 with a low-rank adapter"), "{log}");
+    let tuned = json_lines(&ok(o));
+    // The same text through the shipped files, named explicitly.
+    let explicit = json_lines(&ok(run(
+        &[
+            "classify",
+            "--model",
+            repo("models/tuned/head.onnx").to_str().unwrap(),
+            "--text",
+            TEXT,
+        ],
+        None,
+    )));
+    assert_eq!(max_diff(&scores(&tuned[0]), &scores(&explicit[0])), 0.0);
+    assert_eq!(tuned[0]["labels"], explicit[0]["labels"]);
+
+    // `embed` is the plain encoder; the default head for embeddings is the plain head.
+    let emb = s.path("e.npy");
+    ok(run(
+        &["embed", "--text", TEXT, "--output", emb.to_str().unwrap()],
+        None,
+    ));
+    let from_embeddings = json_lines(&ok(run(
+        &["classify", "--embeddings", emb.to_str().unwrap()],
+        None,
+    )));
+    let plain_head = json_lines(&ok(run(
+        &[
+            "classify",
+            "--model",
+            repo("models/head/head.onnx").to_str().unwrap(),
+            "--text",
+            TEXT,
+        ],
+        None,
+    )));
+    assert!(max_diff(&scores(&from_embeddings[0]), &scores(&plain_head[0])) < 1e-6);
+    // And the two models really differ.
+    assert!(max_diff(&scores(&tuned[0]), &scores(&plain_head[0])) > 1e-3);
+}
+
+#[test]
+fn a_head_file_brings_its_adapter_and_refuses_the_wrong_one() {
+    let s = Scratch::new("adapter");
+    let dir = s.path("tuned");
+    std::fs::create_dir(&dir).unwrap();
+    copy_files(
+        &repo("models/tuned"),
+        &dir,
+        &["head.onnx", "thresholds.json", "adapter.safetensors"],
+    );
+    let head = dir.join("head.onnx");
+    let default = ok(run(&["classify", "--text", TEXT], None));
+    let copied = ok(run(
+        &[
+            "classify",
+            "--model",
+            head.to_str().unwrap(),
+            "--text",
+            TEXT,
+        ],
+        None,
+    ));
+    assert_eq!(default, copied);
+
+    // Without its adapter.
+    std::fs::rename(dir.join("adapter.safetensors"), s.path("kept.safetensors")).unwrap();
+    fails_with(
+        run(
+            &[
+                "classify",
+                "--model",
+                head.to_str().unwrap(),
+                "--text",
+                TEXT,
+            ],
+            None,
+        ),
+        "the head was trained with encoder adapter",
+    );
+    // Another adapter: a valid file, but not the one the head records.
+    let mut other = std::fs::read(s.path("kept.safetensors")).unwrap();
+    let n = other.len();
+    other[n - 4..].copy_from_slice(&0.5f32.to_le_bytes());
+    std::fs::write(dir.join("adapter.safetensors"), &other).unwrap();
+    fails_with(
+        run(
+            &[
+                "classify",
+                "--model",
+                head.to_str().unwrap(),
+                "--text",
+                TEXT,
+            ],
+            None,
+        ),
+        "is adapter",
+    );
+    // A broken adapter file is named.
+    std::fs::write(dir.join("adapter.safetensors"), &other[..100]).unwrap();
+    fails_with(
+        run(
+            &[
+                "classify",
+                "--model",
+                head.to_str().unwrap(),
+                "--text",
+                TEXT,
+            ],
+            None,
+        ),
+        "adapter.safetensors",
+    );
+    // An adapter beside a head trained without one.
+    let plain = s.path("plain");
+    std::fs::create_dir(&plain).unwrap();
+    copy_files(
+        &repo("models/head"),
+        &plain,
+        &["head.onnx", "thresholds.json"],
+    );
+    std::fs::copy(
+        s.path("kept.safetensors"),
+        plain.join("adapter.safetensors"),
+    )
+    .unwrap();
+    fails_with(
+        run(
+            &[
+                "classify",
+                "--model",
+                plain.join("head.onnx").to_str().unwrap(),
+                "--text",
+                TEXT,
+            ],
+            None,
+        ),
+        "the head records no adapter",
+    );
+}
+
+#[test]
+fn an_adapter_for_another_encoder_is_refused_with_its_name() {
+    let s = Scratch::new("adapter-targets");
+    let dir = s.path("tuned");
+    std::fs::create_dir(&dir).unwrap();
+    copy_files(
+        &repo("models/tuned"),
+        &dir,
+        &["head.onnx", "thresholds.json", "adapter.safetensors"],
+    );
+    // Rename one target (both its tensors) to a projection MiniLM does not have, keeping the
+    // file valid.
+    let mut bytes = std::fs::read(dir.join("adapter.safetensors")).unwrap();
+    let from = b"layer.0.attention.self.query";
+    let mut renamed = 0;
+    while let Some(at) = bytes.windows(from.len()).position(|w| w == from) {
+        bytes[at + 6] = b'9';
+        renamed += 1;
+    }
+    assert_eq!(renamed, 2);
+    std::fs::write(dir.join("adapter.safetensors"), &bytes).unwrap();
+    let o = run(
+        &[
+            "classify",
+            "--model",
+            dir.join("head.onnx").to_str().unwrap(),
+            "--text",
+            TEXT,
+        ],
+        None,
+    );
+    let err = stderr(&o);
+    assert!(!o.status.success());
+    assert!(
+        err.contains("adapter.safetensors") && err.contains("layer.9"),
+        "{err}"
+    );
+    assert!(err.contains("matches 0 projections"), "{err}");
+}
+
+#[test]
+fn the_server_embeds_with_the_plain_encoder_and_classifies_with_the_adapter() {
+    let server = crate::serve::Server::start(&[]);
+    let (status, body) = server.request(
+        "POST",
+        "/embed",
+        serde_json::json!({ "inputs": [TEXT] })
+            .to_string()
+            .as_bytes(),
+    );
+    assert_eq!(status, 200, "{body}");
+    let served: Vec<Vec<f64>> = serde_json::from_str(&body).unwrap();
+    let cli = json_lines(&ok(run(&["embed", "--text", TEXT], None)));
+    let cli: Vec<f64> = cli[0]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_f64().unwrap())
+        .collect();
+    assert_eq!(served[0].len(), 384);
+    assert!(max_diff(&served[0], &cli) < 1e-6);
+    // Embedding first, then classifying, in one server: each gets its own encoder.
+    let (status, body) = server.request(
+        "POST",
+        "/classify",
+        serde_json::json!({ "inputs": [TEXT] })
+            .to_string()
+            .as_bytes(),
+    );
+    assert_eq!(status, 200, "{body}");
+    let served: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let cli = json_lines(&ok(run(&["classify", "--text", TEXT], None)));
+    assert!(max_diff(&scores(&served[0]), &scores(&cli[0])) < 1e-6);
+}
