@@ -2,18 +2,25 @@
 //! labels out, with no onnxruntime.
 //!
 //! [`Classifier`] is the front door: a sentence encoder (all-MiniLM-L6-v2 by default), a head
-//! (ONNX, run by tract) and a decision policy. The default models are compiled in.
+//! (ONNX, run by tract) and a decision policy. The default models are compiled in: for text,
+//! the encoder with a fine-tuned low-rank adapter and its head (`models/tuned`); without an
+//! encoder ([`EncoderChoice::None`]), the plain head for the plain embeddings `emotions embed`
+//! writes (`models/head`). [`Classifier::features`] is what the head scores;
+//! [`Classifier::embed`] is always the plain encoder's embeddings.
 //!
 //! ```
-//! use emotions::Classifier;
+//! use emotions::{Classifier, EncoderChoice};
 //!
 //! let classifier = Classifier::from_defaults()?;
 //! let predictions = classifier.classify_texts(&["Thank you so much, this is wonderful!"])?;
 //! assert_eq!(predictions[0].scores().len(), emotions::LABELS.len());
+//! let features = classifier.features(&["so happy for you", "this is awful"])?;
+//! assert_eq!(classifier.classify_embeddings(&features, 2)?.len(), 2);
 //!
-//! let rows = vec![0.05f32; 2 * classifier.input_dim()];
-//! let predictions = classifier.classify_embeddings(&rows, 2)?;
-//! assert_eq!(predictions.len(), 2);
+//! // Embeddings from `emotions embed` (or `embed` here) go to the plain head.
+//! let plain = Classifier::builder().encoder(EncoderChoice::None).build()?;
+//! let rows = classifier.embed(&["so happy for you"])?;
+//! assert_eq!(plain.classify_embeddings(&rows, 1)?.len(), 1);
 //! # Ok::<(), emotions::Error>(())
 //! ```
 

@@ -108,9 +108,17 @@ fn embed_writes_unit_vectors_as_jsonl_or_npy() {
         let norm: f32 = v.iter().map(|x| x * x).sum::<f32>().sqrt();
         assert!((norm - 1.0).abs() < 1e-5, "MiniLM normalises: {norm}");
     }
-    // Embeddings fed back in give the same scores as text in.
+    // Embeddings fed back in give the same scores as text through the plain head, which is
+    // the default for embeddings (text goes to the tuned model by default).
+    let plain_head = repo("models/head/head.onnx");
     let via_text = json_lines(&ok(run(
-        &["classify", "--texts", f.to_str().unwrap()],
+        &[
+            "classify",
+            "--model",
+            plain_head.to_str().unwrap(),
+            "--texts",
+            f.to_str().unwrap(),
+        ],
         None,
     )));
     let via_npy = json_lines(&ok(run(

@@ -1,4 +1,4 @@
-//! `train`, `tune` and `eval` end to end, and the shipped default head on the test split.
+//! `train`, `tune` and `eval` end to end, and the shipped default model on the test split.
 
 use crate::util::*;
 use emotions::{LABELS, NUM_LABELS, Thresholds};
@@ -146,7 +146,7 @@ fn train_rejects_bad_options() {
 /// The done-when of the default head: `classify --texts` on the test split, scored against the
 /// gold labels, gives the macro-F1 `eval` prints, at least 0.38.
 #[test]
-fn default_head_on_the_test_split() {
+fn default_model_on_the_test_split() {
     let s = Scratch::new("default");
     let examples = emotions_io::read_go_emotions(&go_emotions("test"), NUM_LABELS).unwrap();
     let texts: Vec<&str> = examples.iter().map(|e| e.text.as_str()).collect();
@@ -195,7 +195,8 @@ fn default_head_on_the_test_split() {
         (macro_f1 - eval_f1).abs() < 1e-9,
         "classify gives {macro_f1}, eval prints {eval_f1}"
     );
-    assert!(macro_f1 >= 0.38, "macro-F1 {macro_f1} below 0.38");
+    // The tuned default measured 0.528 here (models/tuned/README.md); the plain head 0.388.
+    assert!(macro_f1 >= 0.52, "macro-F1 {macro_f1} below 0.52");
 }
 
 /// MiniLM with CLS pooling instead of mean pooling when `cls`: another model under the same

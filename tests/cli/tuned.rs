@@ -12,6 +12,20 @@ fn scores(row: &serde_json::Value) -> Vec<f64> {
         .collect()
 }
 
+/// `classify --model HEAD --text TEXT`.
+fn classify_text(head: &std::path::Path) -> std::process::Output {
+    run(
+        &[
+            "classify",
+            "--model",
+            head.to_str().unwrap(),
+            "--text",
+            TEXT,
+        ],
+        None,
+    )
+}
+
 fn max_diff(a: &[f64], b: &[f64]) -> f64 {
     a.iter()
         .zip(b)
@@ -77,31 +91,13 @@ fn a_head_file_brings_its_adapter_and_refuses_the_wrong_one() {
     );
     let head = dir.join("head.onnx");
     let default = ok(run(&["classify", "--text", TEXT], None));
-    let copied = ok(run(
-        &[
-            "classify",
-            "--model",
-            head.to_str().unwrap(),
-            "--text",
-            TEXT,
-        ],
-        None,
-    ));
+    let copied = ok(classify_text(&head));
     assert_eq!(default, copied);
 
     // Without its adapter.
     std::fs::rename(dir.join("adapter.safetensors"), s.path("kept.safetensors")).unwrap();
     fails_with(
-        run(
-            &[
-                "classify",
-                "--model",
-                head.to_str().unwrap(),
-                "--text",
-                TEXT,
-            ],
-            None,
-        ),
+        classify_text(&head),
         "the head was trained with encoder adapter",
     );
     // Another adapter: a valid file, but not the one the head records.
@@ -109,34 +105,10 @@ fn a_head_file_brings_its_adapter_and_refuses_the_wrong_one() {
     let n = other.len();
     other[n - 4..].copy_from_slice(&0.5f32.to_le_bytes());
     std::fs::write(dir.join("adapter.safetensors"), &other).unwrap();
-    fails_with(
-        run(
-            &[
-                "classify",
-                "--model",
-                head.to_str().unwrap(),
-                "--text",
-                TEXT,
-            ],
-            None,
-        ),
-        "is adapter",
-    );
+    fails_with(classify_text(&head), "is adapter");
     // A broken adapter file is named.
     std::fs::write(dir.join("adapter.safetensors"), &other[..100]).unwrap();
-    fails_with(
-        run(
-            &[
-                "classify",
-                "--model",
-                head.to_str().unwrap(),
-                "--text",
-                TEXT,
-            ],
-            None,
-        ),
-        "adapter.safetensors",
-    );
+    fails_with(classify_text(&head), "adapter.safetensors");
     // An adapter beside a head trained without one.
     let plain = s.path("plain");
     std::fs::create_dir(&plain).unwrap();
@@ -151,16 +123,7 @@ fn a_head_file_brings_its_adapter_and_refuses_the_wrong_one() {
     )
     .unwrap();
     fails_with(
-        run(
-            &[
-                "classify",
-                "--model",
-                plain.join("head.onnx").to_str().unwrap(),
-                "--text",
-                TEXT,
-            ],
-            None,
-        ),
+        classify_text(&plain.join("head.onnx")),
         "the head records no adapter",
     );
 }

@@ -702,71 +702,56 @@ mod tests {
             .unwrap()
     }
 
+    /// `ours(x)` and `theirs(x)` agree in value and in the gradient of a weighted sum.
+    fn same_values_and_gradients(
+        x: &Var,
+        weights: &Tensor,
+        ours: Tensor,
+        theirs: Tensor,
+        tolerance: f32,
+    ) {
+        assert!(max_diff(&ours, &theirs) < 1e-6);
+        let g_ours = (ours * weights)
+            .unwrap()
+            .sum_all()
+            .unwrap()
+            .backward()
+            .unwrap();
+        let g_theirs = (theirs * weights)
+            .unwrap()
+            .sum_all()
+            .unwrap()
+            .backward()
+            .unwrap();
+        let (a, b) = (
+            g_ours.get(x.as_tensor()).unwrap(),
+            g_theirs.get(x.as_tensor()).unwrap(),
+        );
+        assert!(max_diff(a, b) < tolerance);
+    }
+
     #[test]
     fn custom_ops_give_candles_own_values_and_gradients() {
+        let cpu = &Device::Cpu;
         let x = var(
             (0..12).map(|i| (i as f32 * 0.7).sin() * 3.0).collect(),
             (3, 4),
         );
-        let w = Tensor::from_vec(
-            (0..8).map(|i| i as f32 * 0.1 - 0.3).collect(),
-            (4, 2),
-            &Device::Cpu,
-        )
-        .unwrap();
-        let weights =
-            Tensor::from_vec(vec![1f32, -2., 0.5, 3., 1., -1.], (3, 2), &Device::Cpu).unwrap();
-
-        let ours = x
+        let w =
+            Tensor::from_vec((0..8).map(|i| i as f32 * 0.1 - 0.3).collect(), (4, 2), cpu).unwrap();
+        let weights = Tensor::from_vec(vec![1f32, -2., 0.5, 3., 1., -1.], (3, 2), cpu).unwrap();
+        let frozen = x
             .as_tensor()
             .apply_op1(FrozenMatmul { w: w.clone() })
             .unwrap();
-        let theirs = x.as_tensor().matmul(&w).unwrap();
-        assert!(max_diff(&ours, &theirs) < 1e-6);
-        let g_ours = (ours * &weights)
-            .unwrap()
-            .sum_all()
-            .unwrap()
-            .backward()
-            .unwrap();
-        let g_theirs = (theirs * &weights)
-            .unwrap()
-            .sum_all()
-            .unwrap()
-            .backward()
-            .unwrap();
-        let (a, b) = (
-            g_ours.get(x.as_tensor()).unwrap(),
-            g_theirs.get(x.as_tensor()).unwrap(),
-        );
-        assert!(max_diff(a, b) < 1e-6);
+        let plain = x.as_tensor().matmul(&w).unwrap();
+        same_values_and_gradients(&x, &weights, frozen, plain, 1e-6);
 
-        let weights = Tensor::from_vec(
-            (0..12).map(|i| (i % 5) as f32 - 2.0).collect(),
-            (3, 4),
-            &Device::Cpu,
-        )
-        .unwrap();
+        let weights =
+            Tensor::from_vec((0..12).map(|i| (i % 5) as f32 - 2.0).collect(), (3, 4), cpu).unwrap();
         let ours = softmax_last_dim(x.as_tensor()).unwrap();
         let theirs = candle_nn::ops::softmax(x.as_tensor(), 1).unwrap();
-        assert!(max_diff(&ours, &theirs) < 1e-6);
-        let g_ours = (ours * &weights)
-            .unwrap()
-            .sum_all()
-            .unwrap()
-            .backward()
-            .unwrap();
-        let g_theirs = (theirs * &weights)
-            .unwrap()
-            .sum_all()
-            .unwrap()
-            .backward()
-            .unwrap();
-        let (a, b) = (
-            g_ours.get(x.as_tensor()).unwrap(),
-            g_theirs.get(x.as_tensor()).unwrap(),
-        );
-        assert!(max_diff(a, b) < 1e-5);
+        same_values_and_gradients(&x, &weights, ours, theirs, 1e-5);
     }
 
     #[test]

@@ -199,6 +199,15 @@ impl Rng {
 impl MlpModel {
     /// Positive scores, `rows * labels`.
     pub fn predict(&self, x: &[f32], rows: usize, jobs: usize) -> Vec<f32> {
+        self.forward(x, rows, jobs)
+            .1
+            .into_iter()
+            .map(sigmoid)
+            .collect()
+    }
+
+    /// The hidden activations (`rows * hidden`) and the logits (`rows * labels`).
+    fn forward(&self, x: &[f32], rows: usize, jobs: usize) -> (Vec<f32>, Vec<f32>) {
         let (d, h, l) = (self.hidden.inputs, self.hidden.outputs, self.output.outputs);
         let mut a = matmul(
             x,
@@ -219,30 +228,7 @@ impl MlpModel {
             l,
             jobs,
         );
-        z.into_iter().map(sigmoid).collect()
-    }
-
-    fn logits(&self, x: &[f32], rows: usize, jobs: usize) -> Vec<f32> {
-        let (d, h, l) = (self.hidden.inputs, self.hidden.outputs, self.output.outputs);
-        let mut a = matmul(
-            x,
-            &self.hidden.weights,
-            Some(&self.hidden.bias),
-            rows,
-            d,
-            h,
-            jobs,
-        );
-        a.iter_mut().for_each(|v| *v = v.max(0.0));
-        matmul(
-            &a,
-            &self.output.weights,
-            Some(&self.output.bias),
-            rows,
-            h,
-            l,
-            jobs,
-        )
+        (a, z)
     }
 }
 
@@ -325,26 +311,7 @@ pub fn fit_mlp(
                 .flat_map(|&r| &x[r * dim..(r + 1) * dim])
                 .copied()
                 .collect();
-            // Forward.
-            let mut a = matmul(
-                &xb,
-                &model.hidden.weights,
-                Some(&model.hidden.bias),
-                b,
-                dim,
-                h,
-                jobs,
-            );
-            a.iter_mut().for_each(|v| *v = v.max(0.0));
-            let z = matmul(
-                &a,
-                &model.output.weights,
-                Some(&model.output.bias),
-                b,
-                h,
-                labels,
-                jobs,
-            );
+            let (a, z) = model.forward(&xb, b, jobs);
             // d(mean over rows of summed label losses)/dz, as scikit-learn scales it.
             let mut dz = vec![0f32; b * labels];
             for (r, &row) in batch.iter().enumerate() {
@@ -381,7 +348,7 @@ pub fn fit_mlp(
             opt[2].step(&mut model.output.weights, &g_w2, lr, t);
             opt[3].step(&mut model.output.bias, &g_b2, lr, t);
         }
-        let loss = bce(&model.logits(dev_x, dev_rows, jobs), dev_gold);
+        let loss = bce(&model.forward(dev_x, dev_rows, jobs).1, dev_gold);
         if !loss.is_finite() {
             return Err(TrainError::Shape(format!(
                 "MLP: the development loss is {loss} after epoch {epoch}; lower the learning rate"

@@ -41,7 +41,8 @@ fn integers(t: &pb::TensorProto) -> Option<Vec<i32>> {
     }
 }
 
-fn floats(t: &pb::TensorProto) -> Option<Vec<f32>> {
+/// The values of an f32 initializer stored in the file (raw or as `float_data`).
+pub(crate) fn floats(t: &pb::TensorProto) -> Option<Vec<f32>> {
     if t.data_type != ONNX_FLOAT || t.data_location.unwrap_or(0) != 0 {
         return None;
     }

@@ -206,9 +206,15 @@ impl EvalOp for PackedLinear {
             }
         }
         if let Some(side) = &self.low_rank {
+            use tract_linalg::multithread::{Executor, current_tract_executor};
+            let executor = current_tract_executor();
+            let pool = match &executor {
+                Executor::MultiThread(pool) => Some(&**pool),
+                _ => None,
+            };
             let x = x.try_as_plain_ram()?;
             let mut out = y.try_as_plain_ram_mut()?;
-            side.add_to(x.as_slice::<f32>()?, m, out.as_slice_mut::<f32>()?);
+            side.add_to(x.as_slice::<f32>()?, m, out.as_slice_mut::<f32>()?, pool);
         }
         Ok(tvec!(y.into_tvalue()))
     }
