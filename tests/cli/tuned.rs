@@ -12,6 +12,18 @@ fn scores(row: &serde_json::Value) -> Vec<f64> {
         .collect()
 }
 
+/// A copy of `models/tuned` (head, thresholds, adapter) in the scratch folder.
+fn tuned_copy(s: &Scratch) -> std::path::PathBuf {
+    let dir = s.path("tuned");
+    std::fs::create_dir(&dir).unwrap();
+    copy_files(
+        &repo("models/tuned"),
+        &dir,
+        &["head.onnx", "thresholds.json", "adapter.safetensors"],
+    );
+    dir
+}
+
 /// `classify --model HEAD --text TEXT`.
 fn classify_text(head: &std::path::Path) -> std::process::Output {
     run(
@@ -82,13 +94,7 @@ fn text_goes_through_the_adapter_and_embeddings_through_the_plain_head() {
 #[test]
 fn a_head_file_brings_its_adapter_and_refuses_the_wrong_one() {
     let s = Scratch::new("adapter");
-    let dir = s.path("tuned");
-    std::fs::create_dir(&dir).unwrap();
-    copy_files(
-        &repo("models/tuned"),
-        &dir,
-        &["head.onnx", "thresholds.json", "adapter.safetensors"],
-    );
+    let dir = tuned_copy(&s);
     let head = dir.join("head.onnx");
     let default = ok(run(&["classify", "--text", TEXT], None));
     let copied = ok(classify_text(&head));
@@ -131,13 +137,7 @@ fn a_head_file_brings_its_adapter_and_refuses_the_wrong_one() {
 #[test]
 fn an_adapter_for_another_encoder_is_refused_with_its_name() {
     let s = Scratch::new("adapter-targets");
-    let dir = s.path("tuned");
-    std::fs::create_dir(&dir).unwrap();
-    copy_files(
-        &repo("models/tuned"),
-        &dir,
-        &["head.onnx", "thresholds.json", "adapter.safetensors"],
-    );
+    let dir = tuned_copy(&s);
     // Rename one target (both its tensors) to a projection MiniLM does not have, keeping the
     // file valid.
     let mut bytes = std::fs::read(dir.join("adapter.safetensors")).unwrap();

@@ -13,6 +13,7 @@ use candle_core::{CpuStorage, CustomOp1, DType, Device, Layout, Shape, Tensor, V
 use candle_nn::optim::{AdamW, Optimizer, ParamsAdamW};
 use emotions_runtime::{LoraAdapter, LowRankDelta, NamedTensor};
 use emotions_train::Dense;
+pub use emotions_train::SplitMix64;
 use std::collections::HashMap;
 
 /// Everything fine-tuning can report.
@@ -90,6 +91,21 @@ impl FineTuneOptions {
     }
 }
 
+/// The f32 values a custom op's input holds, which must be contiguous.
+fn contiguous_f32<'s>(
+    storage: &'s CpuStorage,
+    layout: &Layout,
+    op: &str,
+) -> candle_core::Result<&'s [f32]> {
+    let CpuStorage::F32(x) = storage else {
+        candle_core::bail!("{op}: f32 only")
+    };
+    match layout.contiguous_offsets() {
+        Some((a, b)) => Ok(&x[a..b]),
+        None => candle_core::bail!("{op}: input must be contiguous"),
+    }
+}
+
 /// `x·W` for a frozen `W`: backward gives the gradient of `x` only.
 struct FrozenMatmul {
     w: Tensor,
@@ -105,14 +121,7 @@ impl CustomOp1 for FrozenMatmul {
         storage: &CpuStorage,
         layout: &Layout,
     ) -> candle_core::Result<(CpuStorage, Shape)> {
-        let x = match storage {
-            CpuStorage::F32(v) => v,
-            _ => candle_core::bail!("frozen-matmul: f32 only"),
-        };
-        let x = match layout.contiguous_offsets() {
-            Some((a, b)) => &x[a..b],
-            None => candle_core::bail!("frozen-matmul: input must be contiguous"),
-        };
+        let x = contiguous_f32(storage, layout, "frozen-matmul")?;
         let (rows, k) = layout.shape().dims2()?;
         let out = Tensor::from_slice(x, (rows, k), &Device::Cpu)?.matmul(&self.w)?;
         let n = out.dim(1)?;
@@ -145,14 +154,7 @@ impl CustomOp1 for SoftmaxLastDim {
         storage: &CpuStorage,
         layout: &Layout,
     ) -> candle_core::Result<(CpuStorage, Shape)> {
-        let x = match storage {
-            CpuStorage::F32(v) => v,
-            _ => candle_core::bail!("softmax: f32 only"),
-        };
-        let x = match layout.contiguous_offsets() {
-            Some((a, b)) => &x[a..b],
-            None => candle_core::bail!("softmax: input must be contiguous"),
-        };
+        let x = contiguous_f32(storage, layout, "softmax")?;
         let d = layout.shape().dims().last().copied().unwrap_or(1);
         let mut out = x.to_vec();
         for row in out.chunks_exact_mut(d) {
@@ -264,32 +266,6 @@ pub struct LoraBert {
     head_bias: Var,
 }
 
-/// A small deterministic generator (SplitMix64) for initialisation and shuffling.
-pub struct SplitMix64(u64);
-
-impl SplitMix64 {
-    pub fn new(seed: u64) -> Self {
-        SplitMix64(seed)
-    }
-    pub fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e3779b97f4a7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58476d1ce4e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d049bb133111eb);
-        z ^ (z >> 31)
-    }
-    /// Uniform in [0, 1).
-    pub fn next_f64(&mut self) -> f64 {
-        (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
-    }
-    pub fn shuffle<T>(&mut self, xs: &mut [T]) {
-        for i in (1..xs.len()).rev() {
-            let j = (self.next_u64() % (i as u64 + 1)) as usize;
-            xs.swap(i, j);
-        }
-    }
-}
-
 impl LoraBert {
     /// Builds the model from an encoder's weights (`emotions_runtime::encoder_weights`):
     /// `heads` attention heads, `labels` outputs, adapters of `options.rank` initialised as
@@ -345,7 +321,7 @@ impl LoraBert {
                 let (inputs, outputs) = w.dims2()?;
                 let bound = 1.0 / (inputs as f64).sqrt();
                 let a: Vec<f32> = (0..options.rank * inputs)
-                    .map(|_| ((rng.next_f64() * 2.0 - 1.0) * bound) as f32)
+                    .map(|_| rng.uniform(bound))
                     .collect();
                 Ok(Projection {
                     target: stem,

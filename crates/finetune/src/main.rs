@@ -194,9 +194,7 @@ fn main() -> anyhow::Result<()> {
         }));
         if best.is_none_or(|(_, b)| f1 > b) {
             best = Some((epoch, f1));
-            save(
-                &args, &options, &trainer, epoch, f1, &encoder, &dev_texts, &dev_ids,
-            )?;
+            save(&args, &options, &trainer, epoch, f1, &dev_texts, &dev_ids)?;
         } else if epoch - best.map_or(0, |b| b.0) >= args.patience {
             eprintln!(
                 "emotions-finetune: no better dev score for {} epoch(s); stopping",
@@ -225,7 +223,6 @@ fn save(
     trainer: &Trainer,
     epoch: usize,
     dev_f1: f64,
-    _encoder: &Encoder,
     dev_texts: &[String],
     dev_ids: &[TokenIds],
 ) -> anyhow::Result<()> {
@@ -261,13 +258,11 @@ fn save(
     let n = dev_texts.len().min(256);
     let runtime = adapted.embed(&dev_texts[..n])?;
     let ours = trainer.embeddings(&dev_ids[..n], 32)?;
-    let worst_cos = (0..n)
-        .map(|r| {
-            cosine(
-                &runtime[r * 384..(r + 1) * 384],
-                &ours[r * 384..(r + 1) * 384],
-            )
-        })
+    let d = adapted.dim();
+    let worst_cos = runtime
+        .chunks_exact(d)
+        .zip(ours.chunks_exact(d))
+        .map(|(a, b)| cosine(a, b))
         .fold(1f64, f64::min);
     eprintln!(
         "emotions-finetune: runtime with the merged adapter vs training model, {n} dev texts: min cosine {worst_cos:.7}"
@@ -281,7 +276,7 @@ fn save(
             "encoder_fingerprint".to_string(),
             adapted.fingerprint().to_string(),
         ),
-        ("encoder_dim".to_string(), "384".to_string()),
+        ("encoder_dim".to_string(), d.to_string()),
         ("labels".to_string(), serde_json::to_string(&LABELS)?),
         (
             "training_data".to_string(),

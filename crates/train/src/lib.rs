@@ -18,6 +18,7 @@ mod logistic;
 mod metadata;
 mod metrics;
 mod mlp;
+mod rng;
 
 pub use cache::EmbeddingCache;
 pub use cv::out_of_fold_scores;
@@ -28,6 +29,7 @@ pub use metrics::{
     Averages, Evaluation, LabelMetrics, evaluate, label_metrics, threshold_grid, tune_thresholds,
 };
 pub use mlp::{MlpModel, MlpOptions, fit_mlp};
+pub use rng::SplitMix64;
 
 /// Everything training, tuning, caching and evaluating can report.
 #[derive(Debug, thiserror::Error)]

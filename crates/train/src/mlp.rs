@@ -5,7 +5,7 @@
 //! Deterministic: the initialisation and the minibatch order come from `seed`, and every sum is
 //! taken in a fixed order whatever the number of threads.
 
-use crate::{Dense, TrainError};
+use crate::{Dense, SplitMix64 as Rng, TrainError};
 
 /// Options for [`fit_mlp`]. Checked by [`MlpOptions::validate`].
 #[derive(Debug, Clone, PartialEq)]
@@ -179,23 +179,6 @@ impl Adam {
     }
 }
 
-/// SplitMix64, for the initialisation and the minibatch order.
-struct Rng(u64);
-
-impl Rng {
-    fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e3779b97f4a7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58476d1ce4e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d049bb133111eb);
-        z ^ (z >> 31)
-    }
-    fn uniform(&mut self, bound: f64) -> f32 {
-        let u = (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64;
-        ((u * 2.0 - 1.0) * bound) as f32
-    }
-}
-
 impl MlpModel {
     /// Positive scores, `rows * labels`.
     pub fn predict(&self, x: &[f32], rows: usize, jobs: usize) -> Vec<f32> {
@@ -263,7 +246,7 @@ pub fn fit_mlp(
         ));
     }
     let (h, jobs) = (options.hidden, options.jobs);
-    let mut rng = Rng(options.seed);
+    let mut rng = Rng::new(options.seed);
     // Glorot-uniform, as scikit-learn initialises ReLU and logistic layers.
     let init = |rng: &mut Rng, fan_in: usize, fan_out: usize, gain: f64| -> Vec<f32> {
         let bound = gain * (6.0 / (fan_in + fan_out) as f64).sqrt();
@@ -300,10 +283,7 @@ pub fn fit_mlp(
     let mut best: Option<(f64, MlpModel)> = None;
     let mut t = 0i32;
     for epoch in 1..=options.max_epochs {
-        for i in (1..rows).rev() {
-            let j = (rng.next_u64() % (i as u64 + 1)) as usize;
-            order.swap(i, j);
-        }
+        rng.shuffle(&mut order);
         for batch in order.chunks(options.batch_size) {
             let b = batch.len();
             let xb: Vec<f32> = batch
@@ -376,7 +356,7 @@ mod tests {
 
     /// Two labels: x0 > 0 and "exactly one of x0, x1 > 0" (XOR, which no linear head fits).
     fn xor_data(n: usize, seed: u64) -> (Vec<f32>, Vec<bool>) {
-        let mut rng = Rng(seed);
+        let mut rng = Rng::new(seed);
         let mut x = Vec::new();
         let mut gold = Vec::new();
         for _ in 0..n {

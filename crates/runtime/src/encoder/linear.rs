@@ -140,17 +140,18 @@ impl EvalOp for PackedLinear {
             return Ok(tvec!(y.into_tvalue()));
         }
         let residual = inputs.get(1);
+        // Our kernels (the integer ones, the low-rank term) spread over tract's pool.
+        use tract_linalg::multithread::{Executor, current_tract_executor};
+        let executor = current_tract_executor();
+        let pool = match &executor {
+            Executor::MultiThread(pool) => Some(&**pool),
+            _ => None,
+        };
         if let Some(r) = residual {
             ensure!(r.shape() == &shape[..] && r.datum_type() == f32::datum_type());
         }
         match &self.weights {
             Weights::Int16 { .. } | Weights::Uint8 { .. } => {
-                use tract_linalg::multithread::{Executor, current_tract_executor};
-                let executor = current_tract_executor();
-                let pool = match &executor {
-                    Executor::MultiThread(pool) => Some(&**pool),
-                    _ => None,
-                };
                 let x = x.try_as_plain_ram()?;
                 let bias = self
                     .bias
@@ -206,12 +207,6 @@ impl EvalOp for PackedLinear {
             }
         }
         if let Some(side) = &self.low_rank {
-            use tract_linalg::multithread::{Executor, current_tract_executor};
-            let executor = current_tract_executor();
-            let pool = match &executor {
-                Executor::MultiThread(pool) => Some(&**pool),
-                _ => None,
-            };
             let x = x.try_as_plain_ram()?;
             let mut out = y.try_as_plain_ram_mut()?;
             side.add_to(x.as_slice::<f32>()?, m, out.as_slice_mut::<f32>()?, pool);
