@@ -366,31 +366,49 @@ impl Encoder {
         };
         let graph_file = dir.map_or("model.onnx", |(_, model)| model);
         let cfg = config::EncoderConfig::parse(&files, &at)?;
-        // tokenizers panics on some malformed files (found by fuzzing: a broken "decoder").
-        let mut tokenizer =
-            std::panic::catch_unwind(|| tokenizers::Tokenizer::from_bytes(files.tokenizer_json))
-                .unwrap_or_else(|panic| Err(emotions_runtime::panic_message(panic.as_ref()).into()))
-                .map_err(|source| EncoderError::Tokenizer {
-                    file: at("tokenizer.json"),
-                    source,
-                })?;
         let (bytes, fingerprint) = match model {
-            Model::InFiles => (Cow::Borrowed(files.model_onnx), fingerprint(&files)),
-            Model::Owned(bytes, fingerprint) => (Cow::Owned(bytes), fingerprint),
+            Model::InFiles => (Cow::Borrowed(files.model_onnx), None),
+            Model::Owned(bytes, fingerprint) => (Cow::Owned(bytes), Some(fingerprint)),
         };
+        // The tokenizer (~20 ms) and the fingerprint (a hash of the whole graph file, ~15 ms)
+        // are made on a second thread while this one loads the graph.
+        let (tokenizer, fingerprint, graph) = std::thread::scope(|scope| {
+            let beside = scope.spawn(|| {
+                // tokenizers panics on some malformed files (found by fuzzing: a broken
+                // "decoder").
+                let tokenizer = std::panic::catch_unwind(|| {
+                    tokenizers::Tokenizer::from_bytes(files.tokenizer_json)
+                })
+                .unwrap_or_else(|panic| {
+                    Err(emotions_runtime::panic_message(panic.as_ref()).into())
+                });
+                (
+                    tokenizer,
+                    fingerprint.unwrap_or_else(|| self::fingerprint(&files)),
+                )
+            });
+            let graph = EncoderGraph::load_adapted(
+                bytes,
+                &at(graph_file),
+                cfg.hidden_size,
+                options.plans,
+                options.precision,
+                adapter.map(|a| &a.adapter),
+            );
+            let (tokenizer, fingerprint) = beside
+                .join()
+                .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+            (tokenizer, fingerprint, graph)
+        });
+        let mut tokenizer = tokenizer.map_err(|source| EncoderError::Tokenizer {
+            file: at("tokenizer.json"),
+            source,
+        })?;
         let fingerprint = match adapter {
             Some(a) => format!("{fingerprint}+{}", a.hash),
             None => fingerprint,
         };
-        let graph = EncoderGraph::load_adapted(
-            bytes,
-            &at(graph_file),
-            cfg.hidden_size,
-            options.plans,
-            options.precision,
-            adapter.map(|a| &a.adapter),
-        )
-        .map_err(|e| match (e, adapter) {
+        let graph = graph.map_err(|e| match (e, adapter) {
             // A target the graph lacks is the adapter file's fault: name that file.
             (RuntimeError::Adapter { message, .. }, Some(a)) => {
                 EncoderError::Graph(RuntimeError::Adapter {

@@ -353,7 +353,7 @@ pub(crate) fn merge(
             *v += d;
         }
         w.float_data.clear();
-        w.raw_data = values.iter().flat_map(|v| v.to_le_bytes()).collect();
+        w.raw_data = super::fold::le_bytes(&values);
     }
     Ok(())
 }
@@ -600,13 +600,11 @@ pub(crate) fn side_of<'s>(
 /// `<stem>.weight` (`[in, out]`, as the graph multiplies), dequantised tables by their int8
 /// tensor's name without its `_q`/`_quantized` suffix, other initializers by their own name.
 pub fn encoder_weights(bytes: &[u8], origin: &str) -> Result<Vec<NamedTensor>, RuntimeError> {
-    let mut proto = <pb::ModelProto as prost::Message>::decode(bytes::Bytes::copy_from_slice(
-        bytes,
-    ))
-    .map_err(|e| RuntimeError::Decode {
-        origin: origin.to_string(),
-        source: e.into(),
-    })?;
+    let mut proto =
+        <pb::ModelProto as prost::Message>::decode(bytes).map_err(|e| RuntimeError::Decode {
+            origin: origin.to_string(),
+            source: e.into(),
+        })?;
     crate::limits::check_model(&proto, origin, crate::limits::MAX_ENCODER_NODES)?;
     let aliases = proto
         .graph

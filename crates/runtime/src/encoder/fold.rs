@@ -286,12 +286,28 @@ fn dequantise(q: &pb::TensorProto, scale: &pb::TensorProto) -> Option<pb::Tensor
             Broadcast::Column => row.iter_mut().zip(&scales).for_each(|(v, s)| *v *= s),
         }
     }
+    // As raw bytes: tract copies those once into its tensor, `float_data` twice.
     Some(pb::TensorProto {
         dims: q.dims.clone(),
         data_type: ONNX_FLOAT,
-        float_data: out,
+        raw_data: le_bytes(&out),
         ..Default::default()
     })
+}
+
+/// `values` as little-endian bytes, ONNX's `raw_data` layout.
+pub(crate) fn le_bytes(values: &[f32]) -> Vec<u8> {
+    #[cfg(target_endian = "little")]
+    {
+        // SAFETY: f32 has no padding and any byte pattern is a valid u8; the slice covers
+        // exactly the values' memory, and on a little-endian target it is their LE encoding.
+        unsafe { std::slice::from_raw_parts(values.as_ptr().cast::<u8>(), values.len() * 4) }
+            .to_vec()
+    }
+    #[cfg(not(target_endian = "little"))]
+    {
+        values.iter().flat_map(|v| v.to_le_bytes()).collect()
+    }
 }
 
 #[derive(Clone, Copy)]
@@ -407,7 +423,7 @@ mod tests {
         let g = m.graph.as_ref().unwrap();
         let w = g.initializer.iter().find(|t| t.name == "w").unwrap();
         assert_eq!((w.data_type, &w.dims[..]), (ONNX_FLOAT, &[2i64, 3][..]));
-        w.float_data.clone()
+        super::super::dynamic_quant::floats(w).unwrap()
     }
 
     #[test]

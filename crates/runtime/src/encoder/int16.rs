@@ -92,19 +92,30 @@ impl std::fmt::Debug for Int16Weights {
 
 /// The int8 values of row-major `w` (`n` columns) on the grid of `scales` (one per column), or
 /// `None` where a value is off it.
+///
+/// Written to vectorise (it runs on every projection at load): a row's checks are combined
+/// without branching, and rounding adds and subtracts 1.5 · 2²³, which rounds to nearest
+/// (ties to even) for the magnitudes a grid value can have (≤ 127.5, checked first).
 fn grid(w: &[f32], n: usize, scales: &[f32]) -> Option<Vec<i8>> {
+    const ROUND: f32 = 12_582_912.0;
+    let inverse: Vec<f32> = scales
+        .iter()
+        .map(|&s| if s == 0.0 { 0.0 } else { 1.0 / s })
+        .collect();
     let mut q = vec![0i8; w.len()];
     for (q, row) in q.chunks_exact_mut(n).zip(w.chunks_exact(n)) {
-        for ((q, &v), &s) in q.iter_mut().zip(row).zip(scales) {
-            if s == 0.0 {
-                continue;
-            }
-            let r = (v / s).round();
-            // The fold computed `v = q · s` in f32: allow that rounding, and s's own.
-            if !(-127.0..=127.0).contains(&r) || (r * s - v).abs() > v.abs() * 4e-7 {
-                return None;
-            }
+        let mut on_grid = true;
+        for (((q, &v), &s), &i) in q.iter_mut().zip(row).zip(scales).zip(&inverse) {
+            let x = v * i;
+            let r = (x + ROUND) - ROUND;
+            // The fold computed `v = q · s` in f32: allow that rounding, and s's own. A zero
+            // scale (an all-zero column) takes only zeros.
+            let ok = x.abs() <= 127.5 && (r * s - v).abs() <= v.abs() * 4e-7;
+            on_grid &= ok;
             *q = r as i8;
+        }
+        if !on_grid {
+            return None;
         }
     }
     Some(q)
