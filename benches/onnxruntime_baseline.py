@@ -5,6 +5,7 @@ crates/conformance/scripts/requirements.txt for pinned versions):
 
     /tmp/venv/bin/python benches/onnxruntime_baseline.py            # criterion + processes
     /tmp/venv/bin/python benches/onnxruntime_baseline.py --no-criterion
+    /tmp/venv/bin/python benches/onnxruntime_baseline.py --in-process-only
     /tmp/venv/bin/python benches/onnxruntime_baseline.py --no-criterion --processes-only
     /tmp/venv/bin/python benches/onnxruntime_baseline.py --no-criterion --processes-only --short-only
 
@@ -215,7 +216,8 @@ def main():
         subprocess.run(["cargo", "bench", "--bench", "inference"], cwd=ROOT, check=True)
     if "--processes-only" not in sys.argv:
         in_process()
-    processes()
+    if "--in-process-only" not in sys.argv:
+        processes()
 
 
 def in_process():

@@ -619,7 +619,12 @@ impl Encoder {
     }
 
     fn batches<'o>(&self, tokens: &[Tokens], order: &'o [usize]) -> Vec<&'o [usize]> {
-        split_batches(order, |i| tokens[i].ids.len(), self.options.batch_size)
+        split_batches(
+            order,
+            |i| tokens[i].ids.len(),
+            self.options.batch_size,
+            self.options.workers,
+        )
     }
 
     /// Embeds texts, calling `progress(done)` after each batch with the number of texts done.
@@ -737,9 +742,16 @@ impl Encoder {
 /// Splits `order` (longest first) into batches of at most `most` texts and at most
 /// `most` × [`TOKENS_PER_TEXT`] padded tokens, so that a batch of long texts takes no more
 /// memory than one of typical texts: peak memory stays flat over any input.
-fn split_batches(order: &[usize], len: impl Fn(usize) -> usize, most: usize) -> Vec<&[usize]> {
-    let most = most.max(1);
-    let budget = most * TOKENS_PER_TEXT;
+fn split_batches(
+    order: &[usize],
+    len: impl Fn(usize) -> usize,
+    most: usize,
+    workers: usize,
+) -> Vec<&[usize]> {
+    // Fewer texts than the workers' batches would hold are shared out, one batch per worker:
+    // every core runs, and each batch is padded to its own longest text, not the longest of all.
+    let budget = most.max(1) * TOKENS_PER_TEXT;
+    let most = most.min(order.len().div_ceil(workers.max(1))).max(1);
     let mut batches = vec![];
     let mut rest = order;
     while let Some(&first) = rest.first() {
@@ -802,7 +814,7 @@ mod tests {
             .chain(std::iter::repeat_n(5, 10))
             .collect();
         let order: Vec<usize> = (0..lens.len()).collect();
-        let batches = split_batches(&order, |i| lens[i], 32);
+        let batches = split_batches(&order, |i| lens[i], 32, 1);
         let sizes: Vec<usize> = batches.iter().map(|b| b.len()).collect();
         // 2048 padded tokens a batch: 6 texts padded to 300, then 32 of 64, then the rest.
         assert_eq!(sizes, [6, 32, 14]);
@@ -812,7 +824,17 @@ mod tests {
         let flat: Vec<usize> = batches.concat();
         assert_eq!(flat, order);
         // A text longer than the whole budget still gets a batch of its own.
-        assert_eq!(split_batches(&[0], |_| 5000, 32), vec![&[0][..]]);
+        assert_eq!(split_batches(&[0], |_| 5000, 32, 1), vec![&[0][..]]);
+        // Two workers share 52 texts as 6 + 26 + 20 (each padded to its own longest); 32 short
+        // texts as 16 + 16; one text stays one batch.
+        let sizes = |b: Vec<&[usize]>| b.iter().map(|b| b.len()).collect::<Vec<_>>();
+        assert_eq!(
+            sizes(split_batches(&order, |i| lens[i], 32, 2)),
+            [6, 26, 20]
+        );
+        let short: Vec<usize> = (0..32).collect();
+        assert_eq!(sizes(split_batches(&short, |_| 12, 32, 2)), [16, 16]);
+        assert_eq!(sizes(split_batches(&[0], |_| 12, 32, 2)), [1]);
     }
 
     #[test]
