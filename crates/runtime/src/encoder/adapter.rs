@@ -12,6 +12,7 @@
 
 use super::dynamic_quant::floats;
 use super::fold;
+use super::madd;
 use crate::RuntimeError;
 use std::collections::{BTreeMap, HashMap};
 use tract_onnx::pb;
@@ -403,14 +404,6 @@ impl SideIsa {
         }
         SideIsa::Portable
     }
-}
-
-/// `a * b + c`, fused where the caller's target features have FMA. A function, not a closure:
-/// a closure is compiled without the caller's target features, and `mul_add` there is a call
-/// to a software fma.
-#[inline(always)]
-fn madd<const FMA: bool>(a: f32, b: f32, c: f32) -> f32 {
-    if FMA { a.mul_add(b, c) } else { a * b + c }
 }
 
 /// Rows per parallel task.

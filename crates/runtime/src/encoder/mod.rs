@@ -26,6 +26,15 @@ mod pattern;
 mod softmax;
 mod symbolic;
 
+/// `a * b + c`, fused where the caller's target features have FMA (the attention and low-rank
+/// kernels' `FMA = true` copies are compiled with them). A function, not a closure: a closure is
+/// compiled without the caller's target features, and `mul_add` there is a call to a software
+/// fma, far slower.
+#[inline(always)]
+fn madd<const FMA: bool>(a: f32, b: f32, c: f32) -> f32 {
+    if FMA { a.mul_add(b, c) } else { a * b + c }
+}
+
 /// How many parts of the encoder graph run on this crate's fused ops rather than tract's
 /// generic ones. An encoder whose graph the rewrites do not recognise still runs, more slowly.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]

@@ -5,6 +5,7 @@
 // what the compiler keeps in vector registers.
 #![allow(clippy::needless_range_loop)]
 
+use super::super::madd;
 use crate::exp::exp;
 
 pub(super) struct Shape {
@@ -90,12 +91,6 @@ unsafe fn attend_avx512(shape: &Shape, scales: Scales, ops: Operands, b: usize, 
 #[target_feature(enable = "avx2,fma")]
 unsafe fn attend_avx2(shape: &Shape, scales: Scales, ops: Operands, b: usize, out: &mut [f32]) {
     attend_generic::<true>(shape, scales, ops, b, out)
-}
-
-/// `a * b + c`, fused where the instruction exists (a software fma would be far slower).
-#[inline(always)]
-fn madd<const FMA: bool>(a: f32, b: f32, c: f32) -> f32 {
-    if FMA { a.mul_add(b, c) } else { a * b + c }
 }
 
 /// Lanes per vector block: one AVX-512 register, two AVX2 ones.
