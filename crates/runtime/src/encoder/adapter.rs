@@ -11,13 +11,12 @@
 //! merged weight is `W + (B·A)ᵀ` (ONNX's `W` is `[in, out]`).
 
 use super::dynamic_quant::floats;
-use super::fold;
+use super::fold::{self, ONNX_FLOAT, ONNX_INT8};
+use super::int8_matmul::INT8_MATMUL;
 use super::madd;
 use crate::RuntimeError;
 use std::collections::{BTreeMap, HashMap};
 use tract_onnx::pb;
-
-const ONNX_FLOAT: i32 = 1;
 
 /// One projection's low-rank update.
 #[derive(Debug, Clone, PartialEq)]
@@ -246,6 +245,12 @@ impl LoraAdapter {
     }
 }
 
+/// A `MatMul`, or an int8 projection that [`int8_matmuls`](super::int8_matmul::int8_matmuls)
+/// rewrote from one.
+fn is_projection(node: &pb::NodeProto) -> bool {
+    node.op_type == "MatMul" || node.op_type == INT8_MATMUL
+}
+
 fn dims(t: &pb::TensorProto) -> Option<Vec<usize>> {
     t.dims.iter().map(|&d| usize::try_from(d).ok()).collect()
 }
@@ -266,14 +271,16 @@ fn projections(graph: &pb::GraphProto) -> Vec<(String, usize)> {
         }
     }
     let mut found = Vec::new();
-    for mm in graph.node.iter().filter(|n| n.op_type == "MatMul") {
+    for mm in graph.node.iter().filter(|n| is_projection(n)) {
         let (Some(w), Some(out)) = (mm.input.get(1), mm.output.first()) else {
             continue;
         };
         let Some(&w_ix) = init_ix.get(w.as_str()) else {
             continue;
         };
-        if graph.initializer[w_ix].data_type != ONNX_FLOAT {
+        // f32 weights, or an int8 projection's values (their shape is the weights').
+        let int8 = mm.op_type == INT8_MATMUL && graph.initializer[w_ix].data_type == ONNX_INT8;
+        if graph.initializer[w_ix].data_type != ONNX_FLOAT && !int8 {
             continue;
         }
         let stem = adds_of
@@ -561,7 +568,7 @@ pub(crate) fn attach(
         let old = graph.initializer[w_ix].name.clone();
         let new = format!("{old}{LOW_RANK_MARK}{index}");
         for node in &mut graph.node {
-            if node.op_type == "MatMul" && node.input.get(1) == Some(&old) {
+            if is_projection(node) && node.input.get(1) == Some(&old) {
                 let base = if node.name.is_empty() {
                     node.output.first().cloned().unwrap_or_default()
                 } else {

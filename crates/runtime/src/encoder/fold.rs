@@ -18,24 +18,24 @@ use std::collections::HashMap;
 use tract_onnx::pb;
 use tract_onnx::prelude::*;
 
-const ONNX_FLOAT: i32 = 1;
+pub(crate) const ONNX_FLOAT: i32 = 1;
 const ONNX_UINT8: i32 = 2;
-const ONNX_INT8: i32 = 3;
+pub(crate) const ONNX_INT8: i32 = 3;
 
 /// A `Mul(Cast<float>(q), s)` with `q` and `s` both initializers, the cast read by the `Mul`
 /// alone and the product not a graph output: what both passes below rewrite.
-struct Dequantisation {
+pub(crate) struct Dequantisation {
     /// The `Mul` node's index, and its output.
-    mul: usize,
-    product: String,
-    cast_output: String,
+    pub(crate) mul: usize,
+    pub(crate) product: String,
+    pub(crate) cast_output: String,
     /// Indices of `q` and `s` among the initializers.
-    q: usize,
-    scale: usize,
+    pub(crate) q: usize,
+    pub(crate) scale: usize,
 }
 
 /// Every [`Dequantisation`] of `graph`, found with one index of casts and uses.
-fn dequantisations(graph: &pb::GraphProto) -> Vec<Dequantisation> {
+pub(crate) fn dequantisations(graph: &pb::GraphProto) -> Vec<Dequantisation> {
     let init_ix: HashMap<&str, usize> = graph
         .initializer
         .iter()
@@ -358,10 +358,15 @@ fn next_fold(model: &TypedModel) -> TractResult<Option<TypedModelPatch>> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    fn tensor(name: &str, data_type: i32, dims: &[i64], raw: Vec<u8>) -> pb::TensorProto {
+    pub(crate) fn tensor(
+        name: &str,
+        data_type: i32,
+        dims: &[i64],
+        raw: Vec<u8>,
+    ) -> pb::TensorProto {
         pb::TensorProto {
             name: name.into(),
             data_type,
@@ -371,11 +376,11 @@ mod tests {
         }
     }
 
-    fn f32s(xs: &[f32]) -> Vec<u8> {
+    pub(crate) fn f32s(xs: &[f32]) -> Vec<u8> {
         xs.iter().flat_map(|x| x.to_le_bytes()).collect()
     }
 
-    fn node(op: &str, inputs: &[&str], output: &str) -> pb::NodeProto {
+    pub(crate) fn node(op: &str, inputs: &[&str], output: &str) -> pb::NodeProto {
         let mut n = pb::NodeProto {
             op_type: op.into(),
             input: inputs.iter().map(|s| s.to_string()).collect(),
@@ -473,16 +478,10 @@ mod tests {
         assert_eq!(fold_proto_dequantisation(&mut wrong_len), 0);
     }
 
-    /// `Gather(Mul(Cast(q), s), ids)` over an int8 `[3, 2]` table, as a tract-runnable model.
-    fn table_model(scale: pb::TensorProto) -> pb::ModelProto {
+    /// A graph input or output of element type `elem_type`, shape left to the caller.
+    pub(crate) fn typed(name: &str, elem_type: i32) -> pb::ValueInfoProto {
         use pb::type_proto::{Tensor, Value};
-        let q = tensor(
-            "q",
-            ONNX_INT8,
-            &[3, 2],
-            [-127i8, 5, 0, 1, 127, -3].map(|v| v as u8).to_vec(),
-        );
-        let typed = |name: &str, elem_type: i32| pb::ValueInfoProto {
+        pb::ValueInfoProto {
             name: name.into(),
             r#type: Some(pb::TypeProto {
                 value: Some(Value::TensorType(Tensor {
@@ -492,7 +491,17 @@ mod tests {
                 ..Default::default()
             }),
             ..Default::default()
-        };
+        }
+    }
+
+    /// `Gather(Mul(Cast(q), s), ids)` over an int8 `[3, 2]` table, as a tract-runnable model.
+    fn table_model(scale: pb::TensorProto) -> pb::ModelProto {
+        let q = tensor(
+            "q",
+            ONNX_INT8,
+            &[3, 2],
+            [-127i8, 5, 0, 1, 127, -3].map(|v| v as u8).to_vec(),
+        );
         pb::ModelProto {
             ir_version: 8,
             opset_import: vec![pb::OperatorSetIdProto {

@@ -10,7 +10,8 @@
 //!
 //! With [`Precision::Int16`] they run on [`super::int16`]'s integer kernels instead: an int8
 //! export's weights (int8 values times a scale per feature) as they are, f32 weights rounded to
-//! [`F32_WEIGHT_RANGE`].
+//! [`F32_WEIGHT_RANGE`]. An int8 export's projections arrive packed already, from the parser
+//! ([`super::int8_matmul`]); [`pack_linears`] then only joins their adds to them.
 
 use std::sync::Arc;
 use tract_linalg::BinOp;
@@ -77,6 +78,33 @@ pub(crate) struct PackedLinear {
     contracted: usize,
     k: usize,
     n: usize,
+}
+
+impl PackedLinear {
+    /// `y = x · (q · s)` over the last axis of `x` on the 16-bit kernels: `q` int8 (`k × n`,
+    /// row-major, no -128), `scales` one per column. Bias and residual adds join it later, in
+    /// [`pack_linears`].
+    pub(crate) fn from_int8(
+        name: &str,
+        q: &[i8],
+        k: usize,
+        n: usize,
+        scales: Vec<f32>,
+    ) -> PackedLinear {
+        PackedLinear {
+            name: name.to_string(),
+            weights: Weights::Int16 {
+                weights: Arc::new(Int16Weights::from_int8(q, k, n, scales)),
+                isa: Isa::detect(),
+            },
+            bias: None,
+            residual: false,
+            low_rank: None,
+            contracted: 1,
+            k,
+            n,
+        }
+    }
 }
 
 impl PartialEq for PackedLinear {
@@ -306,6 +334,28 @@ fn match_linear(
     precision: Precision,
     low_rank: &[Arc<LowRankSide>],
 ) -> TractResult<Option<(TypedModelPatch, Kernel, bool)>> {
+    // Packed already, at parse (an int8 projection, see `super::int8_matmul`): its adds and
+    // its low-rank term join it here.
+    if let Some(op) = node.op_as::<PackedLinear>() {
+        if op.bias.is_some() || op.residual || op.low_rank.is_some() {
+            return Ok(None);
+        }
+        let x_fact = model.outlet_fact(node.inputs[0])?;
+        let side = side_of(&node.name, low_rank)
+            .filter(|s| s.k == op.k && s.n == op.n)
+            .cloned();
+        return absorb_adds(
+            model,
+            node,
+            x_fact,
+            op.weights.clone(),
+            op.contracted,
+            op.k,
+            op.n,
+            side,
+        )
+        .map(Some);
+    }
     let Some(op) = node.op_as::<EinSum>() else {
         return Ok(None);
     };
@@ -392,6 +442,23 @@ fn match_linear(
             }
         }
     };
+    absorb_adds(model, node, x_fact, weights, contracted, k, n, side).map(Some)
+}
+
+/// The patch replacing `node` (a projection of `x_fact`, by `weights`) and the `+ bias` and
+/// `+ residual` that follow it, if any, by one [`PackedLinear`]; with which kernel it runs and
+/// whether it adds a low-rank term.
+#[allow(clippy::too_many_arguments)]
+fn absorb_adds(
+    model: &TypedModel,
+    node: &TypedNode,
+    x_fact: &TypedFact,
+    weights: Weights,
+    contracted: usize,
+    k: usize,
+    n: usize,
+    side: Option<Arc<LowRankSide>>,
+) -> TractResult<(TypedModelPatch, Kernel, bool)> {
     let kernel = match weights {
         Weights::F32 { .. } => Kernel::F32,
         Weights::Int16 { .. } => Kernel::Int16,
@@ -443,7 +510,7 @@ fn match_linear(
     }
     let y = patch.wire_node(format!("{}.packed", node.name), linear, &inputs)?;
     patch.shunt_outside(model, last.id.into(), y[0])?;
-    Ok(Some((patch, kernel, side.is_some())))
+    Ok((patch, kernel, side.is_some()))
 }
 
 #[cfg(test)]

@@ -21,6 +21,7 @@ mod fold;
 mod gelu;
 mod int16;
 mod int8;
+mod int8_matmul;
 mod linear;
 mod pattern;
 mod softmax;
@@ -325,6 +326,11 @@ impl EncoderGraph {
         crate::limits::check_model(&proto, origin, crate::limits::MAX_ENCODER_NODES)?;
         dynamic_quant::float_dynamic_matmuls(&mut proto);
         fold::gather_then_dequantise(&mut proto);
+        // Integer mode: int8 projections go to the kernels as they are; the exact mode folds
+        // them to f32 with the rest.
+        if precision == Precision::Int16 {
+            int8_matmul::int8_matmuls(&mut proto);
+        }
         fold::fold_proto_dequantisation(&mut proto);
         // Exact mode: the merged weights, as onnxruntime would run them. Integer mode: the
         // weights stay as they are (an int8 grid stays exact) and each projection adds its
@@ -348,6 +354,8 @@ impl EncoderGraph {
         // which would clash with the `batch` and `sequence` set on the inputs below by position.
         let mut onnx = tract_onnx::onnx().with_ignore_value_info(true);
         onnx.op_register.insert("Flatten", flatten::flatten);
+        onnx.op_register
+            .insert(int8_matmul::INT8_MATMUL, int8_matmul::int8_matmul);
         let model = onnx
             .model_for_proto_model(&proto)
             .map_err(|e| tract_err(origin, "parse", e))?;
