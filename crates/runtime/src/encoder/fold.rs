@@ -121,22 +121,31 @@ pub(crate) fn fold_proto_dequantisation(model: &mut pb::ModelProto) -> usize {
         })
         .collect();
     let count = folds.len();
-    let mut dropped = vec![false; graph.node.len()];
+    let mut removed = Vec::with_capacity(count);
     for (ix, cast_out, mut tensor) in folds {
         tensor.name = graph.node[ix].output[0].clone();
-        dropped[ix] = true;
+        graph.initializer.push(tensor);
+        removed.push((ix, cast_out));
+    }
+    remove_dequantisation_nodes(graph, &removed);
+    count
+}
+
+/// Removes each `(Mul node index, its Cast's output)`'s `Mul` and the `Cast` feeding it.
+pub(crate) fn remove_dequantisation_nodes(graph: &mut pb::GraphProto, removed: &[(usize, String)]) {
+    let mut dropped = vec![false; graph.node.len()];
+    for (mul, cast_output) in removed {
+        dropped[*mul] = true;
         if let Some(c) = graph
             .node
             .iter()
-            .position(|n| n.output.first() == Some(&cast_out))
+            .position(|n| n.output.first() == Some(cast_output))
         {
             dropped[c] = true;
         }
-        graph.initializer.push(tensor);
     }
     let mut keep = dropped.iter().map(|d| !d);
     graph.node.retain(|_| keep.next().unwrap_or(true));
-    count
 }
 
 /// Rewrites `Gather(Mul(Cast<float>(q), s), ids)` (axis 0), with `q` an int8/uint8 initializer
@@ -494,6 +503,19 @@ pub(crate) mod tests {
         }
     }
 
+    /// `graph` as a model tract runs (opset 14).
+    pub(crate) fn runnable(graph: pb::GraphProto) -> pb::ModelProto {
+        pb::ModelProto {
+            ir_version: 8,
+            opset_import: vec![pb::OperatorSetIdProto {
+                domain: String::new(),
+                version: 14,
+            }],
+            graph: Some(graph),
+            ..Default::default()
+        }
+    }
+
     /// `Gather(Mul(Cast(q), s), ids)` over an int8 `[3, 2]` table, as a tract-runnable model.
     fn table_model(scale: pb::TensorProto) -> pb::ModelProto {
         let q = tensor(
@@ -502,25 +524,17 @@ pub(crate) mod tests {
             &[3, 2],
             [-127i8, 5, 0, 1, 127, -3].map(|v| v as u8).to_vec(),
         );
-        pb::ModelProto {
-            ir_version: 8,
-            opset_import: vec![pb::OperatorSetIdProto {
-                domain: String::new(),
-                version: 14,
-            }],
-            graph: Some(pb::GraphProto {
-                node: vec![
-                    node("Cast", &["q"], "qf"),
-                    node("Mul", &["qf", "s"], "w"),
-                    node("Gather", &["w", "ids"], "rows"),
-                ],
-                initializer: vec![q, scale],
-                input: vec![typed("ids", 7)],
-                output: vec![typed("rows", ONNX_FLOAT)],
-                ..Default::default()
-            }),
+        runnable(pb::GraphProto {
+            node: vec![
+                node("Cast", &["q"], "qf"),
+                node("Mul", &["qf", "s"], "w"),
+                node("Gather", &["w", "ids"], "rows"),
+            ],
+            initializer: vec![q, scale],
+            input: vec![typed("ids", 7)],
+            output: vec![typed("rows", ONNX_FLOAT)],
             ..Default::default()
-        }
+        })
     }
 
     fn run(m: &pb::ModelProto, ids: &[i64]) -> Vec<f32> {

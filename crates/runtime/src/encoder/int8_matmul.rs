@@ -50,24 +50,16 @@ pub(crate) fn int8_matmuls(model: &mut pb::ModelProto) -> usize {
         })
         .collect();
     let count = rewrites.len();
-    let mut dropped = vec![false; graph.node.len()];
+    let mut removed = Vec::with_capacity(count);
     for (matmul, mul, cast_output, q, s) in rewrites {
         let node = &mut graph.node[matmul];
         node.op_type = INT8_MATMUL.into();
         node.domain.clear();
         node.input.truncate(1);
         node.input.extend([q, s]);
-        dropped[mul] = true;
-        if let Some(c) = graph
-            .node
-            .iter()
-            .position(|n| n.output.first() == Some(&cast_output))
-        {
-            dropped[c] = true;
-        }
+        removed.push((mul, cast_output));
     }
-    let mut keep = dropped.iter().map(|d| !d);
-    graph.node.retain(|_| keep.next().unwrap_or(true));
+    fold::remove_dequantisation_nodes(graph, &removed);
     count
 }
 
@@ -193,7 +185,7 @@ pub(crate) fn int8_matmul(
 mod tests {
     use super::*;
     use crate::encoder::Precision;
-    use crate::encoder::fold::tests::{f32s, node, tensor, typed};
+    use crate::encoder::fold::tests::{f32s, node, runnable, tensor, typed};
     use crate::encoder::linear::pack_linears;
 
     const K: usize = 8;
@@ -214,30 +206,22 @@ mod tests {
             nodes.push(node("Relu", &["w"], "w_relu"));
             output.push(typed("w_relu", ONNX_FLOAT));
         }
-        pb::ModelProto {
-            ir_version: 8,
-            opset_import: vec![pb::OperatorSetIdProto {
-                domain: String::new(),
-                version: 14,
-            }],
-            graph: Some(pb::GraphProto {
-                node: nodes,
-                initializer: vec![
-                    tensor(
-                        "q",
-                        ONNX_INT8,
-                        &[K as i64, N as i64],
-                        q.iter().map(|&v| v as u8).collect(),
-                    ),
-                    scale,
-                    tensor("b", ONNX_FLOAT, &[N as i64], f32s(&bias)),
-                ],
-                input: vec![typed("x", ONNX_FLOAT)],
-                output,
-                ..Default::default()
-            }),
+        runnable(pb::GraphProto {
+            node: nodes,
+            initializer: vec![
+                tensor(
+                    "q",
+                    ONNX_INT8,
+                    &[K as i64, N as i64],
+                    q.iter().map(|&v| v as u8).collect(),
+                ),
+                scale,
+                tensor("b", ONNX_FLOAT, &[N as i64], f32s(&bias)),
+            ],
+            input: vec![typed("x", ONNX_FLOAT)],
+            output,
             ..Default::default()
-        }
+        })
     }
 
     /// Every column reaches ±127, as in a per-channel export, so that the fold's path finds
