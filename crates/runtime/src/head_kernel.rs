@@ -8,6 +8,7 @@
 //! binary stays portable (no `target-cpu` flags).
 
 use crate::exp::exp;
+use crate::f32_isa::F32Isa;
 use emotions_labels::NUM_LABELS;
 
 /// Output lanes per packed weight row: 28 labels padded to a multiple of 16.
@@ -18,31 +19,7 @@ pub(crate) struct LinearKernel {
     /// `[D, LANES]`, row-major; lanes 28..32 are zero.
     packed: Vec<f32>,
     bias: [f32; LANES],
-    isa: Isa,
-}
-
-#[derive(Clone, Copy, Debug)]
-enum Isa {
-    #[cfg(target_arch = "x86_64")]
-    Avx512,
-    #[cfg(target_arch = "x86_64")]
-    Avx2Fma,
-    Portable,
-}
-
-impl Isa {
-    fn detect() -> Isa {
-        #[cfg(target_arch = "x86_64")]
-        {
-            if std::is_x86_feature_detected!("avx512f") {
-                return Isa::Avx512;
-            }
-            if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
-                return Isa::Avx2Fma;
-            }
-        }
-        Isa::Portable
-    }
+    isa: F32Isa,
 }
 
 impl LinearKernel {
@@ -63,7 +40,7 @@ impl LinearKernel {
             dim,
             packed,
             bias: b,
-            isa: Isa::detect(),
+            isa: F32Isa::detect(),
         }
     }
 
@@ -79,12 +56,13 @@ impl LinearKernel {
         debug_assert_eq!(x.len() % self.dim, 0);
         debug_assert_eq!(out.len() / NUM_LABELS, x.len() / self.dim);
         match self.isa {
-            // SAFETY: `Isa::detect` saw these features on this CPU.
+            // SAFETY: `isa` is what `F32Isa::detect` saw on this CPU, or one a test checked it
+            // runs.
             #[cfg(target_arch = "x86_64")]
-            Isa::Avx512 => unsafe { run_avx512(self, x, out) },
+            F32Isa::Avx512 => unsafe { run_avx512(self, x, out) },
             #[cfg(target_arch = "x86_64")]
-            Isa::Avx2Fma => unsafe { run_avx2_fma(self, x, out) },
-            Isa::Portable => run_rows::<false>(self, x, out),
+            F32Isa::Avx2Fma => unsafe { run_avx2_fma(self, x, out) },
+            _ => run_rows::<false>(self, x, out),
         }
     }
 }
@@ -296,16 +274,7 @@ mod tests {
             .map(|_| lcg(&mut seed) * 0.3)
             .collect();
         let b: Vec<f32> = (0..NUM_LABELS).map(|_| lcg(&mut seed)).collect();
-        let mut isas = vec![Isa::Portable];
-        #[cfg(target_arch = "x86_64")]
-        {
-            if std::is_x86_feature_detected!("avx512f") {
-                isas.push(Isa::Avx512);
-            }
-            if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
-                isas.push(Isa::Avx2Fma);
-            }
-        }
+        let isas = F32Isa::all_available();
         // Row counts around every block size, so each remainder path runs.
         for rows in [0, 1, 2, 3, 4, 5, 7, 8, 9, 17, 25] {
             let x: Vec<f32> = (0..rows * dim).map(|_| lcg(&mut seed)).collect();

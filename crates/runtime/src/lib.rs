@@ -39,6 +39,7 @@ use tract_onnx::prelude::*;
 mod encoder;
 mod exp;
 pub mod export;
+mod f32_isa;
 mod fusion;
 mod head_kernel;
 pub mod limits;

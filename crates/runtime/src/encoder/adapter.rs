@@ -15,6 +15,7 @@ use super::fold::{self, ONNX_FLOAT, ONNX_INT8};
 use super::int8_matmul::INT8_MATMUL;
 use super::madd;
 use crate::RuntimeError;
+use crate::f32_isa::F32Isa;
 use std::collections::{BTreeMap, HashMap};
 use tract_onnx::pb;
 
@@ -386,33 +387,6 @@ pub(crate) struct LowRankSide {
     bt: Vec<f32>,
 }
 
-/// Which instructions the low-rank loops are compiled for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum SideIsa {
-    Avx512,
-    Avx2Fma,
-    Portable,
-}
-
-impl SideIsa {
-    pub fn detect() -> SideIsa {
-        #[cfg(target_arch = "x86_64")]
-        {
-            if std::arch::is_x86_feature_detected!("avx512f")
-                && std::arch::is_x86_feature_detected!("fma")
-            {
-                return SideIsa::Avx512;
-            }
-            if std::arch::is_x86_feature_detected!("avx2")
-                && std::arch::is_x86_feature_detected!("fma")
-            {
-                return SideIsa::Avx2Fma;
-            }
-        }
-        SideIsa::Portable
-    }
-}
-
 /// Rows per parallel task.
 const SIDE_ROWS: usize = 64;
 
@@ -443,12 +417,12 @@ impl LowRankSide {
 
     /// `out[i] += (x[i] · Aᵀ) · Bᵀ` for `m` rows, spread over `pool` when given.
     pub fn add_to(&self, x: &[f32], m: usize, out: &mut [f32], pool: Option<&rayon::ThreadPool>) {
-        self.add_to_with(SideIsa::detect(), x, m, out, pool)
+        self.add_to_with(F32Isa::detect(), x, m, out, pool)
     }
 
     pub(crate) fn add_to_with(
         &self,
-        isa: SideIsa,
+        isa: F32Isa,
         x: &[f32],
         m: usize,
         out: &mut [f32],
@@ -466,19 +440,14 @@ impl LowRankSide {
         }
     }
 
-    fn rows(&self, isa: SideIsa, x: &[f32], out: &mut [f32]) {
+    fn rows(&self, isa: F32Isa, x: &[f32], out: &mut [f32]) {
         match isa {
-            // SAFETY: the caller picked the ISA from what the CPU reports (or a test forced one
-            // it checked), and the bodies only index slices.
+            // SAFETY: the CPU runs the ISA (checked here: a test may force one), and the bodies
+            // only index slices.
             #[cfg(target_arch = "x86_64")]
-            SideIsa::Avx512 if std::arch::is_x86_feature_detected!("avx512f") => unsafe {
-                self.rows_avx512(x, out)
-            },
+            F32Isa::Avx512 if isa.available() => unsafe { self.rows_avx512(x, out) },
             #[cfg(target_arch = "x86_64")]
-            SideIsa::Avx2Fma
-                if std::arch::is_x86_feature_detected!("avx2")
-                    && std::arch::is_x86_feature_detected!("fma") =>
-            unsafe { self.rows_avx2(x, out) },
+            F32Isa::Avx2Fma if isa.available() => unsafe { self.rows_avx2(x, out) },
             _ => self.rows_generic::<false>(x, out),
         }
     }
@@ -716,7 +685,7 @@ mod tests {
             .map(|i| ((i * 3 % 17) as f32 - 8.0) * 0.1)
             .collect();
         let mut want = vec![0.5f32; m * 45];
-        side.add_to_with(SideIsa::Portable, &x, m, &mut want, None);
+        side.add_to_with(F32Isa::Portable, &x, m, &mut want, None);
         let dense = d.dense_transposed();
         for i in [0, 77, m - 1] {
             for j in [0, 44] {
@@ -731,7 +700,7 @@ mod tests {
             .num_threads(3)
             .build()
             .unwrap();
-        for isa in [SideIsa::Avx512, SideIsa::Avx2Fma, SideIsa::Portable] {
+        for isa in F32Isa::all_available() {
             for pool in [None, Some(&pool)] {
                 let mut got = vec![0.5f32; m * 45];
                 side.add_to_with(isa, &x, m, &mut got, pool);

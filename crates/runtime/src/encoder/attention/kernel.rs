@@ -7,6 +7,7 @@
 
 use super::super::madd;
 use crate::exp::exp;
+use crate::f32_isa::F32Isa;
 
 pub(super) struct Shape {
     pub(super) batch: usize,
@@ -46,14 +47,24 @@ pub(super) fn attend(
     bias: Bias,
     out: &mut [f32],
 ) {
+    attend_with(
+        F32Isa::detect(),
+        shape,
+        scales,
+        Operands { q, k, v, bias },
+        out,
+    )
+}
+
+/// [`attend`] on the instructions `isa` (a test may force any the CPU runs).
+fn attend_with(isa: F32Isa, shape: &Shape, scales: Scales, ops: Operands, out: &mut [f32]) {
     use rayon::prelude::*;
     use tract_linalg::multithread::{Executor, current_tract_executor};
     let per_text = shape.seq * shape.heads * shape.depth;
     if per_text == 0 {
         return;
     }
-    let ops = Operands { q, k, v, bias };
-    let one = |(b, out): (usize, &mut [f32])| attend_text(shape, scales, ops, b, out);
+    let one = |(b, out): (usize, &mut [f32])| attend_text(isa, shape, scales, ops, b, out);
     match current_tract_executor() {
         Executor::MultiThread(pool) if shape.batch > 1 => {
             pool.install(|| out.par_chunks_mut(per_text).enumerate().for_each(one))
@@ -66,19 +77,23 @@ pub(super) fn attend(
 }
 
 /// Text `b`'s output rows `[seq, heads, depth]`.
-fn attend_text(shape: &Shape, scales: Scales, ops: Operands, b: usize, out: &mut [f32]) {
-    #[cfg(target_arch = "x86_64")]
-    {
-        if std::is_x86_feature_detected!("avx512f") && std::is_x86_feature_detected!("fma") {
-            // SAFETY: the CPU has the features the function is compiled for.
-            return unsafe { attend_avx512(shape, scales, ops, b, out) };
-        }
-        if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
-            // SAFETY: as above.
-            return unsafe { attend_avx2(shape, scales, ops, b, out) };
-        }
+fn attend_text(
+    isa: F32Isa,
+    shape: &Shape,
+    scales: Scales,
+    ops: Operands,
+    b: usize,
+    out: &mut [f32],
+) {
+    match isa {
+        // SAFETY: the CPU runs the ISA the function is compiled for (checked here: a test may
+        // force one).
+        #[cfg(target_arch = "x86_64")]
+        F32Isa::Avx512 if isa.available() => unsafe { attend_avx512(shape, scales, ops, b, out) },
+        #[cfg(target_arch = "x86_64")]
+        F32Isa::Avx2Fma if isa.available() => unsafe { attend_avx2(shape, scales, ops, b, out) },
+        _ => attend_generic::<false>(shape, scales, ops, b, out),
     }
-    attend_generic::<false>(shape, scales, ops, b, out)
 }
 
 #[cfg(target_arch = "x86_64")]
@@ -354,6 +369,20 @@ mod tests {
         out
     }
 
+    /// [`attend`] forced onto `isa`, into an output filled with `fill` first.
+    fn attend_on(
+        isa: F32Isa,
+        s: &Shape,
+        scales: Scales,
+        [q, k, v]: [&[f32]; 3],
+        bias: Bias,
+        fill: f32,
+    ) -> Vec<f32> {
+        let mut out = vec![fill; s.batch * s.seq * s.heads * s.depth];
+        attend_with(isa, s, scales, Operands { q, k, v, bias }, &mut out);
+        out
+    }
+
     fn values(n: usize, seed: usize) -> Vec<f32> {
         (0..n)
             .map(|i| (((i + seed) * 7919) % 211) as f32 / 105.0 - 1.0)
@@ -380,31 +409,25 @@ mod tests {
                     bias[i * seq + j] = f32::MIN;
                 }
             }
-            let mut out = vec![0f32; n];
             let scales = Scales {
                 q: 0.42,
                 k: 0.42,
                 nan_to_zero: true,
             };
-            attend(
-                &s,
-                scales,
-                &q,
-                &k,
-                &v,
-                Some((&bias, [seq * seq, 0, seq, 1])),
-                &mut out,
-            );
             let want = reference(&s, 0.42, 0.42, &q, &k, &v, &bias);
-            let worst = out
-                .iter()
-                .zip(&want)
-                .map(|(g, w)| (*g as f64 - w).abs())
-                .fold(0f64, f64::max);
-            assert!(
-                worst < 2e-6,
-                "{batch}×{seq}×{heads}×{depth}: worst {worst:e}"
-            );
+            let bias = Some((&bias[..], [seq * seq, 0, seq, 1]));
+            for isa in F32Isa::all_available() {
+                let out = attend_on(isa, &s, scales, [&q, &k, &v], bias, 0.0);
+                let worst = out
+                    .iter()
+                    .zip(&want)
+                    .map(|(g, w)| (*g as f64 - w).abs())
+                    .fold(0f64, f64::max);
+                assert!(
+                    worst < 2e-6,
+                    "{isa:?}, {batch}×{seq}×{heads}×{depth}: worst {worst:e}"
+                );
+            }
         }
     }
 
@@ -459,28 +482,23 @@ mod tests {
             depth: 16,
         };
         let (q, k, v) = (values(48, 1), values(48, 2), values(48, 3));
-        let mut bias = vec![0f32; 9];
+        let mut bias = [0f32; 9];
         bias[4] = f32::INFINITY; // row 1: softmax is NaN
-        for (nan_to_zero, check) in [(true, 0.0f32), (false, f32::NAN)] {
-            let mut out = vec![7f32; 48];
+        let runs = F32Isa::all_available()
+            .into_iter()
+            .flat_map(|isa| [(isa, true, 0.0f32), (isa, false, f32::NAN)]);
+        for (isa, nan_to_zero, check) in runs {
             let scales = Scales {
                 q: 1.0,
                 k: 1.0,
                 nan_to_zero,
             };
-            attend(
-                &s,
-                scales,
-                &q,
-                &k,
-                &v,
-                Some((&bias, [9, 0, 3, 1])),
-                &mut out,
-            );
+            let bias = Some((&bias[..], [9, 0, 3, 1]));
+            let out = attend_on(isa, &s, scales, [&q, &k, &v], bias, 7.0);
             let row1 = &out[16..32];
             assert!(
                 row1.iter().all(|x| x.to_bits() == check.to_bits()),
-                "{row1:?}"
+                "{isa:?}: {row1:?}"
             );
             assert!(
                 out[..16]
