@@ -28,6 +28,8 @@ pub(crate) struct Dequantisation {
     /// The `Mul` node's index, and its output.
     pub(crate) mul: usize,
     pub(crate) product: String,
+    /// How many node inputs read the product.
+    pub(crate) product_uses: usize,
     pub(crate) cast_output: String,
     /// Indices of `q` and `s` among the initializers.
     pub(crate) q: usize,
@@ -87,6 +89,7 @@ pub(crate) fn dequantisations(graph: &pb::GraphProto) -> Vec<Dequantisation> {
         found.push(Dequantisation {
             mul: ix,
             product: mul.output[0].clone(),
+            product_uses: uses.get(mul.output[0].as_str()).copied().unwrap_or(0),
             cast_output: cast.output[0].clone(),
             q,
             scale: s,

@@ -26,10 +26,6 @@ pub(crate) fn int8_matmuls(model: &mut pb::ModelProto) -> usize {
     let Some(graph) = model.graph.as_mut() else {
         return 0;
     };
-    let mut uses: HashMap<&str, usize> = HashMap::new();
-    for i in graph.node.iter().flat_map(|n| &n.input) {
-        *uses.entry(i.as_str()).or_default() += 1;
-    }
     let weights_of: HashMap<&str, usize> = graph
         .node
         .iter()
@@ -43,10 +39,9 @@ pub(crate) fn int8_matmuls(model: &mut pb::ModelProto) -> usize {
         .filter_map(|d| {
             let &matmul = weights_of.get(d.product.as_str())?;
             let (q, s) = (&graph.initializer[d.q], &graph.initializer[d.scale]);
-            (uses.get(d.product.as_str()) == Some(&1)
-                && graph.node[matmul].input[0] != d.product
-                && takes_exactly(q, s))
-            .then(|| (matmul, d.mul, d.cast_output, q.name.clone(), s.name.clone()))
+            // Read once, so only as the MatMul's weights.
+            (d.product_uses == 1 && takes_exactly(q, s))
+                .then(|| (matmul, d.mul, d.cast_output, q.name.clone(), s.name.clone()))
         })
         .collect();
     let count = rewrites.len();
