@@ -32,14 +32,14 @@ fn encoder_file_picks_the_graph_and_verbose_reports_its_rewrites() {
     #[cfg(not(target_arch = "x86_64"))]
     let vnni = false;
     let quantized = if vnni {
-        "attention 2/2, GELU 2, projections 12 (0 in int16, 12 in u8)"
+        "attention 2/2, GELU 2, layer norms 5, projections 12 (0 in int16, 12 in u8)"
     } else {
-        "attention 2/2, GELU 2, projections 12 (12 in int16)"
+        "attention 2/2, GELU 2, layer norms 5, projections 12 (12 in int16)"
     };
     for (file, rewrites) in [
         (
             "legacy_t5.onnx",
-            "attention 2/2, GELU 2, projections 12 (12 in int16)",
+            "attention 2/2, GELU 2, layer norms 5, projections 12 (12 in int16)",
         ),
         ("onnx/model_quantized.onnx", quantized),
     ] {

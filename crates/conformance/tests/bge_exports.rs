@@ -100,6 +100,8 @@ fn every_f32_export_gets_every_rewrite() {
         softmax: 2,
         attention: 2,
         gelu: 2,
+        // The embeddings' and two per layer.
+        layer_norm: 5,
         linear: 12,
         int16: 12,
         uint8: 0,

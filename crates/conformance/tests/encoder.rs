@@ -79,6 +79,8 @@ fn every_layer_of_minilm_runs_on_the_fused_ops() {
         softmax: 6,
         gelu: 6,
         attention: 6,
+        // The embeddings' and two per layer.
+        layer_norm: 13,
         // Q, K, V, output, and the two feed-forward projections of 6 layers.
         linear: 36,
         // All of them int8 weights: the default runs every one in integers.

@@ -22,6 +22,7 @@ mod gelu;
 mod int16;
 mod int8;
 mod int8_matmul;
+mod layer_norm;
 mod linear;
 mod pattern;
 mod softmax;
@@ -48,6 +49,8 @@ pub struct GraphRewrites {
     pub gelu: usize,
     /// Self-attention blocks (scores, mask, softmax, values) turned into one op.
     pub attention: usize,
+    /// Layer norms over the last axis that run as one op, not tract's eleven.
+    pub layer_norm: usize,
     /// Matmuls by constant weights (with their bias and residual adds) whose weights are packed
     /// once at load.
     pub linear: usize,
@@ -206,13 +209,13 @@ enum InputKind {
 }
 
 impl std::fmt::Display for GraphRewrites {
-    /// `attention 6/6, GELU 6, projections 36 (36 in int16)`, and `, 12 in u8` where some
-    /// have 8-bit activations.
+    /// `attention 6/6, GELU 6, layer norms 13, projections 36 (36 in int16)`, and `, 12 in
+    /// u8` where some have 8-bit activations.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
             f,
-            "attention {}/{}, GELU {}, projections {} ({} in int16",
-            self.attention, self.softmax, self.gelu, self.linear, self.int16
+            "attention {}/{}, GELU {}, layer norms {}, projections {} ({} in int16",
+            self.attention, self.softmax, self.gelu, self.layer_norm, self.linear, self.int16
         )?;
         if self.uint8 > 0 {
             write!(f, ", {} in u8", self.uint8)?;
@@ -252,10 +255,17 @@ fn optimise(
         .count();
     let attention = attention::fuse_attention(model)?;
     let (linear, int16, uint8, low_rank) = linear::pack_linears(model, precision, low_rank)?;
+    // Wired by the parser (see `layer_norm`); counted here with the rest.
+    let layer_norm = model
+        .nodes
+        .iter()
+        .filter(|n| n.op_is::<layer_norm::FusedLayerNorm>())
+        .count();
     Ok(GraphRewrites {
         softmax,
         gelu,
         attention,
+        layer_norm,
         linear,
         int16,
         uint8,
@@ -332,6 +342,7 @@ impl EncoderGraph {
             int8_matmul::int8_matmuls(&mut proto);
         }
         fold::fold_proto_dequantisation(&mut proto);
+        layer_norm::layer_norms(&mut proto);
         // Exact mode: the merged weights, as onnxruntime would run them. Integer mode: the
         // weights stay as they are (an int8 grid stays exact) and each projection adds its
         // low-rank term in f32.
@@ -356,6 +367,8 @@ impl EncoderGraph {
         onnx.op_register.insert("Flatten", flatten::flatten);
         onnx.op_register
             .insert(int8_matmul::INT8_MATMUL, int8_matmul::int8_matmul);
+        onnx.op_register
+            .insert(layer_norm::LAYER_NORM, layer_norm::layer_norm);
         let model = onnx
             .model_for_proto_model(&proto)
             .map_err(|e| tract_err(origin, "parse", e))?;
