@@ -44,7 +44,7 @@ pub struct GraphRewrites {
     /// Softmaxes over the last axis: one per attention block in a BERT-family graph, so the
     /// number of blocks [`attention`](Self::attention) could have matched.
     pub softmax: usize,
-    /// Exact GELUs that run in one pass (tract's `GeluExact`), whether tract or this crate's
+    /// Exact GELUs that run in one pass on this crate's op, whether tract or this crate's
     /// rewrite recognised the chain.
     pub gelu: usize,
     /// Self-attention blocks (scores, mask, softmax, values) turned into one op.
@@ -242,17 +242,8 @@ fn optimise(
 ) -> TractResult<GraphRewrites> {
     let softmax = softmax::replace_softmax(model)?;
     gelu::fuse_gelu(model)?;
-    // Counted after the fusion: tract turns the textbook chain into `GeluExact` itself.
-    let gelu = model
-        .nodes
-        .iter()
-        .filter(|n| {
-            n.op_as::<tract_onnx::tract_core::ops::element_wise::ElementWiseOp>()
-                .is_some_and(|op| {
-                    op.0.is::<tract_onnx::tract_core::ops::nn::gelu_exact::GeluExact>()
-                })
-        })
-        .count();
+    // After the fusion: tract turns the textbook chain into `GeluExact` itself.
+    let gelu = gelu::replace_gelu_exact(model)?;
     let attention = attention::fuse_attention(model)?;
     let (linear, int16, uint8, low_rank) = linear::pack_linears(model, precision, low_rank)?;
     // Wired by the parser (see `layer_norm`); counted here with the rest.
