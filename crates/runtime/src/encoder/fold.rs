@@ -508,11 +508,16 @@ pub(crate) mod tests {
 
     /// `graph` as a model tract runs (opset 14).
     pub(crate) fn runnable(graph: pb::GraphProto) -> pb::ModelProto {
+        runnable_at(14, graph)
+    }
+
+    /// `graph` as a model of opset `opset`.
+    pub(crate) fn runnable_at(opset: i64, graph: pb::GraphProto) -> pb::ModelProto {
         pb::ModelProto {
             ir_version: 8,
             opset_import: vec![pb::OperatorSetIdProto {
                 domain: String::new(),
-                version: 14,
+                version: opset,
             }],
             graph: Some(graph),
             ..Default::default()

@@ -8,7 +8,7 @@
 //! here, vectorised for the CPU and spread over tract's pool (tract-core's are scalar loops
 //! once it is size-optimised for the binary).
 
-use super::pattern::{bin_with_const, sole_successor};
+use super::pattern::{bin_with_const, replace_each, sole_successor};
 use crate::f32_isa::F32Isa;
 use tract_onnx::prelude::*;
 use tract_onnx::tract_core::internal::*;
@@ -73,25 +73,15 @@ impl TypedOp for FusedGelu {
 
 /// Replaces every f32 `GeluExact` by [`FusedGelu`]; returns how many.
 pub(crate) fn replace_gelu_exact(model: &mut TypedModel) -> TractResult<usize> {
-    let mut patches = vec![];
-    for node in &model.nodes {
+    replace_each(model, |model, node| {
         let is_gelu = node
             .op_as::<ElementWiseOp>()
             .is_some_and(|op| op.0.is::<GeluExact>() && op.1.is_none());
-        if is_gelu && model.outlet_fact(node.inputs[0])?.datum_type == f32::datum_type() {
-            patches.push(TypedModelPatch::replace_single_op(
-                model,
-                node,
-                &node.inputs,
-                FusedGelu,
-            )?);
-        }
-    }
-    let replaced = patches.len();
-    for patch in patches {
-        patch.apply(model)?;
-    }
-    Ok(replaced)
+        Ok(
+            (is_gelu && model.outlet_fact(node.inputs[0])?.datum_type == f32::datum_type())
+                .then_some(FusedGelu),
+        )
+    })
 }
 
 /// Values per call of the `erf` kernel, as tract's `GeluExact` takes them.

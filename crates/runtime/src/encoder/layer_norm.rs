@@ -14,6 +14,7 @@
 
 use super::dynamic_quant::floats;
 use super::madd;
+use super::pattern::keep_last_axis_last;
 use crate::f32_isa::F32Isa;
 use std::collections::{HashMap, HashSet};
 use tract_onnx::model::ParsingContext;
@@ -414,17 +415,8 @@ impl TypedOp for FusedLayerNorm {
         _io: InOut,
         change: &AxisOp,
     ) -> TractResult<Option<AxisChangeConsequence>> {
-        // Any change that keeps the normalised axis last, and its length, is fine.
-        let rank = model.outlet_fact(node.inputs[0])?.rank();
-        let mut shape: TVec<usize> = (0..rank).map(|_| 2).collect();
-        change.change_shape_array(&mut shape, false)?;
-        if matches!(change, AxisOp::Move(..) | AxisOp::Add(_) | AxisOp::Rm(_))
-            && change.transform_axis(rank - 1) == Some(shape.len() - 1)
-        {
-            Ok(Some(AxisChangeConsequence::new(model, node, None, change)))
-        } else {
-            Ok(None)
-        }
+        // Any change that keeps the normalised axis last is fine.
+        keep_last_axis_last(model, node, change)
     }
 
     as_op!();
@@ -518,7 +510,7 @@ fn block_generic<const FMA: bool>(rows: &mut [f32], scale: &[f32], bias: &[f32],
 mod tests {
     use super::*;
     use crate::encoder::fold::ONNX_FLOAT;
-    use crate::encoder::fold::tests::{f32s, node, tensor, typed};
+    use crate::encoder::fold::tests::{f32s, node, runnable_at, tensor, typed};
 
     /// Each row normalised in f64.
     fn reference(x: &[f32], scale: &[f32], bias: &[f32], eps: f32) -> Vec<f64> {
@@ -623,13 +615,9 @@ mod tests {
             ln.output.push("mean".into());
             output.push(typed("mean", ONNX_FLOAT));
         }
-        pb::ModelProto {
-            ir_version: 8,
-            opset_import: vec![pb::OperatorSetIdProto {
-                domain: String::new(),
-                version: 17,
-            }],
-            graph: Some(pb::GraphProto {
+        runnable_at(
+            17,
+            pb::GraphProto {
                 node: vec![ln],
                 initializer: vec![
                     tensor("scale", ONNX_FLOAT, normalised, f32s(&scale)),
@@ -638,9 +626,8 @@ mod tests {
                 input: vec![typed("x", ONNX_FLOAT)],
                 output,
                 ..Default::default()
-            }),
-            ..Default::default()
-        }
+            },
+        )
     }
 
     fn attribute(name: &str, i: Option<i64>, f: Option<f32>) -> pb::AttributeProto {
@@ -762,13 +749,9 @@ mod tests {
         if d_read_outside {
             output.push(typed("d", ONNX_FLOAT));
         }
-        pb::ModelProto {
-            ir_version: 7,
-            opset_import: vec![pb::OperatorSetIdProto {
-                domain: String::new(),
-                version: 14,
-            }],
-            graph: Some(pb::GraphProto {
+        runnable_at(
+            14,
+            pb::GraphProto {
                 node: vec![
                     mean("x", "m"),
                     node("Sub", &["x", "m"], "d"),
@@ -789,9 +772,8 @@ mod tests {
                 input: vec![typed("x", ONNX_FLOAT)],
                 output,
                 ..Default::default()
-            }),
-            ..Default::default()
-        }
+            },
+        )
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! Graph-matching helpers shared by the rewrites.
 
 use tract_onnx::prelude::*;
+use tract_onnx::tract_core::internal::*;
 use tract_onnx::tract_core::ops::binary::{BinMiniOp, TypedBinOp};
 use tract_onnx::tract_core::ops::math::Div;
 
@@ -36,5 +37,46 @@ pub(crate) fn sole_successor<'m>(model: &'m TypedModel, node: &TypedNode) -> Opt
     match &node.outputs[..] {
         [out] if out.successors.len() == 1 => Some(model.node(out.successors[0].node)),
         _ => None,
+    }
+}
+
+/// Replaces each node for which `replacement` gives an op by that op, on the same inputs.
+/// Returns how many.
+pub(crate) fn replace_each<O: TypedOp>(
+    model: &mut TypedModel,
+    replacement: impl Fn(&TypedModel, &TypedNode) -> TractResult<Option<O>>,
+) -> TractResult<usize> {
+    let mut patches = vec![];
+    for node in &model.nodes {
+        if let Some(op) = replacement(model, node)? {
+            patches.push(TypedModelPatch::replace_single_op(
+                model,
+                node,
+                &node.inputs,
+                op,
+            )?);
+        }
+    }
+    let replaced = patches.len();
+    for patch in patches {
+        patch.apply(model)?;
+    }
+    Ok(replaced)
+}
+
+/// `change_axes` for a one-input op over its last axis: any change that keeps that axis last
+/// is fine.
+pub(crate) fn keep_last_axis_last(
+    model: &TypedModel,
+    node: &TypedNode,
+    change: &AxisOp,
+) -> TractResult<Option<AxisChangeConsequence>> {
+    let rank = model.outlet_fact(node.inputs[0])?.rank();
+    let mut shape: TVec<usize> = (0..rank).map(|_| 2).collect();
+    change.change_shape_array(&mut shape, false)?;
+    if change.transform_axis(rank - 1) == Some(shape.len() - 1) {
+        Ok(Some(AxisChangeConsequence::new(model, node, None, change)))
+    } else {
+        Ok(None)
     }
 }

@@ -5,6 +5,7 @@
 //! text (about 20 scores), so that overhead made Softmax 11.6% of MiniLM's time on go_emotions
 //! texts. This op does each row in place, with an `exp` the compiler can vectorise.
 
+use super::pattern::{keep_last_axis_last, replace_each};
 use crate::exp::exp;
 use tract_onnx::prelude::*;
 use tract_onnx::tract_core::internal::*;
@@ -59,14 +60,7 @@ impl TypedOp for LastAxisSoftmax {
         change: &AxisOp,
     ) -> TractResult<Option<AxisChangeConsequence>> {
         // Any change that keeps the softmax axis last is fine.
-        let rank = model.outlet_fact(node.inputs[0])?.rank();
-        let mut shape: TVec<usize> = (0..rank).map(|_| 2).collect();
-        change.change_shape_array(&mut shape, false)?;
-        if change.transform_axis(rank - 1) == Some(shape.len() - 1) {
-            Ok(Some(AxisChangeConsequence::new(model, node, None, change)))
-        } else {
-            Ok(None)
-        }
+        keep_last_axis_last(model, node, change)
     }
 
     as_op!();
@@ -74,31 +68,18 @@ impl TypedOp for LastAxisSoftmax {
 
 /// Replaces every f32 Softmax over the last axis by [`LastAxisSoftmax`].
 pub(crate) fn replace_softmax(model: &mut TypedModel) -> TractResult<usize> {
-    let mut patches = vec![];
-    for node in &model.nodes {
+    replace_each(model, |model, node| {
         let Some(op) = node.op_as::<Softmax>() else {
-            continue;
+            return Ok(None);
         };
         let fact = model.outlet_fact(node.inputs[0])?;
-        if op.kind == SoftmaxKind::Softmax
+        Ok((op.kind == SoftmaxKind::Softmax
             && op.quant_output_dt.is_none()
             && fact.datum_type == f32::datum_type()
             && fact.rank() > 0
-            && op.axes[..] == [fact.rank() - 1]
-        {
-            patches.push(TypedModelPatch::replace_single_op(
-                model,
-                node,
-                &node.inputs,
-                LastAxisSoftmax,
-            )?);
-        }
-    }
-    let replaced = patches.len();
-    for patch in patches {
-        patch.apply(model)?;
-    }
-    Ok(replaced)
+            && op.axes[..] == [fact.rank() - 1])
+        .then_some(LastAxisSoftmax))
+    })
 }
 
 /// In place: `r[i] = exp(r[i] - max) / sum`.
