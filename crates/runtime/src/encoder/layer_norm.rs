@@ -57,6 +57,15 @@ struct Decomposed {
 }
 
 fn collapse_decomposed(graph: &mut pb::GraphProto) -> usize {
+    // A subgraph may read any value of this graph, which `readers` does not see.
+    let has_subgraphs = graph.node.iter().any(|n| {
+        n.attribute
+            .iter()
+            .any(|a| a.g.is_some() || !a.graphs.is_empty())
+    });
+    if has_subgraphs {
+        return 0;
+    }
     let chains: Vec<Decomposed> = {
         let readers = readers(graph);
         (0..graph.node.len())
@@ -804,9 +813,22 @@ mod tests {
 
     #[test]
     fn a_chain_whose_values_are_read_elsewhere_is_left_as_it_is() {
-        let mut proto = decomposed(true);
-        let before = proto.clone();
-        assert_eq!(layer_norms(&mut proto), (0, 0));
-        assert_eq!(proto, before);
+        let mut read_outside = decomposed(true);
+        // A graph with a subgraph, which could read any of the chain's values.
+        let mut with_subgraph = decomposed(false);
+        let graph = with_subgraph.graph.as_mut().unwrap();
+        let mut branch = node("If", &["cond"], "branch_out");
+        branch.attribute.push(pb::AttributeProto {
+            name: "then_branch".into(),
+            r#type: pb::attribute_proto::AttributeType::Graph as i32,
+            g: Some(pb::GraphProto::default()),
+            ..Default::default()
+        });
+        graph.node.push(branch);
+        for proto in [&mut read_outside, &mut with_subgraph] {
+            let before = proto.clone();
+            assert_eq!(layer_norms(proto), (0, 0));
+            assert_eq!(*proto, before);
+        }
     }
 }
