@@ -13,6 +13,7 @@
 //! elsewhere, and in f32 in the exact mode. The conformance suite states how far each is from
 //! onnxruntime running the same file, and from the f32 model.
 
+use super::pattern::ProtoReaders;
 use std::collections::HashMap;
 use tract_onnx::pb;
 
@@ -81,17 +82,7 @@ pub(crate) fn float_dynamic_matmuls(model: &mut pb::ModelProto) -> usize {
         .enumerate()
         .flat_map(|(i, n)| n.output.iter().map(move |o| (o.as_str(), i)))
         .collect();
-    let mut users: HashMap<&str, Vec<usize>> = HashMap::new();
-    for (i, n) in graph.node.iter().enumerate() {
-        for input in &n.input {
-            users.entry(input.as_str()).or_default().push(i);
-        }
-    }
-    let is_output = |name: &str| graph.output.iter().any(|o| o.name == name);
-    let sole_user = |name: &str| match users.get(name).map(Vec::as_slice) {
-        Some([u]) if !is_output(name) => Some(*u),
-        _ => None,
-    };
+    let readers = ProtoReaders::of(graph);
     // (MatMulInteger index, x, new weight, output, nodes to drop)
     let mut rewrites = Vec::new();
     for (mi, m) in graph.node.iter().enumerate() {
@@ -132,7 +123,7 @@ pub(crate) fn float_dynamic_matmuls(model: &mut pb::ModelProto) -> usize {
             continue;
         };
         // Cast<float>, read by one Mul with the scales' product.
-        let Some(ci) = sole_user(&m.output[0]) else {
+        let Some(ci) = readers.sole(&m.output[0]) else {
             continue;
         };
         let c = &graph.node[ci];
@@ -140,7 +131,7 @@ pub(crate) fn float_dynamic_matmuls(model: &mut pb::ModelProto) -> usize {
         if c.op_type != "Cast" || to != Some(ONNX_FLOAT as i64) || c.output.len() != 1 {
             continue;
         }
-        let Some(yi) = sole_user(&c.output[0]) else {
+        let Some(yi) = readers.sole(&c.output[0]) else {
             continue;
         };
         let y = &graph.node[yi];
@@ -156,7 +147,7 @@ pub(crate) fn float_dynamic_matmuls(model: &mut pb::ModelProto) -> usize {
             continue;
         };
         let s = &graph.node[si];
-        if s.op_type != "Mul" || s.input.len() != 2 || sole_user(&s.output[0]) != Some(yi) {
+        if s.op_type != "Mul" || s.input.len() != 2 || readers.sole(&s.output[0]) != Some(yi) {
             continue;
         }
         let w_scale = if s.input[0] == d.output[1] {

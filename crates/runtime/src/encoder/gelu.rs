@@ -10,6 +10,7 @@
 
 use super::pattern::{bin_with_const, replace_each, sole_successor};
 use crate::f32_isa::F32Isa;
+use tract_linalg::element_wise::ElementWise;
 use tract_onnx::prelude::*;
 use tract_onnx::tract_core::internal::*;
 use tract_onnx::tract_core::ops::binary::TypedBinOp;
@@ -90,84 +91,52 @@ const CHUNK: usize = 1024;
 /// GELU of `xs` in place, on the instructions `isa` (a test may force any the CPU runs), in
 /// blocks spread over tract's pool when it has one and there are enough of them.
 pub(crate) fn gelu_in_place(isa: F32Isa, xs: &mut [f32]) -> TractResult<()> {
-    use rayon::prelude::*;
-    use tract_linalg::multithread::{Executor, current_tract_executor};
     let erf = tract_linalg::routines::Func::Erf.ew_f32()?;
-    let per_task = CHUNK * 16;
-    let run = |block: &mut [f32]| -> TractResult<()> {
+    super::for_each_block(xs, CHUNK * 16, |_, block| {
         let mut scratch = [0f32; CHUNK];
         for chunk in block.chunks_mut(CHUNK) {
-            let scaled = &mut scratch[..chunk.len()];
-            scale_by_inv_sqrt2(isa, chunk, scaled);
-            erf.run(scaled)?;
-            combine(isa, chunk, scaled);
+            gelu_chunk(isa, chunk, &mut scratch[..chunk.len()], &*erf)?;
         }
         Ok(())
-    };
-    match current_tract_executor() {
-        Executor::MultiThread(pool) if xs.len() > per_task => {
-            pool.install(|| xs.par_chunks_mut(per_task).try_for_each(run))
-        }
-        Executor::RayonGlobal if xs.len() > per_task => {
-            xs.par_chunks_mut(per_task).try_for_each(run)
-        }
-        _ => run(xs),
-    }
+    })
 }
 
-/// `scaled = x / √2`, as tract computes it: `x * (1/√2)`.
-fn scale_by_inv_sqrt2(isa: F32Isa, xs: &[f32], scaled: &mut [f32]) {
+/// One chunk, as tract's `GeluExact` computes it: `e = erf(x * (1/√2))`, then
+/// `x = (x * 0.5) * (e + 1)`, with `scratch` (as long as `xs`) holding `e`.
+fn gelu_chunk(
+    isa: F32Isa,
+    xs: &mut [f32],
+    scratch: &mut [f32],
+    erf: &dyn ElementWise<f32>,
+) -> TractResult<()> {
     #[inline(always)]
-    fn body(xs: &[f32], scaled: &mut [f32]) {
+    fn body(xs: &mut [f32], scratch: &mut [f32], erf: &dyn ElementWise<f32>) -> TractResult<()> {
         let c = std::f32::consts::SQRT_2.recip();
-        scaled.iter_mut().zip(xs).for_each(|(s, x)| *s = *x * c);
+        scratch.iter_mut().zip(&*xs).for_each(|(s, x)| *s = *x * c);
+        erf.run(scratch)?;
+        xs.iter_mut()
+            .zip(&*scratch)
+            .for_each(|(x, e)| *x = (*x * 0.5) * (*e + 1.0));
+        Ok(())
     }
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx512f")]
-    unsafe fn avx512(xs: &[f32], scaled: &mut [f32]) {
-        body(xs, scaled)
+    unsafe fn avx512(xs: &mut [f32], s: &mut [f32], erf: &dyn ElementWise<f32>) -> TractResult<()> {
+        body(xs, s, erf)
     }
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx2")]
-    unsafe fn avx2(xs: &[f32], scaled: &mut [f32]) {
-        body(xs, scaled)
+    unsafe fn avx2(xs: &mut [f32], s: &mut [f32], erf: &dyn ElementWise<f32>) -> TractResult<()> {
+        body(xs, s, erf)
     }
     match isa {
         // SAFETY: the CPU runs the ISA the function is compiled for (checked here: a test may
         // force one).
         #[cfg(target_arch = "x86_64")]
-        F32Isa::Avx512 if isa.available() => unsafe { avx512(xs, scaled) },
+        F32Isa::Avx512 if isa.available() => unsafe { avx512(xs, scratch, erf) },
         #[cfg(target_arch = "x86_64")]
-        F32Isa::Avx2Fma if isa.available() => unsafe { avx2(xs, scaled) },
-        _ => body(xs, scaled),
-    }
-}
-
-/// `x = (x * 0.5) * (erf + 1)`, in tract's order.
-fn combine(isa: F32Isa, xs: &mut [f32], erf: &[f32]) {
-    #[inline(always)]
-    fn body(xs: &mut [f32], erf: &[f32]) {
-        xs.iter_mut()
-            .zip(erf)
-            .for_each(|(x, e)| *x = (*x * 0.5) * (*e + 1.0));
-    }
-    #[cfg(target_arch = "x86_64")]
-    #[target_feature(enable = "avx512f")]
-    unsafe fn avx512(xs: &mut [f32], erf: &[f32]) {
-        body(xs, erf)
-    }
-    #[cfg(target_arch = "x86_64")]
-    #[target_feature(enable = "avx2")]
-    unsafe fn avx2(xs: &mut [f32], erf: &[f32]) {
-        body(xs, erf)
-    }
-    match isa {
-        // SAFETY: as above.
-        #[cfg(target_arch = "x86_64")]
-        F32Isa::Avx512 if isa.available() => unsafe { avx512(xs, erf) },
-        #[cfg(target_arch = "x86_64")]
-        F32Isa::Avx2Fma if isa.available() => unsafe { avx2(xs, erf) },
-        _ => body(xs, erf),
+        F32Isa::Avx2Fma if isa.available() => unsafe { avx2(xs, scratch, erf) },
+        _ => body(xs, scratch, erf),
     }
 }
 

@@ -14,9 +14,9 @@
 
 use super::dynamic_quant::floats;
 use super::madd;
-use super::pattern::keep_last_axis_last;
+use super::pattern::{ProtoReaders, keep_last_axis_last};
 use crate::f32_isa::F32Isa;
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use tract_onnx::model::ParsingContext;
 use tract_onnx::pb::{self, NodeProto};
 use tract_onnx::tract_hir::internal::*;
@@ -57,7 +57,7 @@ struct Decomposed {
 }
 
 fn collapse_decomposed(graph: &mut pb::GraphProto) -> usize {
-    // A subgraph may read any value of this graph, which `readers` does not see.
+    // A subgraph may read any value of this graph, which `ProtoReaders` does not see.
     let has_subgraphs = graph.node.iter().any(|n| {
         n.attribute
             .iter()
@@ -67,7 +67,7 @@ fn collapse_decomposed(graph: &mut pb::GraphProto) -> usize {
         return 0;
     }
     let chains: Vec<Decomposed> = {
-        let readers = readers(graph);
+        let readers = ProtoReaders::of(graph);
         (0..graph.node.len())
             .filter_map(|i| decomposed_from(graph, &readers, i))
             .collect()
@@ -94,42 +94,19 @@ fn collapse_decomposed(graph: &mut pb::GraphProto) -> usize {
     chains.len()
 }
 
-/// Which nodes read each value, by index; a graph output counts as a reader of its own
-/// ([`GRAPH_OUTPUT`]).
-fn readers(graph: &pb::GraphProto) -> HashMap<&str, Vec<usize>> {
-    let mut readers: HashMap<&str, Vec<usize>> = HashMap::new();
-    for (i, node) in graph.node.iter().enumerate() {
-        for input in &node.input {
-            readers.entry(input.as_str()).or_default().push(i);
-        }
-    }
-    for output in &graph.output {
-        readers
-            .entry(output.name.as_str())
-            .or_default()
-            .push(GRAPH_OUTPUT);
-    }
-    readers
-}
-
-const GRAPH_OUTPUT: usize = usize::MAX;
-
 /// The chain that starts at node `first`, if it is one whose values nothing else reads.
 fn decomposed_from(
     graph: &pb::GraphProto,
-    readers: &HashMap<&str, Vec<usize>>,
+    readers: &ProtoReaders,
     first: usize,
 ) -> Option<Decomposed> {
     let node = |i: usize| &graph.node[i];
     let out = |i: usize| node(i).output.first().map(String::as_str);
     // The one node that reads node `i`'s output, if it is an `op`.
     let sole_reader = |i: usize, op: &str| -> Option<usize> {
-        match readers.get(out(i)?)?.as_slice() {
-            [r] if *r != GRAPH_OUTPUT && node(*r).op_type == op && node(*r).output.len() == 1 => {
-                Some(*r)
-            }
-            _ => None,
-        }
+        readers
+            .sole(out(i)?)
+            .filter(|&r| node(r).op_type == op && node(r).output.len() == 1)
     };
     let last_axis_mean = |i: usize| {
         let n = node(i);
@@ -160,14 +137,13 @@ fn decomposed_from(
         return None;
     }
     let d = out(sub)?;
-    let (pow, div) = match readers.get(d)?.as_slice() {
-        &[a, b] if a != GRAPH_OUTPUT && b != GRAPH_OUTPUT => {
-            match (&*node(a).op_type, &*node(b).op_type) {
-                ("Pow", "Div") => (a, b),
-                ("Div", "Pow") => (b, a),
-                _ => return None,
-            }
-        }
+    let outside = ProtoReaders::GRAPH_OUTPUT;
+    let (pow, div) = match readers.all(d) {
+        &[a, b] if a != outside && b != outside => match (&*node(a).op_type, &*node(b).op_type) {
+            ("Pow", "Div") => (a, b),
+            ("Div", "Pow") => (b, a),
+            _ => return None,
+        },
         _ => return None,
     };
     let two = match &node(pow).input[..] {
@@ -213,7 +189,7 @@ fn decomposed_from(
             .node
             .iter()
             .position(|n| n.op_type == "Constant" && n.output.first() == Some(name))
-            && readers.get(name.as_str()).is_some_and(|r| r.len() == 1)
+            && readers.all(name).len() == 1
         {
             nodes.push(c);
         }
@@ -435,22 +411,15 @@ impl TypedOp for FusedLayerNorm {
 /// `isa` (a test may force any the CPU runs), rows spread over tract's thread pool when it has
 /// one and there are enough of them.
 pub(crate) fn normalise_rows(isa: F32Isa, x: &mut [f32], scale: &[f32], bias: &[f32], eps: f32) {
-    use rayon::prelude::*;
-    use tract_linalg::multithread::{Executor, current_tract_executor};
     let hidden = scale.len();
     if hidden == 0 {
         return;
     }
     // Rows per task: enough work per task to repay the handoff.
-    let per_task = hidden * 64;
-    let run = |rows: &mut [f32]| normalise_block(isa, rows, scale, bias, eps);
-    match current_tract_executor() {
-        Executor::MultiThread(pool) if x.len() > per_task => {
-            pool.install(|| x.par_chunks_mut(per_task).for_each(run))
-        }
-        Executor::RayonGlobal if x.len() > per_task => x.par_chunks_mut(per_task).for_each(run),
-        _ => run(x),
-    }
+    let Ok(()) = super::for_each_block::<std::convert::Infallible>(x, hidden * 64, |_, rows| {
+        normalise_block(isa, rows, scale, bias, eps);
+        Ok(())
+    });
 }
 
 fn normalise_block(isa: F32Isa, rows: &mut [f32], scale: &[f32], bias: &[f32], eps: f32) {

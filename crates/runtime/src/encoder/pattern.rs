@@ -1,5 +1,7 @@
-//! Graph-matching helpers shared by the rewrites.
+//! Graph-matching helpers shared by the rewrites, on tract's typed graphs and on ONNX protos.
 
+use std::collections::HashMap;
+use tract_onnx::pb;
 use tract_onnx::prelude::*;
 use tract_onnx::tract_core::internal::*;
 use tract_onnx::tract_core::ops::binary::{BinMiniOp, TypedBinOp};
@@ -78,5 +80,45 @@ pub(crate) fn keep_last_axis_last(
         Ok(Some(AxisChangeConsequence::new(model, node, None, change)))
     } else {
         Ok(None)
+    }
+}
+
+/// Which nodes of an ONNX graph read each value, by node index. A graph output counts as a
+/// reader of its own ([`ProtoReaders::GRAPH_OUTPUT`]), so a value the graph returns never has a
+/// sole node reader.
+pub(crate) struct ProtoReaders<'g>(HashMap<&'g str, Vec<usize>>);
+
+impl<'g> ProtoReaders<'g> {
+    /// Stands for the graph's outputs among a value's readers.
+    pub(crate) const GRAPH_OUTPUT: usize = usize::MAX;
+
+    pub(crate) fn of(graph: &'g pb::GraphProto) -> Self {
+        let mut readers: HashMap<&str, Vec<usize>> = HashMap::new();
+        for (i, node) in graph.node.iter().enumerate() {
+            for input in &node.input {
+                readers.entry(input.as_str()).or_default().push(i);
+            }
+        }
+        for output in &graph.output {
+            readers
+                .entry(output.name.as_str())
+                .or_default()
+                .push(Self::GRAPH_OUTPUT);
+        }
+        ProtoReaders(readers)
+    }
+
+    /// Every reader of `value`, once per input that reads it.
+    pub(crate) fn all(&self, value: &str) -> &[usize] {
+        self.0.get(value).map_or(&[], Vec::as_slice)
+    }
+
+    /// The one node that reads `value`, if exactly one node does and the graph does not
+    /// return it.
+    pub(crate) fn sole(&self, value: &str) -> Option<usize> {
+        match self.all(value) {
+            &[r] if r != Self::GRAPH_OUTPUT => Some(r),
+            _ => None,
+        }
     }
 }

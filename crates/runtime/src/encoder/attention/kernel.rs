@@ -58,22 +58,17 @@ pub(super) fn attend(
 
 /// [`attend`] on the instructions `isa` (a test may force any the CPU runs).
 fn attend_with(isa: F32Isa, shape: &Shape, scales: Scales, ops: Operands, out: &mut [f32]) {
-    use rayon::prelude::*;
-    use tract_linalg::multithread::{Executor, current_tract_executor};
     let per_text = shape.seq * shape.heads * shape.depth;
     if per_text == 0 {
         return;
     }
-    let one = |(b, out): (usize, &mut [f32])| attend_text(isa, shape, scales, ops, b, out);
-    match current_tract_executor() {
-        Executor::MultiThread(pool) if shape.batch > 1 => {
-            pool.install(|| out.par_chunks_mut(per_text).enumerate().for_each(one))
-        }
-        Executor::RayonGlobal if shape.batch > 1 => {
-            out.par_chunks_mut(per_text).enumerate().for_each(one)
-        }
-        _ => out.chunks_mut(per_text).enumerate().for_each(one),
-    }
+    debug_assert_eq!(out.len(), shape.batch * per_text);
+    // One text per task: more than one block is more than one text.
+    let Ok(()) =
+        super::super::for_each_block::<std::convert::Infallible>(out, per_text, |b, out| {
+            attend_text(isa, shape, scales, ops, b, out);
+            Ok(())
+        });
 }
 
 /// Text `b`'s output rows `[seq, heads, depth]`.
