@@ -65,7 +65,7 @@ fn test_texts(n: usize) -> Vec<String> {
 pub const SHORT_TEXT: &str = "Thank you so much, this is truly wonderful and I love it!";
 
 fn encoder(c: &mut Criterion) {
-    emotions_encoder::set_threads(2);
+    emotions_encoder::set_threads(2).unwrap();
     let options = emotions_encoder::EncoderOptions {
         workers: 2,
         ..Default::default()

@@ -44,13 +44,15 @@ mod fusion;
 mod head_kernel;
 pub mod limits;
 mod memory;
+mod pool;
 mod signature;
 
 pub use encoder::{
     EmbeddingTables, EncoderGraph, GraphRewrites, LoraAdapter, LowRankDelta, NamedTensor,
-    PlanShapes, Precision, TokenRow, encoder_weights, set_threads, single_threaded,
+    PlanShapes, Precision, TokenRow, encoder_weights,
 };
 pub use memory::{limit_heap_arenas, release_free_memory};
+pub use pool::{set_threads, single_threaded};
 
 /// What tract reported, with its chain of causes.
 pub type TractError = Box<dyn std::error::Error + Send + Sync>;
@@ -179,6 +181,12 @@ pub enum RuntimeError {
         origin: String,
         stage: &'static str,
         message: String,
+    },
+    #[error("cannot start a pool of {threads} threads")]
+    ThreadPool {
+        threads: usize,
+        #[source]
+        source: rayon::ThreadPoolBuildError,
     },
 }
 

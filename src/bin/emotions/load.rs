@@ -15,7 +15,7 @@ pub fn encoder(
 ) -> anyhow::Result<Option<Encoder>> {
     // A lone batch splits its matrix products across the threads; many batches run one per
     // worker instead.
-    emotions::set_threads(spec.threads);
+    emotions::set_threads(spec.threads).context("setting --threads")?;
     let Some(encoder) = emotions::load_encoder(&spec.choice, spec.options, adapter)
         .context("loading the encoder")?
     else {
@@ -65,7 +65,7 @@ pub fn scoring_classifier(
     encoder: &EncoderSpec,
     embedded_by: &EncoderSpec,
 ) -> anyhow::Result<Classifier> {
-    emotions::set_threads(encoder.threads);
+    emotions::set_threads(encoder.threads).context("setting --threads")?;
     let mut builder = Classifier::builder()
         .default_head_for(embedded_by.choice.clone())
         .encoder(encoder.choice.clone())

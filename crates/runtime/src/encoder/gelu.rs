@@ -5,7 +5,7 @@
 //! 1536]` activations (about 6% of MiniLM's time on go_emotions texts). [`fuse_gelu`] turns
 //! that into tract's `GeluExact`, and [`replace_gelu_exact`] every f32 `GeluExact` into
 //! [`FusedGelu`]: the same arithmetic on tract-linalg's `erf` kernel, with the scaling loops
-//! here, vectorised for the CPU and spread over tract's pool (tract-core's are scalar loops
+//! here, vectorised for the CPU and spread over the crate's pool (tract-core's are scalar loops
 //! once it is size-optimised for the binary).
 
 use super::pattern::{bin_with_const, replace_each, sole_successor};
@@ -89,10 +89,10 @@ pub(crate) fn replace_gelu_exact(model: &mut TypedModel) -> TractResult<usize> {
 const CHUNK: usize = 1024;
 
 /// GELU of `xs` in place, on the instructions `isa` (a test may force any the CPU runs), in
-/// blocks spread over tract's pool when it has one and there are enough of them.
+/// blocks spread over the crate's pool when it has one and there are enough of them.
 pub(crate) fn gelu_in_place(isa: F32Isa, xs: &mut [f32]) -> TractResult<()> {
     let erf = tract_linalg::routines::Func::Erf.ew_f32()?;
-    super::for_each_block(xs, CHUNK * 16, |_, block| {
+    crate::pool::for_each_block(xs, CHUNK * 16, |_, block| {
         let mut scratch = [0f32; CHUNK];
         for chunk in block.chunks_mut(CHUNK) {
             gelu_chunk(isa, chunk, &mut scratch[..chunk.len()], &*erf)?;
@@ -278,7 +278,6 @@ mod tests {
     /// more values than one block so that blocks and a short last chunk are covered.
     #[test]
     fn fused_gelu_is_tracts_gelu_exact_to_the_bit() -> TractResult<()> {
-        use tract_linalg::multithread::{Executor, multithread_tract_scope};
         let n = CHUNK * 40 + 77;
         let xs: Vec<f32> = (0..n)
             .map(|i| ((i * 7919 % 1009) as f32 - 504.0) * 0.013)
@@ -292,9 +291,9 @@ mod tests {
         };
         let want = want[0].to_plain_array_view::<f32>()?;
         for isa in F32Isa::all_available() {
-            for executor in [Executor::SingleThread, Executor::multithread(2)] {
+            for threads in [1, 2] {
                 let mut got = xs.clone();
-                multithread_tract_scope(executor, || gelu_in_place(isa, &mut got))?;
+                crate::pool::with_threads(threads, || gelu_in_place(isa, &mut got))?;
                 let differ = got
                     .iter()
                     .zip(want.iter())

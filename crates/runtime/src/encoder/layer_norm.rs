@@ -408,18 +408,19 @@ impl TypedOp for FusedLayerNorm {
 }
 
 /// Normalises each row of `x` (rows of `scale.len()` values) in place, on the instructions
-/// `isa` (a test may force any the CPU runs), rows spread over tract's thread pool when it has
-/// one and there are enough of them.
+/// `isa` (a test may force any the CPU runs), rows spread over the crate's thread pool when it
+/// has one and there are enough of them.
 pub(crate) fn normalise_rows(isa: F32Isa, x: &mut [f32], scale: &[f32], bias: &[f32], eps: f32) {
     let hidden = scale.len();
     if hidden == 0 {
         return;
     }
     // Rows per task: enough work per task to repay the handoff.
-    let Ok(()) = super::for_each_block::<std::convert::Infallible>(x, hidden * 64, |_, rows| {
-        normalise_block(isa, rows, scale, bias, eps);
-        Ok(())
-    });
+    let Ok(()) =
+        crate::pool::for_each_block::<std::convert::Infallible>(x, hidden * 64, |_, rows| {
+            normalise_block(isa, rows, scale, bias, eps);
+            Ok(())
+        });
 }
 
 fn normalise_block(isa: F32Isa, rows: &mut [f32], scale: &[f32], bias: &[f32], eps: f32) {
@@ -544,15 +545,15 @@ mod tests {
 
     #[test]
     fn rows_spread_over_a_thread_pool_give_identical_outputs() {
-        use tract_linalg::multithread::{Executor, multithread_tract_scope};
+        use crate::pool::{single_threaded, with_threads};
         let (x, scale, bias) = rows(300, 384);
         let run = || {
             let mut y = x.clone();
             normalise_rows(F32Isa::detect(), &mut y, &scale, &bias, 1e-5);
             y
         };
-        let alone = multithread_tract_scope(Executor::SingleThread, run);
-        let pooled = multithread_tract_scope(Executor::multithread(2), run);
+        let alone = single_threaded(run);
+        let pooled = with_threads(2, run);
         assert!(
             alone
                 .iter()

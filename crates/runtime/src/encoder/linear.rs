@@ -168,13 +168,8 @@ impl EvalOp for PackedLinear {
             return Ok(tvec!(y.into_tvalue()));
         }
         let residual = inputs.get(1);
-        // Our kernels (the integer ones, the low-rank term) spread over tract's pool.
-        use tract_linalg::multithread::{Executor, current_tract_executor};
-        let executor = current_tract_executor();
-        let pool = match &executor {
-            Executor::MultiThread(pool) => Some(&**pool),
-            _ => None,
-        };
+        let pool = crate::pool::current();
+        let pool = pool.as_deref();
         if let Some(r) = residual {
             ensure!(r.shape() == &shape[..] && r.datum_type() == f32::datum_type());
         }
@@ -206,31 +201,27 @@ impl EvalOp for PackedLinear {
                 packing,
                 packed,
             } => {
-                let (rows_shape, rows_strides) = ([m, self.k], [self.k as isize, 1]);
-                // SAFETY: x is a contiguous (row-major) f32 tensor of m * k elements.
-                let rows = unsafe { TensorView::from_bytes(x, 0, &rows_shape, &rows_strides) };
-                let a = kernel.packings()[*packing]
-                    .0
-                    .prepare_one_view(&rows, 1, 0)?;
-                // SAFETY: y is m × n, row-major, f32, as the store spec says; the kernel and
-                // packings are the ones the weights were packed for.
-                unsafe {
-                    let store = kernel.c_from_data_and_strides(4, self.n as isize, 1);
-                    let view = y.view_mut();
-                    let mut ops: TVec<FusedSpec> = tvec![FusedSpec::AddMatMul {
-                        a: AsInputValue::Borrowed(&*a),
-                        b: AsInputValue::Borrowed(&***packed),
-                        packing: *packing,
-                    }];
-                    if let Some(bias) = &self.bias {
-                        ops.push(FusedSpec::BinPerCol(bias.view(), BinOp::Add));
+                let residual = residual.map(|r| &**r);
+                let rows = |first: usize, len: usize| {
+                    // SAFETY: the rows lie inside x, y and the residual, which are contiguous
+                    // row-major f32 tensors of m rows (checked above); each call writes its own.
+                    unsafe {
+                        self.f32_rows(&**kernel, *packing, &***packed, x, &y, residual, first, len)
                     }
-                    let residual = residual.map(|r| r.view());
-                    if let Some(r) = &residual {
-                        ops.push(FusedSpec::AddUnicast(store.wrap(r)));
-                    }
-                    ops.push(FusedSpec::Store(store.wrap(&view)));
-                    kernel.run(m, self.n, &ops)?;
+                };
+                let threads = pool.map_or(1, |p| p.current_num_threads());
+                let part_rows = part_rows(m, self.k * self.n, kernel.mr(), threads);
+                match pool {
+                    Some(pool) if part_rows < m => pool.install(|| {
+                        use rayon::prelude::*;
+                        (0..m.div_ceil(part_rows))
+                            .into_par_iter()
+                            .try_for_each(|p| {
+                                let first = p * part_rows;
+                                rows(first, part_rows.min(m - first))
+                            })
+                    })?,
+                    _ => rows(0, m)?,
                 }
             }
         }
@@ -240,6 +231,68 @@ impl EvalOp for PackedLinear {
             side.add_to(x.as_slice::<f32>()?, m, out.as_slice_mut::<f32>()?, pool);
         }
         Ok(tvec!(y.into_tvalue()))
+    }
+}
+
+/// How many rows each thread's part of an `m`-row product takes: whole kernel panels of `mr`
+/// rows, one part per thread, once the product is worth splitting (tract's own threshold,
+/// 2^21 multiply-adds); `m` when it is not.
+fn part_rows(m: usize, macs_per_row: usize, mr: usize, threads: usize) -> usize {
+    if threads < 2 || m * macs_per_row < 1 << 21 {
+        return m;
+    }
+    let parts = threads.min(m / mr).max(1);
+    m.div_ceil(parts).next_multiple_of(mr).min(m)
+}
+
+impl PackedLinear {
+    /// Rows `first..first + len` of `y = x · W (+ bias) (+ residual)` on tract-linalg's f32
+    /// kernel.
+    ///
+    /// # Safety
+    /// `x`, `y` and `residual` are contiguous row-major f32 tensors of at least
+    /// `first + len` rows (`k` values in `x`, `n` in the others), `kernel` and `packing` are the
+    /// ones `packed` was packed for, and no other thread writes these rows of `y`.
+    #[allow(clippy::too_many_arguments)]
+    unsafe fn f32_rows(
+        &self,
+        kernel: &dyn MatMatMul,
+        packing: usize,
+        packed: &dyn MMMInputValue,
+        x: &Tensor,
+        y: &Tensor,
+        residual: Option<&Tensor>,
+        first: usize,
+        len: usize,
+    ) -> TractResult<()> {
+        let (k, n) = (self.k, self.n);
+        let (x_shape, x_strides) = ([len, k], [k as isize, 1]);
+        let (y_shape, y_strides) = ([len, n], [n as isize, 1]);
+        let (x_at, y_at) = ((first * k * 4) as isize, (first * n * 4) as isize);
+        // SAFETY (all three views): in bounds, by the caller's contract.
+        let rows = unsafe { TensorView::from_bytes(x, x_at, &x_shape, &x_strides) };
+        let a = kernel.packings()[packing].0.prepare_one_view(&rows, 1, 0)?;
+        let out = unsafe { TensorView::from_bytes(y, y_at, &y_shape, &y_strides) };
+        let residual =
+            residual.map(|r| unsafe { TensorView::from_bytes(r, y_at, &y_shape, &y_strides) });
+        // SAFETY: the store is y's (and the residual's) row-major f32 layout, and covers
+        // exactly these rows of y, which only this call writes.
+        unsafe {
+            let store = kernel.c_from_data_and_strides(4, n as isize, 1);
+            let mut ops: TVec<FusedSpec> = tvec![FusedSpec::AddMatMul {
+                a: AsInputValue::Borrowed(&*a),
+                b: AsInputValue::Borrowed(packed),
+                packing,
+            }];
+            if let Some(bias) = &self.bias {
+                ops.push(FusedSpec::BinPerCol(bias.view(), BinOp::Add));
+            }
+            if let Some(r) = &residual {
+                ops.push(FusedSpec::AddUnicast(store.wrap(r)));
+            }
+            ops.push(FusedSpec::Store(store.wrap(&out)));
+            kernel.run(len, n, &ops)
+        }
     }
 }
 
@@ -580,6 +633,75 @@ mod tests {
         assert_eq!(got.shape(), want.shape());
         for (g, w) in got.iter().zip(want.iter()) {
             assert!((g - w).abs() <= 1e-6 * w.abs().max(1.0), "{g} vs {w}");
+        }
+        Ok(())
+    }
+
+    #[test]
+    fn rows_split_in_whole_panels_once_worth_it() {
+        // Too small, or one thread: one part.
+        assert_eq!(part_rows(16, 384 * 384, 16, 2), 16);
+        assert_eq!(part_rows(1000, 384 * 384, 16, 1), 1000);
+        // Two threads: two parts of whole panels, the second shorter.
+        assert_eq!(part_rows(100, 384 * 384, 16, 2), 64);
+        // No more parts than whole panels: one part of 20 rows; two of 32 and 8, not four.
+        assert_eq!(part_rows(20, 384 * 1536, 16, 4), 20);
+        assert_eq!(part_rows(40, 384 * 1536, 16, 4), 32);
+    }
+
+    /// The f32 kernel split over a pool gives the single-threaded result to the bit, and both
+    /// the graph's within rounding.
+    #[test]
+    fn f32_rows_over_a_pool_are_the_rows_alone() -> TractResult<()> {
+        let (m, k, n) = (150, 96, 160);
+        let mut model = TypedModel::default();
+        let x = model.add_source("x", f32::fact([m, k]))?;
+        let r = model.add_source("r", f32::fact([m, n]))?;
+        let w: Vec<f32> = (0..k * n)
+            .map(|i| ((i * 37) % 19) as f32 / 9.0 - 1.0)
+            .collect();
+        let w = model.add_const("w", tensor1(&w).into_shape(&[k, n])?)?;
+        let y = model.wire_node(
+            "mm",
+            EinSum::new("mk,kn->mn".parse()?, f32::datum_type()),
+            &[x, w],
+        )?[0];
+        let bias: Vec<f32> = (0..n).map(|i| i as f32 * 0.25 - 0.5).collect();
+        let bias = model.add_const("bias", tensor1(&bias).into_shape(&[1, n])?)?;
+        let y = model.wire_node("biased", add(), &[y, bias])?[0];
+        let y = model.wire_node("residual", add(), &[r, y])?;
+        model.select_output_outlets(&y)?;
+        let inputs = || -> TractResult<TVec<TValue>> {
+            let x: Vec<f32> = (0..m * k)
+                .map(|i| ((i * 53) % 23) as f32 / 11.0 - 1.0)
+                .collect();
+            let r: Vec<f32> = (0..m * n)
+                .map(|i| ((i * 29) % 13) as f32 / 6.0 - 1.0)
+                .collect();
+            Ok(tvec![
+                tensor1(&x).into_shape(&[m, k])?.into_tvalue(),
+                tensor1(&r).into_shape(&[m, n])?.into_tvalue(),
+            ])
+        };
+        let want = model.clone().into_runnable()?.run(inputs()?)?;
+        let mut packed = model;
+        assert_eq!(pack_linears(&mut packed, Precision::F32, &[])?.0, 1);
+        let plan = packed.into_optimized()?.into_runnable()?;
+        let alone = crate::pool::single_threaded(|| plan.run(inputs()?))?;
+        let pooled = crate::pool::with_threads(2, || plan.run(inputs()?))?;
+        let (alone, pooled, want) = (
+            alone[0].to_plain_array_view::<f32>()?,
+            pooled[0].to_plain_array_view::<f32>()?,
+            want[0].to_plain_array_view::<f32>()?,
+        );
+        assert_eq!(alone.shape(), [m, n]);
+        let differ = alone
+            .iter()
+            .zip(pooled.iter())
+            .position(|(a, p)| a.to_bits() != p.to_bits());
+        assert_eq!(differ, None);
+        for (g, w) in alone.iter().zip(want.iter()) {
+            assert!((g - w).abs() <= 1e-5 * w.abs().max(1.0), "{g} vs {w}");
         }
         Ok(())
     }

@@ -99,45 +99,6 @@ const SEQUENCE_BUCKETS: [usize; 24] = [
     384, 512,
 ];
 
-/// Sets how many threads tract's matrix products use, process-wide (1 = single-threaded).
-pub fn set_threads(threads: usize) {
-    use tract_linalg::multithread::{Executor, set_default_executor};
-    set_default_executor(if threads > 1 {
-        Executor::multithread(threads)
-    } else {
-        Executor::SingleThread
-    });
-}
-
-/// Runs `work` with tract's matrix products single-threaded on this thread, for callers that
-/// run one batch per thread themselves.
-pub fn single_threaded<R>(work: impl FnOnce() -> R) -> R {
-    use tract_linalg::multithread::{Executor, multithread_tract_scope};
-    multithread_tract_scope(Executor::SingleThread, work)
-}
-
-/// Runs `f(index, block)` on each `block_len`-value block of `xs` (`block_len > 0`), spread
-/// over tract's thread pool when it has one and there is more than one block: how this crate's
-/// f32 ops follow `--threads`, as tract's matrix products do.
-pub(crate) fn for_each_block<E: Send>(
-    xs: &mut [f32],
-    block_len: usize,
-    f: impl Fn(usize, &mut [f32]) -> Result<(), E> + Sync + Send,
-) -> Result<(), E> {
-    use rayon::prelude::*;
-    use tract_linalg::multithread::{Executor, current_tract_executor};
-    let each = |(i, block): (usize, &mut [f32])| f(i, block);
-    match current_tract_executor() {
-        Executor::MultiThread(pool) if xs.len() > block_len => {
-            pool.install(|| xs.par_chunks_mut(block_len).enumerate().try_for_each(each))
-        }
-        Executor::RayonGlobal if xs.len() > block_len => {
-            xs.par_chunks_mut(block_len).enumerate().try_for_each(each)
-        }
-        _ => xs.chunks_mut(block_len).enumerate().try_for_each(each),
-    }
-}
-
 /// One text of a batch: its token ids and token type ids, special tokens included.
 #[derive(Debug, Clone, Copy)]
 pub struct TokenRow<'a> {

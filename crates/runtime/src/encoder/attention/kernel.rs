@@ -36,7 +36,7 @@ struct Operands<'a> {
     bias: Bias<'a>,
 }
 
-/// Runs the fused block, texts spread over tract's thread pool when it has one (a lone batch
+/// Runs the fused block, texts spread over the crate's thread pool when it has one (a lone batch
 /// with `--threads 2`), each with the widest vector instructions the CPU has.
 pub(super) fn attend(
     shape: &Shape,
@@ -65,7 +65,7 @@ fn attend_with(isa: F32Isa, shape: &Shape, scales: Scales, ops: Operands, out: &
     debug_assert_eq!(out.len(), shape.batch * per_text);
     // One text per task: more than one block is more than one text.
     let Ok(()) =
-        super::super::for_each_block::<std::convert::Infallible>(out, per_text, |b, out| {
+        crate::pool::for_each_block::<std::convert::Infallible>(out, per_text, |b, out| {
             attend_text(isa, shape, scales, ops, b, out);
             Ok(())
         });
@@ -428,7 +428,7 @@ mod tests {
 
     #[test]
     fn texts_spread_over_a_thread_pool_give_identical_outputs() {
-        use tract_linalg::multithread::{Executor, multithread_tract_scope};
+        use crate::pool::{single_threaded, with_threads};
         let s = Shape {
             batch: 5,
             seq: 19,
@@ -457,8 +457,8 @@ mod tests {
             );
             out
         };
-        let alone = multithread_tract_scope(Executor::SingleThread, run);
-        let pooled = multithread_tract_scope(Executor::multithread(2), run);
+        let alone = single_threaded(run);
+        let pooled = with_threads(2, run);
         assert!(
             alone
                 .iter()
