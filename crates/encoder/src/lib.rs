@@ -168,7 +168,7 @@ pub struct EncoderOptions {
     pub batch_size: usize,
     /// Which shapes get their own optimised plan.
     pub plans: PlanShapes,
-    /// Batches run at once, each on its own thread with a single-threaded tract. Results do not
+    /// Batches run at once, each on its own thread with single-threaded kernels. Results do not
     /// depend on it.
     pub workers: usize,
     /// How the projections multiply: integers over int8 weights (the default), or f32.
@@ -653,7 +653,7 @@ impl Encoder {
             }
             return Ok(out);
         }
-        // Data parallelism: each worker runs whole batches with a single-threaded tract, which
+        // Data parallelism: each worker runs whole batches with single-threaded kernels, which
         // scales better than splitting every matrix product across threads.
         let next = std::sync::atomic::AtomicUsize::new(0);
         let (tx, rx) = std::sync::mpsc::channel::<(usize, Result<Vec<f32>, EncoderError>)>();

@@ -639,9 +639,10 @@ mod tests {
 
     #[test]
     fn rows_split_in_whole_panels_once_worth_it() {
-        // Too small, or one thread: one part.
-        assert_eq!(part_rows(16, 384 * 384, 16, 2), 16);
+        // Too few multiply-adds, one thread, or one panel: one part.
+        assert_eq!(part_rows(8, 384 * 384, 16, 2), 8);
         assert_eq!(part_rows(1000, 384 * 384, 16, 1), 1000);
+        assert_eq!(part_rows(16, 384 * 384, 16, 2), 16);
         // Two threads: two parts of whole panels, the second shorter.
         assert_eq!(part_rows(100, 384 * 384, 16, 2), 64);
         // No more parts than whole panels: one part of 20 rows; two of 32 and 8, not four.
