@@ -8,7 +8,7 @@
 //! here, vectorised for the CPU and spread over the crate's pool (tract-core's are scalar loops
 //! once it is size-optimised for the binary).
 
-use super::pattern::{bin_with_const, replace_each, sole_successor};
+use super::pattern::{bin_with_const, eval_in_place, replace_each, sole_successor};
 use crate::f32_isa::F32Isa;
 use tract_linalg::element_wise::ElementWise;
 use tract_onnx::prelude::*;
@@ -35,12 +35,7 @@ impl EvalOp for FusedGelu {
     op_out_of_plan!();
 
     fn eval(&self, _ctx: &EvalContext, inputs: TVec<TValue>) -> TractResult<TVec<TValue>> {
-        let mut tensor = args_1!(inputs).into_tensor();
-        {
-            let mut plain = tensor.try_as_plain_ram_mut()?;
-            gelu_in_place(F32Isa::detect(), plain.as_slice_mut::<f32>()?)?;
-        }
-        Ok(tvec!(tensor.into_tvalue()))
+        eval_in_place(inputs, |xs| gelu_in_place(F32Isa::detect(), xs))
     }
 }
 

@@ -14,7 +14,7 @@
 
 use super::dynamic_quant::floats;
 use super::madd;
-use super::pattern::{ProtoReaders, keep_last_axis_last};
+use super::pattern::{ProtoReaders, eval_in_place, keep_last_axis_last};
 use crate::f32_isa::F32Isa;
 use std::collections::HashSet;
 use tract_onnx::model::ParsingContext;
@@ -357,20 +357,13 @@ impl EvalOp for FusedLayerNorm {
     op_out_of_plan!();
 
     fn eval(&self, _ctx: &EvalContext, inputs: TVec<TValue>) -> TractResult<TVec<TValue>> {
-        let mut tensor = args_1!(inputs).into_tensor();
-        {
-            let scale = self.scale.try_as_plain_ram()?;
-            let bias = self.bias.try_as_plain_ram()?;
-            let mut plain = tensor.try_as_plain_ram_mut()?;
-            normalise_rows(
-                F32Isa::detect(),
-                plain.as_slice_mut::<f32>()?,
-                scale.as_slice::<f32>()?,
-                bias.as_slice::<f32>()?,
-                self.epsilon,
-            );
-        }
-        Ok(tvec!(tensor.into_tvalue()))
+        let scale = self.scale.try_as_plain_ram()?;
+        let bias = self.bias.try_as_plain_ram()?;
+        let (scale, bias) = (scale.as_slice::<f32>()?, bias.as_slice::<f32>()?);
+        eval_in_place(inputs, |xs| {
+            normalise_rows(F32Isa::detect(), xs, scale, bias, self.epsilon);
+            Ok(())
+        })
     }
 }
 

@@ -83,6 +83,17 @@ pub(crate) fn keep_last_axis_last(
     }
 }
 
+/// `eval` for a one-input f32 op that rewrites its input in place: `f` gets the values of the
+/// sole input, which tract hands over owned when no other op reads it (copied otherwise).
+pub(crate) fn eval_in_place(
+    inputs: TVec<TValue>,
+    f: impl FnOnce(&mut [f32]) -> TractResult<()>,
+) -> TractResult<TVec<TValue>> {
+    let mut tensor = args_1!(inputs).into_tensor();
+    f(tensor.try_as_plain_ram_mut()?.as_slice_mut::<f32>()?)?;
+    Ok(tvec!(tensor.into_tvalue()))
+}
+
 /// Which nodes of an ONNX graph read each value, by node index. A graph output counts as a
 /// reader of its own ([`ProtoReaders::GRAPH_OUTPUT`]), so a value the graph returns never has a
 /// sole node reader.

@@ -5,7 +5,7 @@
 //! text (about 20 scores), so that overhead made Softmax 11.6% of MiniLM's time on go_emotions
 //! texts. This op does each row in place, with an `exp` the compiler can vectorise.
 
-use super::pattern::{keep_last_axis_last, replace_each};
+use super::pattern::{eval_in_place, keep_last_axis_last, replace_each};
 use crate::exp::exp;
 use tract_onnx::prelude::*;
 use tract_onnx::tract_core::internal::*;
@@ -26,15 +26,11 @@ impl EvalOp for LastAxisSoftmax {
     op_out_of_plan!();
 
     fn eval(&self, _ctx: &EvalContext, inputs: TVec<TValue>) -> TractResult<TVec<TValue>> {
-        let mut tensor = args_1!(inputs).into_tensor();
-        let row = tensor.shape().last().copied().unwrap_or(1).max(1);
-        {
-            let mut plain = tensor.try_as_plain_ram_mut()?;
-            for r in plain.as_slice_mut::<f32>()?.chunks_exact_mut(row) {
-                softmax_row(r);
-            }
-        }
-        Ok(tvec!(tensor.into_tvalue()))
+        let row = inputs[0].shape().last().copied().unwrap_or(1).max(1);
+        eval_in_place(inputs, |xs| {
+            xs.chunks_exact_mut(row).for_each(softmax_row);
+            Ok(())
+        })
     }
 }
 
