@@ -36,7 +36,8 @@ pub use emotions_encoder::{
 pub use emotions_labels::{DecisionPolicy, LABELS, NUM_LABELS, Prediction, Thresholds};
 pub use emotions_runtime::{Head, HeadInfo, limit_heap_arenas, release_free_memory};
 
-/// The models compiled into the binary.
+/// The models compiled into the binary (the `bundled-models` feature).
+#[cfg(feature = "bundled-models")]
 pub mod defaults {
     /// The default head: see `models/head/README.md`.
     pub const HEAD_ONNX: &[u8] = include_bytes!("../models/head/head.onnx");
@@ -55,9 +56,6 @@ pub mod defaults {
     pub static TUNED_ADAPTER: &[u8] = include_bytes!("../models/tuned/adapter.safetensors");
     /// What the tuned model is, for `--help` and `/labels`.
     pub const TUNED_DESCRIPTION: &str = "all-MiniLM-L6-v2 with LoRA adapters and a linear head, fine-tuned together on the go_emotions train split; epoch and thresholds chosen on dev";
-    /// The model card's thresholds (the top-level `thresholds.json`), used with heads that ship
-    /// none of their own.
-    pub const CARD_THRESHOLDS_JSON: &str = include_str!("../thresholds.json");
 
     /// The name the default encoder goes by in head metadata and reports.
     pub const ENCODER_NAME: &str = "all-MiniLM-L6-v2";
@@ -102,18 +100,27 @@ pub enum Error {
     },
     #[error("this classifier was built without an encoder; it classifies embeddings only")]
     NoEncoder,
+    /// The compiled-in models were asked for in a build without them.
+    #[error(
+        "emotions was built without its bundled models (the `bundled-models` feature): give a head file and an encoder folder"
+    )]
+    NoBundledModels,
     /// A head and an encoder adapter that do not belong together.
     #[error("{0}")]
     Adapter(String),
 }
 
+#[cfg(feature = "server")]
 impl Error {
     /// For the server: the client's fault (bad input) or the model's.
     fn into_backend(self) -> emotions_server::BackendError {
-        use emotions_runtime::RuntimeError;
+        use emotions_runtime::{ErrorKind, RuntimeError};
         use emotions_server::BackendError;
         match self {
-            Error::Head(RuntimeError::NonFinite { .. } | RuntimeError::InputLength { .. })
+            Error::Head(RuntimeError {
+                kind: ErrorKind::NonFinite { .. } | ErrorKind::InputLength { .. },
+                ..
+            })
             | Error::Encoder(emotions_encoder::EncoderError::Tokenize { .. }) => {
                 BackendError::Input(Box::new(self))
             }
@@ -200,9 +207,12 @@ pub fn load_encoder(
 ) -> Result<Option<Encoder>, Error> {
     Ok(Some(match choice {
         EncoderChoice::None => return Ok(None),
+        #[cfg(feature = "bundled-models")]
         EncoderChoice::Default => {
             Encoder::from_files_adapted(defaults::encoder_files(), options, adapter)?
         }
+        #[cfg(not(feature = "bundled-models"))]
+        EncoderChoice::Default => return Err(Error::NoBundledModels),
         EncoderChoice::Dir(dir) => {
             Encoder::from_dir_file_adapted(dir, None::<&Path>, options, adapter)?
         }
@@ -273,12 +283,15 @@ impl ClassifierBuilder {
     /// Loads the head and encoder, reads thresholds, validates the policy, and checks that the
     /// encoder fits the head.
     pub fn build(self) -> Result<Classifier, Error> {
+        // The default head for texts through the compiled-in encoder is the tuned one.
+        #[cfg(feature = "bundled-models")]
         let tuned = matches!(self.head, HeadSource::Default)
             && matches!(
                 self.default_head_for.as_ref().unwrap_or(&self.encoder),
                 EncoderChoice::Default
             );
         let adapter = match &self.head {
+            #[cfg(feature = "bundled-models")]
             HeadSource::Default if tuned => Some(EncoderAdapter::from_bytes(
                 defaults::TUNED_ADAPTER,
                 "<embedded adapter>",
@@ -305,6 +318,9 @@ impl ClassifierBuilder {
             }
         };
         let (head, beside) = match &self.head {
+            #[cfg(not(feature = "bundled-models"))]
+            HeadSource::Default => return Err(Error::NoBundledModels),
+            #[cfg(feature = "bundled-models")]
             HeadSource::Default if tuned => (
                 configured(Head::builder_from_bytes(
                     defaults::TUNED_HEAD_ONNX,
@@ -316,6 +332,7 @@ impl ClassifierBuilder {
                     "<embedded tuned thresholds>",
                 )?),
             ),
+            #[cfg(feature = "bundled-models")]
             HeadSource::Default => (
                 configured(Head::builder_from_bytes(
                     defaults::HEAD_ONNX,
@@ -344,13 +361,7 @@ impl ClassifierBuilder {
             PolicyChoice::TopK(k) => DecisionPolicy::TopK(k),
             PolicyChoice::PerLabel => DecisionPolicy::PerLabel(match self.thresholds {
                 ThresholdsSource::Given(t) => t,
-                ThresholdsSource::Head => match beside {
-                    Some(t) => t,
-                    None => Thresholds::from_json_str(
-                        defaults::CARD_THRESHOLDS_JSON,
-                        "<model card thresholds>",
-                    )?,
-                },
+                ThresholdsSource::Head => beside.unwrap_or_else(Thresholds::card_defaults),
             }),
         };
         check_adapter(head.info(), adapter.as_ref())?;
@@ -584,6 +595,7 @@ impl Classifier {
 }
 
 /// The HTTP server serves a [`Classifier`].
+#[cfg(feature = "server")]
 impl emotions_server::Backend for Classifier {
     fn dim(&self) -> usize {
         self.input_dim()
@@ -636,9 +648,16 @@ impl emotions_server::Backend for Classifier {
     }
 }
 
-#[cfg(test)]
+#[cfg(all(test, feature = "bundled-models"))]
 mod tests {
     use super::*;
+
+    /// The card's thresholds as the labels crate has them are the top-level file's.
+    #[test]
+    fn the_card_thresholds_are_the_top_level_file() {
+        let file = Thresholds::from_json_str(include_str!("../thresholds.json"), "thresholds.json");
+        assert_eq!(file.unwrap(), Thresholds::card_defaults());
+    }
 
     #[test]
     fn thresholds_beside_a_head_file_win_over_the_card() {

@@ -20,7 +20,7 @@
 
 #![forbid(unsafe_code)]
 
-use emotions_runtime::{EncoderGraph, LoraAdapter, RuntimeError, TokenRow};
+use emotions_runtime::{EncoderGraph, ErrorKind, LoraAdapter, RuntimeError, TokenRow};
 use std::borrow::Cow;
 use std::path::{Path, PathBuf};
 
@@ -117,7 +117,7 @@ impl EncoderAdapter {
     pub fn from_bytes(bytes: &[u8], origin: &str) -> Result<Self, EncoderError> {
         Ok(EncoderAdapter {
             origin: origin.to_string(),
-            adapter: LoraAdapter::from_safetensors(bytes, origin)?,
+            adapter: LoraAdapter::from_safetensors(bytes, origin).map_err(RuntimeError::from)?,
             hash: hash_parts(&[bytes]),
         })
     }
@@ -410,12 +410,16 @@ impl Encoder {
         };
         let graph = graph.map_err(|e| match (e, adapter) {
             // A target the graph lacks is the adapter file's fault: name that file.
-            (RuntimeError::Adapter { message, .. }, Some(a)) => {
-                EncoderError::Graph(RuntimeError::Adapter {
-                    origin: format!("{} (for {})", a.origin, at(graph_file)),
-                    message,
-                })
-            }
+            (
+                RuntimeError {
+                    kind: ErrorKind::Adapter(kind),
+                    ..
+                },
+                Some(a),
+            ) => EncoderError::Graph(RuntimeError::new(
+                format!("{} (for {})", a.origin, at(graph_file)),
+                ErrorKind::Adapter(kind),
+            )),
             (e, _) => EncoderError::Graph(e),
         })?;
         let tables = graph.tables();

@@ -132,7 +132,7 @@ pub fn parse_request(
             let t = v
                 .as_f64()
                 .ok_or_else(|| field_type("threshold", "a number in [0, 1]", v))?;
-            if !crate::valid_threshold(t) {
+            if !valid_threshold(t) {
                 return Err(RequestError::Threshold(t));
             }
             Some(t as f32)
@@ -242,6 +242,11 @@ fn embeddings(v: &Value, max: usize, dim: usize) -> Result<Inputs, RequestError>
         rows: rows.len(),
         data,
     })
+}
+
+/// A threshold is a finite number in [0, 1] (NaN is not in the range).
+pub(crate) fn valid_threshold(t: f64) -> bool {
+    (0.0..=1.0).contains(&t)
 }
 
 #[cfg(test)]

@@ -1,0 +1,609 @@
+//! Projections in integer arithmetic: activations quantised per token to 14-16 bits, int8
+//! weights, exact i32 sums.
+//!
+//! An int8 export's projections are `x · (q · s)` with `q` int8 and `s` one f32 scale per
+//! output feature. onnxruntime and the f32 path fold that to f32 weights and multiply in f32,
+//! near this core's f32 peak. Here `x` is scaled per token to the widest integer range whose
+//! sums cannot overflow i32 (`qmax · max|q| · k < 2^31`: 15 bits at k = 384, 14 at k = 1536),
+//! and `vpdpwssd` does twice the f32 multiply-adds per instruction. The sums are exact, so the
+//! only error is rounding the activations, about 2^-15 of each token's largest value; the
+//! weights are the file's own int8 values, not re-quantised. Every instruction set computes
+//! the same integers and the same f32 epilogue, so every path gives the same bits.
+
+use crate::isa::{Isa, IsaClass};
+use crate::pool::for_each_index;
+
+/// Output features per packed block: three 16-lane vectors.
+pub(crate) const BLOCK: usize = 48;
+/// Token rows per AVX-512 tile: 8 rows × 3 vectors = 24 accumulators of the 32 registers.
+pub(crate) const ROWS: usize = 8;
+
+/// `W = q · s`: int8 values widened to i16 and packed for the kernels, with one scale per
+/// output feature.
+#[derive(Clone)]
+pub struct Int16Weights {
+    pub(crate) k: usize,
+    pub(crate) n: usize,
+    /// `k` rounded up to even: the kernels take the contracted axis in pairs.
+    pub(crate) k_even: usize,
+    /// Per block of [`BLOCK`] features, per pair of k: the block's features, each as its two
+    /// values `(q[2p][f], q[2p+1][f])`. Zero-padded past `k` and `n`.
+    pub(crate) packed: Vec<i16>,
+    pub(crate) scales: Vec<f32>,
+    /// The largest activation magnitude after scaling, so that sums fit in i32.
+    qmax: f32,
+}
+
+impl std::fmt::Debug for Int16Weights {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Int16Weights")
+            .field("k", &self.k)
+            .field("n", &self.n)
+            .field("qmax", &self.qmax)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The int8 values of row-major `w` (`n` columns) on the grid of `scales` (one per column), or
+/// `None` where a value is off it.
+///
+/// Written to vectorise (it runs on every projection at load): a row's checks are combined
+/// without branching, and rounding adds and subtracts 1.5 · 2²³, which rounds to nearest
+/// (ties to even) for the magnitudes a grid value can have (≤ 127.5, checked first).
+fn grid(w: &[f32], n: usize, scales: &[f32]) -> Option<Vec<i8>> {
+    const ROUND: f32 = 12_582_912.0;
+    let inverse: Vec<f32> = scales
+        .iter()
+        .map(|&s| if s == 0.0 { 0.0 } else { 1.0 / s })
+        .collect();
+    let mut q = vec![0i8; w.len()];
+    for (q, row) in q.chunks_exact_mut(n).zip(w.chunks_exact(n)) {
+        let mut on_grid = true;
+        for (((q, &v), &s), &i) in q.iter_mut().zip(row).zip(scales).zip(&inverse) {
+            let x = v * i;
+            let r = (x + ROUND) - ROUND;
+            // The fold computed `v = q · s` in f32: allow that rounding, and s's own. A zero
+            // scale (an all-zero column) takes only zeros.
+            let ok = x.abs() <= 127.5 && (r * s - v).abs() <= v.abs() * 4e-7;
+            on_grid &= ok;
+            *q = r as i8;
+        }
+        if !on_grid {
+            return None;
+        }
+    }
+    Some(q)
+}
+
+/// The weights `w` (`k × n`, row-major) as int8 values and a scale per column, when they are
+/// that: a scale per output feature (int8 exports), else one for the whole tensor
+/// (onnxruntime's `quantize_dynamic`, where some columns never reach ±127).
+pub fn int8_grid(w: &[f32], k: usize, n: usize) -> Option<(Vec<f32>, Vec<i8>)> {
+    if k == 0 || n == 0 || w.len() != k * n {
+        return None;
+    }
+    // Row by row: the weights are row-major.
+    let mut amax = vec![0f32; n];
+    for row in w.chunks_exact(n) {
+        for (m, v) in amax.iter_mut().zip(row) {
+            *m = m.max(v.abs());
+        }
+    }
+    if amax.iter().any(|m| !m.is_finite()) || w.iter().any(|v| v.is_nan()) {
+        return None;
+    }
+    let per_column: Vec<f32> = amax.iter().map(|m| m / 127.0).collect();
+    let whole = amax.iter().copied().fold(0f32, f32::max) / 127.0;
+    [per_column, vec![whole; n]]
+        .into_iter()
+        .find_map(|scales| grid(w, n, &scales).map(|q| (scales, q)))
+}
+
+impl Int16Weights {
+    /// Int8 values `q` (`k × n`, row-major) with a scale per column, as [`int8_grid`] finds
+    /// them.
+    pub fn from_int8(q: &[i8], k: usize, n: usize, scales: Vec<f32>) -> Int16Weights {
+        Self::pack(q, k, n, scales, 127)
+    }
+
+    /// f32 weights `w` (`k × n`, row-major) rounded to integers of at most `wmax` in magnitude,
+    /// with a scale per column (`s = max|w| / wmax`): a model change of at most `s / 2` per
+    /// weight, which the runtime's `Precision::Int16` states. `None` for
+    /// non-finite weights.
+    pub fn from_f32(w: &[f32], k: usize, n: usize, wmax: i16) -> Option<Int16Weights> {
+        if k == 0 || n == 0 || w.len() != k * n || wmax <= 0 || w.iter().any(|v| !v.is_finite()) {
+            return None;
+        }
+        let mut amax = vec![0f32; n];
+        for row in w.chunks_exact(n) {
+            for (m, v) in amax.iter_mut().zip(row) {
+                *m = m.max(v.abs());
+            }
+        }
+        let scales: Vec<f32> = amax.iter().map(|m| m / wmax as f32).collect();
+        let inverse: Vec<f32> = scales
+            .iter()
+            .map(|&s| if s > 0.0 { 1.0 / s } else { 0.0 })
+            .collect();
+        let q: Vec<i16> = w
+            .chunks_exact(n)
+            .flat_map(|row| {
+                row.iter()
+                    .zip(&inverse)
+                    .map(|(v, i)| (v * i).round().clamp(-wmax as f32, wmax as f32) as i16)
+            })
+            .collect();
+        Some(Self::pack(&q, k, n, scales, wmax))
+    }
+
+    /// Packs integer weights `q` (`k × n`, row-major, `|q| <= wmax`) in blocks of [`BLOCK`]
+    /// columns, pairs of rows interleaved, and picks the activations' range so that no i32 sum
+    /// can overflow.
+    fn pack(
+        q: &[impl Into<i16> + Copy],
+        k: usize,
+        n: usize,
+        scales: Vec<f32>,
+        wmax: i16,
+    ) -> Int16Weights {
+        let k_even = k.div_ceil(2) * 2;
+        // i32 sums of k products, each at most qmax · wmax.
+        let qmax = ((i32::MAX as usize) / (wmax as usize * k_even)).min(i16::MAX as usize) as f32;
+        let blocks = n.div_ceil(BLOCK);
+        let mut packed = vec![0i16; blocks * (k_even / 2) * BLOCK * 2];
+        for b in 0..blocks {
+            for p in 0..k_even / 2 {
+                let at = (b * (k_even / 2) + p) * BLOCK * 2;
+                for f in 0..BLOCK.min(n - b * BLOCK) {
+                    let col = b * BLOCK + f;
+                    for half in 0..2 {
+                        let row = 2 * p + half;
+                        if row < k {
+                            packed[at + 2 * f + half] = q[row * n + col].into();
+                        }
+                    }
+                }
+            }
+        }
+        Int16Weights {
+            k,
+            n,
+            k_even,
+            packed,
+            scales,
+            qmax,
+        }
+    }
+
+    /// Input features (rows of `W`).
+    pub fn k(&self) -> usize {
+        self.k
+    }
+
+    /// Output features (columns of `W`).
+    pub fn n(&self) -> usize {
+        self.n
+    }
+
+    /// `y = x · W (+ bias) (+ residual)` for `m` rows of `x` (`m × k`), into `y` (`m × n`).
+    /// Column blocks are spread over the current pool.
+    ///
+    /// # Panics
+    /// When the slices are not those lengths.
+    pub fn run(
+        &self,
+        isa: Isa,
+        x: &[f32],
+        m: usize,
+        bias: Option<&[f32]>,
+        residual: Option<&[f32]>,
+        y: &mut [f32],
+    ) {
+        assert_eq!(x.len(), m * self.k);
+        assert_eq!(y.len(), m * self.n);
+        assert!(bias.is_none_or(|b| b.len() == self.n));
+        assert!(residual.is_none_or(|r| r.len() == m * self.n));
+        if m == 0 {
+            return;
+        }
+        let (a, token_scales) = self.quantise(isa, x, m);
+        let out = Output {
+            y: y.as_mut_ptr(),
+            n: self.n,
+        };
+        let operands = Operands {
+            weights: self,
+            a: &a,
+            token_scales: &token_scales,
+            bias,
+            residual,
+            m,
+        };
+        let block = |b: usize| {
+            // SAFETY: an `Isa` comes only from detection; block `b` writes only its own
+            // columns of y.
+            unsafe { operands.block(isa, b, out) }
+        };
+        for_each_index(self.n.div_ceil(BLOCK), block);
+    }
+
+    /// Rows of `x` as i16 at `qmax` (`m × k_even`), and each row's scale.
+    fn quantise(&self, isa: Isa, x: &[f32], m: usize) -> (Vec<i16>, Vec<f32>) {
+        let k = self.k;
+        quantise_rows(isa, x, (m, k, self.k_even), self.qmax, 0, |x, inv, q| {
+            quantise_row(isa, x, inv, &mut q[..k])
+        })
+    }
+}
+
+/// Rows of `x` (`m × k`) rounded into rows of `stride` values of `T`, each at `range / max|row|`
+/// by `round(x, inv, row)`: the rows (padded with `fill`) and each row's scale. A row with a
+/// non-finite value gets a NaN scale, so its outputs are NaN as in f32; an all-zero row stays
+/// `fill`.
+pub(crate) fn quantise_rows<T: Copy>(
+    isa: Isa,
+    x: &[f32],
+    (m, k, stride): (usize, usize, usize),
+    range: f32,
+    fill: T,
+    round: impl Fn(&[f32], f32, &mut [T]),
+) -> (Vec<T>, Vec<f32>) {
+    let mut a = vec![fill; m * stride];
+    let mut scales = vec![0f32; m];
+    for (row, (q, scale)) in a
+        .chunks_exact_mut(stride)
+        .zip(scales.iter_mut())
+        .enumerate()
+    {
+        let x = &x[row * k..(row + 1) * k];
+        let amax = abs_max(isa, x);
+        if !amax.is_finite() {
+            *scale = f32::NAN;
+            continue;
+        }
+        if amax == 0.0 {
+            continue;
+        }
+        *scale = amax / range;
+        round(x, range / amax, q);
+    }
+    (a, scales)
+}
+
+/// The largest |x|: NaN if any is NaN, infinite if any is.
+fn abs_max(isa: Isa, x: &[f32]) -> f32 {
+    #[cfg(target_arch = "x86_64")]
+    if matches!(isa.class(), IsaClass::Avx512Vnni | IsaClass::Avx512) {
+        // SAFETY: both classes have AVX-512F, and an `Isa` comes only from detection.
+        return unsafe { crate::x86_64::i16xi8::abs_max_avx512(x) };
+    }
+    let _ = isa;
+    if x.iter().any(|v| v.is_nan()) {
+        return f32::NAN;
+    }
+    x.iter().fold(0f32, |m, v| m.max(v.abs()))
+}
+
+/// `q = round_ties_even(x · inv)`, in range by construction.
+fn quantise_row(isa: Isa, x: &[f32], inv: f32, q: &mut [i16]) {
+    #[cfg(target_arch = "x86_64")]
+    if matches!(isa.class(), IsaClass::Avx512Vnni | IsaClass::Avx512) {
+        // SAFETY: both classes have AVX-512F and BW, and an `Isa` comes only from detection.
+        return unsafe { crate::x86_64::i16xi8::quantise_row_avx512(x, inv, q) };
+    }
+    let _ = isa;
+    for (q, x) in q.iter_mut().zip(x) {
+        *q = (x * inv).round_ties_even() as i16;
+    }
+}
+
+/// The mask of the 16 lanes from `i` that lie below `len`.
+#[cfg(target_arch = "x86_64")]
+pub(crate) fn lanes_below(i: usize, len: usize) -> u16 {
+    if len - i >= 16 {
+        0xffff
+    } else {
+        (1u16 << (len - i)) - 1
+    }
+}
+
+/// Where block tasks write; each writes disjoint columns.
+#[derive(Clone, Copy)]
+pub(crate) struct Output {
+    pub(crate) y: *mut f32,
+    pub(crate) n: usize,
+}
+// SAFETY: tasks write disjoint columns of one live `y`, borrowed for the whole `run`.
+unsafe impl Send for Output {}
+unsafe impl Sync for Output {}
+
+#[derive(Clone, Copy)]
+pub(crate) struct Operands<'a> {
+    pub(crate) weights: &'a Int16Weights,
+    pub(crate) a: &'a [i16],
+    pub(crate) token_scales: &'a [f32],
+    pub(crate) bias: Option<&'a [f32]>,
+    pub(crate) residual: Option<&'a [f32]>,
+    pub(crate) m: usize,
+}
+
+impl Operands<'_> {
+    /// Columns `[b·BLOCK, (b+1)·BLOCK)` of every row.
+    ///
+    /// # Safety
+    /// `isa` is available, and no other task writes these columns of `out`.
+    unsafe fn block(&self, isa: Isa, b: usize, out: Output) {
+        #[cfg(target_arch = "x86_64")]
+        {
+            use crate::x86_64::i16xi8 as x86;
+            match isa.class() {
+                // SAFETY: as the caller promises.
+                IsaClass::Avx512Vnni => return unsafe { x86::block_avx512vnni(self, b, out) },
+                IsaClass::Avx512 => return unsafe { x86::block_avx512bw(self, b, out) },
+                IsaClass::Avx2 => return unsafe { x86::block_avx2(self, b, out) },
+                _ => {}
+            }
+        }
+        let _ = isa;
+        // SAFETY: as the caller promises.
+        unsafe { self.block_portable(b, out) }
+    }
+
+    pub(crate) fn panel(&self, b: usize) -> &[i16] {
+        let len = (self.weights.k_even / 2) * BLOCK * 2;
+        &self.weights.packed[b * len..(b + 1) * len]
+    }
+
+    /// Stores one row's sums for features `col0 + f`, f < `width`: the same f32 operations,
+    /// in the same order, as every vector epilogue.
+    ///
+    /// # Safety
+    /// Row `row`, columns `col0..col0 + width` of `out` are this task's.
+    pub(crate) unsafe fn store_portable(&self, row: usize, col0: usize, sums: &[i32], out: Output) {
+        let w = self.weights;
+        let ts = self.token_scales[row];
+        for (f, &sum) in sums.iter().enumerate() {
+            let col = col0 + f;
+            let mut v = sum as f32 * (ts * w.scales[col]);
+            if let Some(bias) = self.bias {
+                v += bias[col];
+            }
+            if let Some(r) = self.residual {
+                v += r[row * w.n + col];
+            }
+            // SAFETY: in bounds (row < m, col < n), and this task's column.
+            unsafe { *out.y.add(row * out.n + col) = v };
+        }
+    }
+
+    /// # Safety
+    /// As for [`Operands::block`].
+    unsafe fn block_portable(&self, b: usize, out: Output) {
+        let w = self.weights;
+        let panel = self.panel(b);
+        let col0 = b * BLOCK;
+        let width = BLOCK.min(w.n - col0);
+        let mut sums = [0i32; BLOCK];
+        for row in 0..self.m {
+            let a = &self.a[row * w.k_even..(row + 1) * w.k_even];
+            sums.fill(0);
+            for (p, pair) in a.chunks_exact(2).enumerate() {
+                let bp = &panel[p * BLOCK * 2..(p + 1) * BLOCK * 2];
+                for (f, s) in sums.iter_mut().enumerate() {
+                    let d =
+                        pair[0] as i32 * bp[2 * f] as i32 + pair[1] as i32 * bp[2 * f + 1] as i32;
+                    *s = s.wrapping_add(d);
+                }
+            }
+            // SAFETY: as the caller promises.
+            unsafe { self.store_portable(row, col0, &sums[..width], out) };
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The weights `w` as [`int8_grid`] finds them; `None` for other (f32) weights.
+    fn from_int8_grid(w: &[f32], k: usize, n: usize) -> Option<Int16Weights> {
+        let (scales, q) = int8_grid(w, k, n)?;
+        Some(Int16Weights::from_int8(&q, k, n, scales))
+    }
+
+    /// Deterministic values in [-1, 1).
+    fn values(len: usize, seed: u64) -> Vec<f32> {
+        let mut s = seed
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        (0..len)
+            .map(|_| {
+                s = s
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
+                ((s >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
+            })
+            .collect()
+    }
+
+    /// Int8-grid weights: integer values times a scale per column.
+    fn grid(k: usize, n: usize) -> Vec<f32> {
+        let scales: Vec<f32> = (0..n).map(|c| 0.01 + c as f32 * 1e-4).collect();
+        let mut w: Vec<f32> = values(k * n, 7)
+            .iter()
+            .enumerate()
+            .map(|(i, v)| (v * 127.0).round() * scales[i % n])
+            .collect();
+        // Every column reaches ±127, as a symmetric quantiser leaves it.
+        for (c, s) in scales.iter().enumerate() {
+            w[c] = 127.0 * s;
+        }
+        w
+    }
+
+    fn reference(x: &[f32], w: &[f32], m: usize, k: usize, n: usize) -> Vec<f64> {
+        let mut y = vec![0f64; m * n];
+        for r in 0..m {
+            for c in 0..n {
+                y[r * n + c] = (0..k)
+                    .map(|i| x[r * k + i] as f64 * w[i * n + c] as f64)
+                    .sum();
+            }
+        }
+        y
+    }
+
+    #[test]
+    fn f32_weights_are_not_taken_for_a_grid() {
+        let w = values(64 * 8, 3);
+        assert!(from_int8_grid(&w, 64, 8).is_none());
+        assert!(from_int8_grid(&grid(64, 8), 64, 8).is_some());
+    }
+
+    /// f32 weights rounded per column: each within half a step of its value, and the product
+    /// within the rounding of weights and activations of f64 math.
+    #[test]
+    fn f32_weights_round_to_half_a_step() {
+        let (k, n) = (1536, 50);
+        let w: Vec<f32> = values(k * n, 21).iter().map(|v| v * 0.05).collect();
+        let weights = Int16Weights::from_f32(&w, k, n, 1023).unwrap();
+        // At 1023, sums of 1536 products need activations of at most 2^31 / (1023 · 1536).
+        assert_eq!(weights.qmax, (i32::MAX as usize / (1023 * 1536)) as f32);
+        let x = values(3 * k, 9);
+        let mut y = vec![0f32; 3 * n];
+        weights.run(Isa::portable(), &x, 3, None, None, &mut y);
+        let want = reference(&x, &w, 3, k, n);
+        for (r, (g, w_)) in y.iter().zip(&want).enumerate() {
+            let col = r % n;
+            // Worst case: every weight off by half a step, every activation by half of its.
+            let bound: f64 = (0..k)
+                .map(|i| {
+                    let xv = x[(r / n) * k + i].abs() as f64;
+                    let wv = w[i * n + col].abs() as f64;
+                    xv * weights.scales[col] as f64 / 2.0 + wv / weights.qmax as f64 / 2.0
+                })
+                .sum();
+            assert!(
+                (*g as f64 - w_).abs() <= bound,
+                "{r}: {g} vs {w_} (bound {bound})"
+            );
+        }
+        assert!(Int16Weights::from_f32(&[f32::NAN; 4], 2, 2, 1023).is_none());
+    }
+
+    /// One scale for the whole tensor (onnxruntime's `quantize_dynamic`): most columns never
+    /// reach ±127, so their own maximum is not their step.
+    #[test]
+    fn a_whole_tensor_grid_is_found_and_exact() {
+        let (k, n) = (64, 8);
+        let step = 0.0123f32;
+        let mut w: Vec<f32> = values(k * n, 11)
+            .iter()
+            .map(|v| (v * 90.0).round() * step)
+            .collect();
+        w[3] = -127.0 * step;
+        let weights = from_int8_grid(&w, k, n).unwrap();
+        assert!(weights.scales.iter().all(|&s| s == weights.scales[0]));
+        let x = values(k, 5);
+        let mut y = vec![0f32; n];
+        weights.run(Isa::portable(), &x, 1, None, None, &mut y);
+        let want = reference(&x, &w, 1, k, n);
+        for (g, w) in y.iter().zip(&want) {
+            assert!(
+                (*g as f64 - w).abs() <= 1e-3 * w.abs().max(1.0),
+                "{g} vs {w}"
+            );
+        }
+        // Off the grid by one part in 10^5 in one place: not a grid.
+        w[10] *= 1.00001;
+        assert!(from_int8_grid(&w, k, n).is_none());
+    }
+
+    #[test]
+    fn every_isa_gives_the_same_bits_close_to_f64() {
+        // Odd k, n not a multiple of the block or vector, row counts around the tile sizes.
+        for &(m, k, n) in &[
+            (1, 5, 3),
+            (7, 384, 100),
+            (9, 1536, 48),
+            (13, 31, 50),
+            (20, 384, 384),
+        ] {
+            let w = grid(k, n);
+            let weights = from_int8_grid(&w, k, n).unwrap();
+            let x = values(m * k, m as u64);
+            let bias = values(n, 11);
+            let residual = values(m * n, 13);
+            let want = reference(&x, &w, m, k, n);
+            let mut first: Option<Vec<f32>> = None;
+            for isa in Isa::all_available() {
+                for threads in [1, 2] {
+                    let mut y = vec![f32::NAN; m * n];
+                    crate::pool::with_threads(threads, || {
+                        weights.run(isa, &x, m, Some(&bias), Some(&residual), &mut y)
+                    });
+                    for (i, (&got, want)) in y.iter().zip(&want).enumerate() {
+                        let (row, col) = (i / n, i % n);
+                        let want = want + bias[col] as f64 + residual[i] as f64;
+                        // Rounding x to the nearest step moves each term by at most half a
+                        // step times |w|; then f32 rounding of the result.
+                        let x_row = &x[row * k..(row + 1) * k];
+                        let amax = x_row.iter().fold(0f32, |m, v| m.max(v.abs())) as f64;
+                        let half_step = amax / weights.qmax as f64 / 2.0;
+                        let bound = half_step
+                            * (0..k).map(|j| w[j * n + col].abs() as f64).sum::<f64>()
+                            + 1e-5 * (1.0 + want.abs());
+                        assert!(
+                            (got as f64 - want).abs() <= bound,
+                            "{isa:?} ({m},{k},{n}) element {i}: {got} vs {want}, bound {bound}"
+                        );
+                    }
+                    match &first {
+                        None => first = Some(y),
+                        Some(f) => assert!(
+                            f.iter().zip(&y).all(|(a, b)| a.to_bits() == b.to_bits()),
+                            "{isa:?} differs from the first path at ({m},{k},{n})"
+                        ),
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn sums_at_the_largest_magnitudes_do_not_overflow() {
+        // Every activation at the row's max, every weight at ±127 with the same sign.
+        let (m, k, n) = (3, 1536, 16);
+        let s = 0.5f32;
+        let w = vec![127.0 * s; k * n];
+        let weights = from_int8_grid(&w, k, n).unwrap();
+        let x = vec![-1.0f32; m * k];
+        for isa in Isa::all_available() {
+            let mut y = vec![0f32; m * n];
+            weights.run(isa, &x, m, None, None, &mut y);
+            let want = -(k as f32) * 127.0 * s;
+            assert!(
+                y.iter().all(|v| ((v - want) / want).abs() < 1e-6),
+                "{isa:?}: {:?} vs {want}",
+                &y[..4]
+            );
+        }
+    }
+
+    #[test]
+    fn a_row_with_nan_gives_nan_and_zero_rows_give_the_bias() {
+        let (m, k, n) = (3, 8, 4);
+        let weights = from_int8_grid(&grid(k, n), k, n).unwrap();
+        let mut x = vec![0f32; m * k];
+        x[k + 2] = f32::NAN;
+        x[2 * k] = 1.0;
+        let bias = [1.0, 2.0, 3.0, 4.0];
+        for isa in Isa::all_available() {
+            let mut y = vec![0f32; m * n];
+            weights.run(isa, &x, m, Some(&bias), None, &mut y);
+            assert_eq!(&y[..n], &bias, "{isa:?}");
+            assert!(y[n..2 * n].iter().all(|v| v.is_nan()), "{isa:?}");
+            assert!(y[2 * n..].iter().all(|v| v.is_finite()), "{isa:?}");
+        }
+    }
+}

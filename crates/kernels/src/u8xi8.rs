@@ -1,0 +1,286 @@
+//! Projections with 8-bit activations, for graphs that ask for them: onnxruntime's
+//! `quantize_dynamic` output (`DynamicQuantizeLinear` + `MatMulInteger`), whose activations are
+//! rounded to u8 per tensor at run time.
+//!
+//! Here they are rounded per token instead, symmetrically (`s = max|x| / 127`, stored as
+//! `round(x / s) + 128`): measured about as accurate as the file's per-tensor asymmetric
+//! rounding (see the conformance suite). `vpdpbusd` multiplies four u8
+//! activations by four int8 weights per lane: twice the rate of [`crate::i16xi8`]. The sums are
+//! exact: `Σ (xq - 128)·w = Σ xq·w - 128·Σ w`, with `Σ w` per feature computed at load. Only the
+//! AVX-512 VNNI path is fast; a portable path gives the same bits for tests and other CPUs
+//! (where the encoder uses the 16-bit kernels instead).
+
+use crate::i16xi8::{Output, quantise_rows};
+use crate::isa::Isa;
+use crate::pool::for_each_index;
+
+/// Output features per packed block: three 16-lane vectors.
+pub(crate) const BLOCK: usize = 48;
+/// Token rows per tile: 8 rows × 3 vectors = 24 accumulators.
+pub(crate) const ROWS: usize = 8;
+/// The activations' zero: `xq = round(x / s) + 128`, in 1..=255.
+pub(crate) const ZERO: i32 = 128;
+
+/// `W = q · s`: int8 values packed four rows at a time, a scale per output feature.
+#[derive(Clone)]
+pub struct Uint8Weights {
+    pub(crate) k: usize,
+    pub(crate) n: usize,
+    /// `k` rounded up to a multiple of 4: the kernel takes the contracted axis in fours.
+    pub(crate) k4: usize,
+    /// Per block of [`BLOCK`] features, per four rows of k: each feature's four values.
+    /// Zero-padded past `k` and `n`.
+    pub(crate) packed: Vec<i8>,
+    /// `Σ_k q[k][f]`, for the activations' zero point.
+    pub(crate) col_sums: Vec<i32>,
+    pub(crate) scales: Vec<f32>,
+}
+
+impl std::fmt::Debug for Uint8Weights {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Uint8Weights")
+            .field("k", &self.k)
+            .field("n", &self.n)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Uint8Weights {
+    /// Int8 values `q` (`k × n`, row-major) with a scale per column.
+    pub fn new(q: &[i8], k: usize, n: usize, scales: Vec<f32>) -> Uint8Weights {
+        assert_eq!(q.len(), k * n);
+        assert_eq!(scales.len(), n);
+        let k4 = k.div_ceil(4) * 4;
+        let blocks = n.div_ceil(BLOCK);
+        let mut packed = vec![0i8; blocks * (k4 / 4) * BLOCK * 4];
+        for b in 0..blocks {
+            for p in 0..k4 / 4 {
+                let at = (b * (k4 / 4) + p) * BLOCK * 4;
+                for f in 0..BLOCK.min(n - b * BLOCK) {
+                    let col = b * BLOCK + f;
+                    for j in 0..4 {
+                        let row = 4 * p + j;
+                        if row < k {
+                            packed[at + 4 * f + j] = q[row * n + col];
+                        }
+                    }
+                }
+            }
+        }
+        let mut col_sums = vec![0i32; n];
+        for row in q.chunks_exact(n) {
+            for (s, &v) in col_sums.iter_mut().zip(row) {
+                *s += v as i32;
+            }
+        }
+        Uint8Weights {
+            k,
+            n,
+            k4,
+            packed,
+            col_sums,
+            scales,
+        }
+    }
+
+    /// `y = x · W (+ bias) (+ residual)` for `m` rows of `x` (`m × k`), into `y` (`m × n`), on
+    /// the VNNI kernel where `isa` has it ([`Isa::has_u8_dot`]), else the portable one: the
+    /// same bits. Column blocks are spread over the current pool.
+    ///
+    /// # Panics
+    /// When the slices are not those lengths.
+    pub fn run(
+        &self,
+        isa: Isa,
+        x: &[f32],
+        m: usize,
+        bias: Option<&[f32]>,
+        residual: Option<&[f32]>,
+        y: &mut [f32],
+    ) {
+        let fast = isa.has_u8_dot();
+        assert_eq!(x.len(), m * self.k);
+        assert_eq!(y.len(), m * self.n);
+        assert!(bias.is_none_or(|b| b.len() == self.n));
+        assert!(residual.is_none_or(|r| r.len() == m * self.n));
+        if m == 0 {
+            return;
+        }
+        let (a, token_scales) = self.quantise(isa, x, m);
+        let op = Operands {
+            w: self,
+            a: &a,
+            token_scales: &token_scales,
+            bias,
+            residual,
+            m,
+        };
+        let out = Output {
+            y: y.as_mut_ptr(),
+            n: self.n,
+        };
+        let block = |b: usize| {
+            #[cfg(target_arch = "x86_64")]
+            if fast {
+                // SAFETY: an `Isa` comes only from detection, and this one has VNNI; block b
+                // writes only its own columns of y.
+                return unsafe { crate::x86_64::u8xi8::block_vnni(&op, b, out) };
+            }
+            // SAFETY: block b writes only its own columns of y.
+            unsafe { op.block_portable(b, out) }
+        };
+        for_each_index(self.n.div_ceil(BLOCK), block);
+    }
+
+    /// Rows of `x` as u8 (`m × k4`, zero-point 128, padded with it), and each row's scale.
+    fn quantise(&self, isa: Isa, x: &[f32], m: usize) -> (Vec<u8>, Vec<f32>) {
+        let fast = isa.has_u8_dot();
+        let isa = if fast { isa } else { Isa::portable() };
+        let shape = (m, self.k, self.k4);
+        quantise_rows(isa, x, shape, 127.0, ZERO as u8, |x, inv, q| {
+            #[cfg(target_arch = "x86_64")]
+            if fast {
+                // SAFETY: `fast` is only set where the ISA has AVX-512 VNNI.
+                return unsafe { crate::x86_64::u8xi8::quantise_row(x, inv, q) };
+            }
+            for (q, v) in q.iter_mut().zip(x) {
+                *q = ((v * inv).round_ties_even() as i32 + ZERO) as u8;
+            }
+        })
+    }
+}
+
+pub(crate) struct Operands<'a> {
+    pub(crate) w: &'a Uint8Weights,
+    pub(crate) a: &'a [u8],
+    pub(crate) token_scales: &'a [f32],
+    pub(crate) bias: Option<&'a [f32]>,
+    pub(crate) residual: Option<&'a [f32]>,
+    pub(crate) m: usize,
+}
+
+impl Operands<'_> {
+    pub(crate) fn panel(&self, b: usize) -> &[i8] {
+        let len = (self.w.k4 / 4) * BLOCK * 4;
+        &self.w.packed[b * len..(b + 1) * len]
+    }
+
+    /// One output: the same f32 operations, in the same order, as the vector epilogue.
+    #[inline(always)]
+    pub(crate) fn value(&self, row: usize, col: usize, sum: i32) -> f32 {
+        let corrected = sum - ZERO * self.w.col_sums[col];
+        let mut v = corrected as f32 * (self.token_scales[row] * self.w.scales[col]);
+        if let Some(bias) = self.bias {
+            v += bias[col];
+        }
+        if let Some(r) = self.residual {
+            v += r[row * self.w.n + col];
+        }
+        v
+    }
+
+    /// # Safety
+    /// No other task writes block `b`'s columns of `out`.
+    unsafe fn block_portable(&self, b: usize, out: Output) {
+        let w = self.w;
+        let panel = self.panel(b);
+        let col0 = b * BLOCK;
+        let width = BLOCK.min(w.n - col0);
+        let mut sums = [0i32; BLOCK];
+        for row in 0..self.m {
+            let a = &self.a[row * w.k4..(row + 1) * w.k4];
+            sums.fill(0);
+            for (p, quad) in a.chunks_exact(4).enumerate() {
+                let bp = &panel[p * BLOCK * 4..(p + 1) * BLOCK * 4];
+                for (f, s) in sums.iter_mut().enumerate() {
+                    let d: i32 = (0..4).map(|j| quad[j] as i32 * bp[4 * f + j] as i32).sum();
+                    *s = s.wrapping_add(d);
+                }
+            }
+            for (f, &sum) in sums[..width].iter().enumerate() {
+                let col = col0 + f;
+                let v = self.value(row, col, sum);
+                // SAFETY: row < m, col < n, and this task's column.
+                unsafe { *out.y.add(row * out.n + col) = v };
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn values(len: usize, seed: u64) -> Vec<f32> {
+        let mut s = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+        (0..len)
+            .map(|_| {
+                s ^= s << 13;
+                s ^= s >> 7;
+                s ^= s << 17;
+                ((s >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
+            })
+            .collect()
+    }
+
+    /// Every shape edge (k not a multiple of 4, n past a block, rows past a tile), with bias,
+    /// residual and a NaN row: the VNNI and portable paths give the same bits, within the
+    /// rounding of 8-bit activations of f64 math.
+    #[test]
+    fn both_paths_give_the_same_bits_close_to_f64() {
+        for (m, k, n) in [(1, 4, 1), (13, 385, 50), (9, 1536, 97)] {
+            let q: Vec<i8> = values(k * n, 3)
+                .iter()
+                .map(|v| (v * 127.0).round() as i8)
+                .collect();
+            let scales: Vec<f32> = (0..n).map(|c| 0.01 + c as f32 * 1e-4).collect();
+            let weights = Uint8Weights::new(&q, k, n, scales.clone());
+            let mut x = values(m * k, 5);
+            x[(m - 1) * k] = f32::NAN;
+            let bias = values(n, 7);
+            let residual = values(m * n, 11);
+            let mut portable = vec![0f32; m * n];
+            weights.run(
+                Isa::portable(),
+                &x,
+                m,
+                Some(&bias),
+                Some(&residual),
+                &mut portable,
+            );
+            // Every class the CPU runs: VNNI's own kernel, and the portable one elsewhere.
+            for isa in Isa::all_available() {
+                for threads in [1, 2] {
+                    let mut got = vec![0f32; m * n];
+                    crate::pool::with_threads(threads, || {
+                        weights.run(isa, &x, m, Some(&bias), Some(&residual), &mut got)
+                    });
+                    let same = portable
+                        .iter()
+                        .zip(&got)
+                        .all(|(a, b)| a.to_bits() == b.to_bits());
+                    assert!(same, "{isa} at {threads} threads, {m}×{k}×{n}");
+                }
+            }
+            for r in 0..m {
+                let row = &x[r * k..(r + 1) * k];
+                let amax = row.iter().fold(0f32, |a, v| a.max(v.abs())) as f64;
+                for c in 0..n {
+                    let got = portable[r * n + c];
+                    if r == m - 1 {
+                        assert!(got.is_nan(), "a NaN row stays NaN");
+                        continue;
+                    }
+                    let w = |i: usize| q[i * n + c] as f64 * scales[c] as f64;
+                    let want: f64 = (0..k).map(|i| row[i] as f64 * w(i)).sum::<f64>()
+                        + bias[c] as f64
+                        + residual[r * n + c] as f64;
+                    // Each activation off by at most half a step of amax / 127.
+                    let bound: f64 = (0..k).map(|i| w(i).abs()).sum::<f64>() * amax / 254.0
+                        + 1e-5 * want.abs().max(1.0);
+                    assert!((got as f64 - want).abs() <= bound, "{got} vs {want}");
+                }
+            }
+        }
+    }
+}

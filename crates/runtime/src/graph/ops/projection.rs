@@ -1,0 +1,235 @@
+//! Projections the ONNX-file passes marked, wired straight to a [`PackedLinear`] at parse:
+//! the marks are op types and attributes of the ONNX graph, never node names.
+//!
+//! - [`INT8_MATMUL`] `(x, q, s)`: an int8 export's projection on its own int8 values and
+//!   scales ([`crate::graph::passes::int8_matmul`]).
+//! - [`INTEGER_MATMUL`] `(x, w)`: f32 weights on the integer kernels, with the attribute
+//!   [`U8_ACTIVATIONS`] where the graph asked for 8-bit activations
+//!   ([`crate::graph::passes::dynamic_quant`]).
+//!
+//! Either takes an adapter's factors `A`, `B` as two more inputs
+//! ([`crate::graph::passes::adapter`]), and the packed op adds their low-rank term.
+
+use super::linear::{PackedLinear, Weights};
+use emotions_kernels::Isa;
+use emotions_kernels::i16xi8::Int16Weights;
+use emotions_kernels::low_rank::LowRank;
+use std::sync::Arc;
+use tract_onnx::model::ParsingContext;
+use tract_onnx::pb::NodeProto;
+use tract_onnx::tract_hir::internal::*;
+
+/// The op type of an int8 export's projections, registered in the encoder's parser only.
+pub(crate) const INT8_MATMUL: &str = "EmotionsInt8MatMul";
+/// The op type of marked f32 projections, likewise.
+pub(crate) const INTEGER_MATMUL: &str = "EmotionsIntegerMatMul";
+/// [`INTEGER_MATMUL`]'s attribute: 1 where the graph asked for 8-bit activations.
+pub(crate) const U8_ACTIVATIONS: &str = "u8_activations";
+
+/// `x · (q · s)` over the last axis of `x`: inputs `x` (f32), `q` (int8 `[k, n]`, constant) and
+/// `s` (f32, one or `n` values, constant).
+#[derive(Debug, Clone, Hash, PartialEq, Eq)]
+struct Int8MatMul;
+
+/// Inputs 3 and 4 of either op, when present: an adapter's `A` (`[rank, k]`) and `B`
+/// (`[n, rank]`), constants, whose low-rank term the projection adds in f32.
+fn low_rank(
+    prefix: &str,
+    model: &TypedModel,
+    inputs: &[OutletId],
+    first: usize,
+    (k, n): (usize, usize),
+) -> TractResult<Option<Arc<LowRank>>> {
+    let (Some(&a), Some(&b)) = (inputs.get(first), inputs.get(first + 1)) else {
+        return Ok(None);
+    };
+    let (a, b) = (konst(prefix, model, a)?, konst(prefix, model, b)?);
+    let (&[rank, ka], &[nb, rank_b]) = (a.shape(), b.shape()) else {
+        bail!(
+            "{prefix}: low-rank factors are {:?} and {:?}, expected [r, k] and [n, r]",
+            a.shape(),
+            b.shape()
+        );
+    };
+    ensure!(
+        ka == k && nb == n && rank_b == rank,
+        "{prefix}: low-rank factors are {:?} and {:?} for a [{k}, {n}] projection",
+        a.shape(),
+        b.shape()
+    );
+    let (a, b) = (a.try_as_plain_ram()?, b.try_as_plain_ram()?);
+    Ok(Some(Arc::new(LowRank::new(
+        rank,
+        k,
+        n,
+        a.as_slice::<f32>()?,
+        b.as_slice::<f32>()?,
+    ))))
+}
+
+/// Input `outlet`'s constant value.
+fn konst(prefix: &str, model: &TypedModel, outlet: OutletId) -> TractResult<Arc<Tensor>> {
+    model
+        .outlet_fact(outlet)?
+        .konst
+        .clone()
+        .with_context(|| format!("{prefix}: the weights of a marked projection must be constants"))
+}
+
+/// The isa the kernels run on; the load checked it already.
+fn isa() -> TractResult<Isa> {
+    Ok(Isa::selected()?)
+}
+
+/// Both ops type their output `x`'s shape with the last axis `n` (the weights' second).
+fn projection_rules<'r, 'p: 'r, 's: 'r>(
+    s: &mut Solver<'r>,
+    inputs: &'p [TensorProxy],
+    outputs: &'p [TensorProxy],
+    weight_type: DatumType,
+) -> InferenceResult {
+    check_output_arity(outputs, 1)?;
+    s.equals(&inputs[0].datum_type, f32::datum_type())?;
+    s.equals(&inputs[1].datum_type, weight_type)?;
+    s.equals(&outputs[0].datum_type, f32::datum_type())?;
+    s.equals(&inputs[1].rank, 2)?;
+    s.equals(&outputs[0].rank, &inputs[0].rank)?;
+    s.given_2(&inputs[0].shape, &inputs[1].shape, move |s, x, w| {
+        let mut y = x;
+        y.pop();
+        y.push(w[1].clone());
+        s.equals(&outputs[0].shape, ShapeFactoid::from(y))
+    })
+}
+
+/// `x` ends in `k` values.
+fn check_input(prefix: &str, model: &TypedModel, x: OutletId, k: usize) -> TractResult<()> {
+    let x = model.outlet_fact(x)?;
+    ensure!(
+        x.rank() >= 1 && x.shape[x.rank() - 1] == k.to_dim(),
+        "{prefix}: input {:?} does not end in {k} values",
+        x.shape
+    );
+    Ok(())
+}
+
+impl Expansion for Int8MatMul {
+    fn name(&self) -> StaticName {
+        "Int8MatMul".into()
+    }
+
+    fn rules<'r, 'p: 'r, 's: 'r>(
+        &'s self,
+        s: &mut Solver<'r>,
+        inputs: &'p [TensorProxy],
+        outputs: &'p [TensorProxy],
+    ) -> InferenceResult {
+        ensure!(
+            inputs.len() == 3 || inputs.len() == 5,
+            "{INT8_MATMUL} takes 3 inputs, or 5 with an adapter's factors"
+        );
+        s.equals(&inputs[2].datum_type, f32::datum_type())?;
+        projection_rules(s, inputs, outputs, i8::datum_type())
+    }
+
+    fn wire(
+        &self,
+        prefix: &str,
+        model: &mut TypedModel,
+        inputs: &[OutletId],
+    ) -> TractResult<TVec<OutletId>> {
+        let (q, s) = (
+            konst(prefix, model, inputs[1])?,
+            konst(prefix, model, inputs[2])?,
+        );
+        let &[k, n] = q.shape() else {
+            bail!(
+                "{prefix}: int8 weights are {:?}, expected [k, n]",
+                q.shape()
+            );
+        };
+        check_input(prefix, model, inputs[0], k)?;
+        let q = q.try_as_plain_ram()?;
+        let q = q.as_slice::<i8>()?;
+        ensure!(
+            !q.contains(&i8::MIN),
+            "{prefix}: int8 weights hold -128, outside the kernels' ±127"
+        );
+        let s = s.try_as_plain_ram()?;
+        let s = s.as_slice::<f32>()?;
+        let scales = match s.len() {
+            1 => vec![s[0]; n],
+            len if len == n => s.to_vec(),
+            len => bail!("{prefix}: {len} scales for {n} output features"),
+        };
+        let weights = Weights::Int16(Arc::new(Int16Weights::from_int8(q, k, n, scales)));
+        let side = low_rank(prefix, model, inputs, 3, (k, n))?;
+        let linear = PackedLinear::new(prefix, weights, (k, n), side, isa()?);
+        model.wire_node(prefix, linear, &inputs[..1])
+    }
+}
+
+/// The op builder registered for [`INT8_MATMUL`] in the encoder's ONNX parser.
+pub(crate) fn parse_int8_matmul(
+    _ctx: &ParsingContext,
+    _node: &NodeProto,
+) -> TractResult<(Box<dyn InferenceOp>, Vec<String>)> {
+    Ok((expand(Int8MatMul), vec![]))
+}
+
+/// `x · W` over the last axis of `x` on the integer kernels, for f32 constant weights `W`
+/// (`[k, n]`) that an ONNX-file pass marked: an adapter's target (inputs 3 and 4 its factors),
+/// or a `quantize_dynamic` projection, whose attribute `u8_activations` asks for 8-bit
+/// activations where the CPU has VNNI.
+#[derive(Debug, Clone, Hash, PartialEq, Eq)]
+struct IntegerMatMul {
+    u8_activations: bool,
+}
+
+impl Expansion for IntegerMatMul {
+    fn name(&self) -> StaticName {
+        "IntegerMatMul".into()
+    }
+
+    fn rules<'r, 'p: 'r, 's: 'r>(
+        &'s self,
+        s: &mut Solver<'r>,
+        inputs: &'p [TensorProxy],
+        outputs: &'p [TensorProxy],
+    ) -> InferenceResult {
+        ensure!(
+            inputs.len() == 2 || inputs.len() == 4,
+            "{INTEGER_MATMUL} takes 2 inputs, or 4 with an adapter's factors"
+        );
+        projection_rules(s, inputs, outputs, f32::datum_type())
+    }
+
+    fn wire(
+        &self,
+        prefix: &str,
+        model: &mut TypedModel,
+        inputs: &[OutletId],
+    ) -> TractResult<TVec<OutletId>> {
+        let w = konst(prefix, model, inputs[1])?;
+        let &[k, n] = w.shape() else {
+            bail!("{prefix}: weights are {:?}, expected [k, n]", w.shape());
+        };
+        check_input(prefix, model, inputs[0], k)?;
+        let isa = isa()?;
+        let values = w.try_as_plain_ram()?;
+        let weights = Weights::integer(values.as_slice::<f32>()?, k, n, self.u8_activations, isa)
+            .with_context(|| format!("{prefix}: weights hold a non-finite value"))?;
+        let side = low_rank(prefix, model, inputs, 2, (k, n))?;
+        let linear = PackedLinear::new(prefix, weights, (k, n), side, isa);
+        model.wire_node(prefix, linear, &inputs[..1])
+    }
+}
+
+/// The op builder registered for [`INTEGER_MATMUL`] in the encoder's ONNX parser.
+pub(crate) fn parse_integer_matmul(
+    _ctx: &ParsingContext,
+    node: &NodeProto,
+) -> TractResult<(Box<dyn InferenceOp>, Vec<String>)> {
+    let u8_activations = node.get_attr_opt::<i64>(U8_ACTIVATIONS)?.unwrap_or(0) != 0;
+    Ok((expand(IntegerMatMul { u8_activations }), vec![]))
+}

@@ -1,0 +1,75 @@
+//! What an encoder graph is loaded with, and what the load rewrote.
+
+/// How many parts of the encoder graph run on this crate's fused ops rather than tract's
+/// generic ones. An encoder whose graph the rewrites do not recognise still runs, more slowly.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct GraphRewrites {
+    /// Softmaxes over the last axis: one per attention block in a BERT-family graph, so the
+    /// number of blocks [`attention`](Self::attention) could have matched.
+    pub softmax: usize,
+    /// Exact GELUs that run in one pass on this crate's op, whether tract or this crate's
+    /// rewrite recognised the chain.
+    pub gelu: usize,
+    /// Self-attention blocks (scores, mask, softmax, values) turned into one op.
+    pub attention: usize,
+    /// Layer norms over the last axis that run as one op, not tract's eleven.
+    pub layer_norm: usize,
+    /// Matmuls by constant weights (with their bias and residual adds) whose weights are packed
+    /// once at load.
+    pub linear: usize,
+    /// Of those, how many run on the 16-bit integer kernels ([`Precision::Int16`]).
+    pub int16: usize,
+    /// Of those, how many run with 8-bit activations: a dynamically quantised graph's, where
+    /// the CPU has AVX-512 VNNI.
+    pub uint8: usize,
+    /// Of those, how many add an adapter's low-rank term beside their weights.
+    pub low_rank: usize,
+}
+
+/// How the projections multiply. Everything else (attention, GELU, layer norm) is f32 in both.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Precision {
+    /// In integers, at twice the f32 rate: each token's activations are rounded to 11-16-bit
+    /// integers (the widest range whose i32 sums cannot overflow) and multiplied exactly.
+    /// Int8 weights (an int8 export: int8 values times a scale per feature) are used as they
+    /// are; f32 weights are rounded to 11-bit integers with a scale per feature. Measured
+    /// against onnxruntime f32: cosine ≥ 0.999999 on all-MiniLM-L6-v2 int8 and on a 12-layer
+    /// bge-small replica.
+    #[default]
+    Int16,
+    /// f32 throughout, as onnxruntime computes the graph: the exact mode.
+    F32,
+}
+
+/// Which shapes get their own optimised plan. The projections (weights packed once at load) and
+/// attention are shape-free ops of this crate, so a symbolic plan runs as fast as a concrete
+/// one and pads nothing; buckets remain for graphs those rewrites do not match, where tract's
+/// own matmuls are much faster with concrete shapes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum PlanShapes {
+    /// One plan per (batch size, sequence bucket), texts padded up to the bucket.
+    Buckets,
+    /// One plan for every shape, batch and sequence left symbolic, texts padded to the longest
+    /// of their batch only.
+    #[default]
+    Symbolic,
+}
+
+impl std::fmt::Display for GraphRewrites {
+    /// `attention 6/6, GELU 6, layer norms 13, projections 36 (36 in int16)`, and `, 12 in
+    /// u8` where some have 8-bit activations.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "attention {}/{}, GELU {}, layer norms {}, projections {} ({} in int16",
+            self.attention, self.softmax, self.gelu, self.layer_norm, self.linear, self.int16
+        )?;
+        if self.uint8 > 0 {
+            write!(f, ", {} in u8", self.uint8)?;
+        }
+        if self.low_rank > 0 {
+            write!(f, ", {} with a low-rank adapter", self.low_rank)?;
+        }
+        write!(f, ")")
+    }
+}

@@ -1,0 +1,173 @@
+//! The micro-batcher: concurrent requests' texts embedded together in one backend call, on a
+//! thread of its own.
+//!
+//! It waits for a first job, then for more until `batch_wait` has passed or `max_batch` texts
+//! are in (a wait with a deadline, not a polling sleep), and embeds them in one call; each job
+//! gets its rows back on its own channel.
+
+use crate::backend::{Backend, BackendError};
+use crate::metrics::Metrics;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+use tokio::sync::{mpsc, oneshot};
+
+/// What a job gets back: its rows, or the error its batch failed with (shared by every job of
+/// a failed batch).
+pub(crate) type Reply = Result<Vec<f32>, Arc<BackendError>>;
+
+struct Job {
+    texts: Vec<String>,
+    /// For the head ([`Backend::features`]) rather than an embedding endpoint.
+    for_head: bool,
+    reply: oneshot::Sender<Reply>,
+}
+
+/// The batcher has stopped: the server is shutting down (or the thread died).
+#[derive(Debug)]
+pub(crate) struct Closed;
+
+/// The handlers' end of the batcher.
+pub(crate) struct Batcher {
+    jobs: mpsc::Sender<Job>,
+    /// False once the batcher thread has ended (it should not); `/health` then says 503.
+    alive: Arc<AtomicBool>,
+}
+
+/// How the batcher groups jobs.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Batching {
+    pub(crate) max_batch: usize,
+    pub(crate) batch_wait: Duration,
+}
+
+impl Batcher {
+    /// Starts the batcher's thread.
+    pub(crate) fn start(
+        backend: Arc<dyn Backend>,
+        batching: Batching,
+        metrics: Arc<Metrics>,
+    ) -> std::io::Result<Batcher> {
+        let (jobs, rx) = mpsc::channel::<Job>(1024);
+        let alive = Arc::new(AtomicBool::new(true));
+        let flag = alive.clone();
+        std::thread::Builder::new()
+            .name("emotions-batcher".into())
+            .spawn(move || {
+                /// Marks the batcher dead however its thread ends.
+                struct Alive(Arc<AtomicBool>);
+                impl Drop for Alive {
+                    fn drop(&mut self) {
+                        self.0.store(false, Ordering::Relaxed);
+                    }
+                }
+                let _alive = Alive(flag);
+                run(rx, &*backend, batching, &metrics);
+            })?;
+        Ok(Batcher { jobs, alive })
+    }
+
+    pub(crate) fn is_alive(&self) -> bool {
+        self.alive.load(Ordering::Relaxed)
+    }
+
+    /// Embeds `texts` in the next batch, for the head or for an embedding endpoint.
+    pub(crate) async fn submit(&self, texts: Vec<String>, for_head: bool) -> Result<Reply, Closed> {
+        let (reply, wait) = oneshot::channel();
+        let job = Job {
+            texts,
+            for_head,
+            reply,
+        };
+        self.jobs.send(job).await.map_err(|_| Closed)?;
+        wait.await.map_err(|_| Closed)
+    }
+}
+
+/// Collects jobs for up to `batch_wait` (or `max_batch` texts), embeds them in one call, and
+/// hands each job its rows. Ends when every sender is gone.
+fn run(mut rx: mpsc::Receiver<Job>, backend: &dyn Backend, batching: Batching, metrics: &Metrics) {
+    // A runtime of this thread's own, for the deadline: the embedding itself blocks this
+    // thread, never the server's.
+    let Ok(runtime) = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+    else {
+        return;
+    };
+    let dim = backend.dim();
+    runtime.block_on(async {
+        while let Some(first) = rx.recv().await {
+            let mut jobs = vec![first];
+            let mut count = jobs[0].texts.len();
+            let deadline = tokio::time::Instant::now() + batching.batch_wait;
+            while count < batching.max_batch {
+                match tokio::time::timeout_at(deadline, rx.recv()).await {
+                    Ok(Some(job)) => {
+                        count += job.texts.len();
+                        jobs.push(job);
+                    }
+                    // The deadline passed, or every sender is gone: run what there is.
+                    Ok(None) | Err(_) => break,
+                }
+            }
+            // Jobs for the head and for the embedding endpoints run as two batches.
+            let (for_head, plain): (Vec<Job>, Vec<Job>) =
+                jobs.into_iter().partition(|j| j.for_head);
+            for (jobs, for_head) in [(for_head, true), (plain, false)] {
+                if !jobs.is_empty() {
+                    run_batch(jobs, for_head, backend, metrics, dim);
+                }
+            }
+        }
+    });
+}
+
+/// Embeds one batch of jobs in one call, and hands each job its rows.
+fn run_batch(jobs: Vec<Job>, for_head: bool, backend: &dyn Backend, metrics: &Metrics, dim: usize) {
+    let embed = |texts: &[String]| {
+        if for_head {
+            backend.features(texts)
+        } else {
+            backend.embed(texts)
+        }
+    };
+    let texts: Vec<String> = jobs.iter().flat_map(|j| j.texts.iter().cloned()).collect();
+    metrics.observe_batch(texts.len());
+    match no_panic(|| embed(&texts)) {
+        Ok(all) if all.len() == texts.len() * dim => {
+            let mut offset = 0;
+            for job in jobs {
+                let n = job.texts.len();
+                let _ = job
+                    .reply
+                    .send(Ok(all[offset * dim..(offset + n) * dim].to_vec()));
+                offset += n;
+            }
+        }
+        // One request's texts must not fail the others batched with it: run each alone.
+        _ if jobs.len() > 1 => {
+            for job in jobs {
+                let result = no_panic(|| embed(&job.texts)).map_err(Arc::new);
+                let _ = job.reply.send(result);
+            }
+        }
+        result => {
+            let e = Arc::new(result.err().unwrap_or_else(|| {
+                BackendError::Model("the encoder returned the wrong number of values".into())
+            }));
+            for job in jobs {
+                let _ = job.reply.send(Err(e.clone()));
+            }
+        }
+    }
+}
+
+/// Runs `f`, turning a panic into a backend error.
+pub(crate) fn no_panic<T>(f: impl FnOnce() -> Result<T, BackendError>) -> Result<T, BackendError> {
+    emotions_kernels::catch_panic(f).unwrap_or_else(|what| {
+        Err(BackendError::Model(
+            format!("the model panicked: {what}").into(),
+        ))
+    })
+}

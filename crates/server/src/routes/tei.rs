@@ -1,0 +1,86 @@
+//! The routes of text-embeddings-inference (TEI): `POST /predict`, `POST /embed`, `GET /info`.
+
+use super::{
+    AppState, bad_request, embed_texts, guarded, json_value, normalise_rows, parse_json,
+    ranked_scores,
+};
+use crate::compat::{self, EmbedRequest, FunctionToApply, Info, LabelScore, PredictRequest};
+use axum::extract::{Request, State};
+use axum::response::Response;
+use std::sync::Arc;
+
+/// `POST /predict` (TEI): every label's score, highest first; one list for a string, a list
+/// of lists for an array.
+#[utoipa::path(post, path = "/predict", request_body = PredictRequest,
+    responses((status = 200, description = "Scores, highest first", body = Vec<Vec<LabelScore>>),
+              (status = 400, description = "Bad request")))]
+pub(crate) async fn predict(State(state): State<Arc<AppState>>, request: Request) -> Response {
+    guarded(state, "/predict", request, |state, body| async move {
+        let run = async {
+            let req: PredictRequest = parse_json(&body)?;
+            let one = req.is_one();
+            let function = if req.raw_scores {
+                FunctionToApply::None
+            } else {
+                FunctionToApply::Sigmoid
+            };
+            let rows = ranked_scores(&state, req.inputs, function, None).await?;
+            Ok(json_value(&compat::one_or_many(one, rows)))
+        };
+        run.await.unwrap_or_else(|r: Response| r)
+    })
+    .await
+}
+
+/// `POST /embed` (TEI): one embedding per input, always a list of lists.
+#[utoipa::path(post, path = "/embed", request_body = EmbedRequest,
+    responses((status = 200, description = "One embedding per input", body = Vec<Vec<f32>>),
+              (status = 400, description = "Bad request")))]
+pub(crate) async fn embed(State(state): State<Arc<AppState>>, request: Request) -> Response {
+    guarded(state, "/embed", request, |state, body| async move {
+        embed_body(&state, &body)
+            .await
+            .unwrap_or_else(|response| response)
+    })
+    .await
+}
+
+pub(crate) async fn embed_body(state: &AppState, body: &[u8]) -> Result<Response, Response> {
+    let req: EmbedRequest = parse_json(body)?;
+    let texts = req
+        .inputs
+        .into_texts("inputs", state.config.max_inputs)
+        .map_err(bad_request)?;
+    let dim = state.backend.dim();
+    let mut embeddings = embed_texts(state, texts, false).await?;
+    // Rows that are unit-length already stay bit-identical to `emotions embed`.
+    if req.normalize && !state.backend.normalizes() {
+        normalise_rows(&mut embeddings, dim);
+    }
+    let rows: Vec<&[f32]> = embeddings.chunks(dim.max(1)).collect();
+    Ok(json_value(&rows))
+}
+
+/// `GET /info`, as TEI answers it.
+#[utoipa::path(get, path = "/info", responses((status = 200, body = Info)))]
+pub(crate) async fn info(State(state): State<Arc<AppState>>) -> Response {
+    let c = &state.config;
+    json_value(&Info {
+        model_id: state.backend.model_name(),
+        model_sha: None,
+        model_dtype: "float32",
+        model_type: compat::ModelType {
+            classifier: compat::ClassifierInfo::go_emotions(),
+        },
+        max_concurrent_requests: c.max_concurrent,
+        max_input_length: state.backend.max_input_length(),
+        max_batch_tokens: c.max_batch * state.backend.max_input_length(),
+        max_batch_requests: Some(c.max_batch),
+        max_client_batch_size: c.max_inputs,
+        auto_truncate: true,
+        tokenization_workers: 1,
+        version: env!("CARGO_PKG_VERSION"),
+        sha: None,
+        docker_label: None,
+    })
+}
