@@ -33,6 +33,21 @@ def run(*args):
     return subprocess.run([str(BIN), *map(str, args)], check=True, capture_output=True, text=True)
 
 
+import pathlib as _pathlib
+import sys as _sys
+
+_sys.path.insert(0, str(_pathlib.Path(__file__).resolve().parent))
+import perf_doc  # noqa: E402
+
+# What this run measured, for docs/PERFORMANCE.md.
+REPORT = []
+
+
+def emit(line=""):
+    print(line)
+    REPORT.append(line)
+
+
 def main():
     texts = [line.split("\t")[0] for line in TEST.read_text(encoding="utf-8").splitlines()]
     assert len(texts) == 5427, len(texts)
@@ -50,17 +65,18 @@ def main():
                 np.linalg.norm(got, axis=1) * np.linalg.norm(reference, axis=1)
             )
             worst = np.abs(got - reference).max()
-            print(f"embeddings, {precision}: worst element {worst:.1e}, cosine min {cos.min():.7f} "
+            emit(f"embeddings, {precision}: worst element {worst:.1e}, cosine min {cos.min():.7f} "
                   f"mean {cos.mean():.7f} over {len(texts)} texts")
             lines = run("classify", "--texts", tmp / "texts.txt", "--precision", precision).stdout
             labels[precision] = [set(json.loads(l)["labels"]) for l in lines.splitlines()]
             metrics = run("eval", "--split", TEST, "--precision", precision,
                           "--cache", tmp / f"cache-{precision}").stdout
-            print(f"eval, {precision}:\n{metrics}")
+            emit(f"eval, {precision}:\n{metrics}")
         differ = sum(len(a ^ b) for a, b in zip(labels["int16"], labels["f32"]))
         texts_differ = sum(a != b for a, b in zip(labels["int16"], labels["f32"]))
-        print(f"decisions that differ between the precisions: {differ} of {len(texts) * 28} "
+        emit(f"decisions that differ between the precisions: {differ} of {len(texts) * 28} "
               f"({texts_differ} texts)")
+    perf_doc.record("all_test_texts.py", "```text\n" + "\n".join(REPORT) + "\n```")
 
 
 if __name__ == "__main__":

@@ -64,6 +64,21 @@ def compare(a, b):
     return cos.min(), np.abs(a - b).max()
 
 
+import pathlib as _pathlib
+import sys as _sys
+
+_sys.path.insert(0, str(_pathlib.Path(__file__).resolve().parent))
+import perf_doc  # noqa: E402
+
+# What this run measured, for docs/PERFORMANCE.md.
+REPORT = []
+
+
+def emit(line=""):
+    print(line)
+    REPORT.append(line)
+
+
 def main():
     if len(sys.argv) > 1 and sys.argv[1] == "_embed":
         return _embed(*sys.argv[2:])
@@ -86,11 +101,12 @@ def main():
                 f32_cos = compare(d / f"me_{stem}.npy", d / "ort_onnx_model.onnx.npy")[0]
                 ort_f32_cos = compare(d / f"ort_{stem}.npy", d / "ort_onnx_model.onnx.npy")[0]
                 rows.append((name, file, ort, me, cos, diff, f32_cos, ort_f32_cos, rewrites))
-                print(rows[-1], flush=True)
-    print(f"\n{THREADS} threads, whole process, load included; cosine and max |difference| against onnxruntime on the same file.\n")
-    print("| texts | file | onnxruntime | emotions | ratio | min cosine | max abs diff | min cosine to the f32 model: emotions / onnxruntime | peak RSS ort / emotions | rewrites |\n|---|---|---|---|---|---|---|---|---|---|")
+                print(rows[-1], flush=True)  # progress, not the report
+    emit(f"\n{THREADS} threads, whole process, load included; cosine and max |difference| against onnxruntime on the same file.\n")
+    emit("| texts | file | onnxruntime | emotions | ratio | min cosine | max abs diff | min cosine to the f32 model: emotions / onnxruntime | peak RSS ort / emotions | rewrites |\n|---|---|---|---|---|---|---|---|---|---|")
     for name, file, ort, me, cos, diff, f32_cos, ort_f32_cos, rewrites in rows:
-        print(f"| {name} | `{file}` | {ort[0]:.2f} s | {me[0]:.2f} s | {ort[0] / me[0]:.2f}× | {cos:.7f} | {diff:.1e} | {f32_cos:.6f} / {ort_f32_cos:.6f} | {ort[1]:.0f} / {me[1]:.0f} MiB | {rewrites} |")
+        emit(f"| {name} | `{file}` | {ort[0]:.2f} s | {me[0]:.2f} s | {ort[0] / me[0]:.2f}× | {cos:.7f} | {diff:.1e} | {f32_cos:.6f} / {ort_f32_cos:.6f} | {ort[1]:.0f} / {me[1]:.0f} MiB | {rewrites} |")
+    perf_doc.record("bge_exports.py", "\n".join(REPORT))
 
 
 if __name__ == "__main__":

@@ -39,6 +39,17 @@ THREADS = 2
 sys.path.insert(0, str(ROOT / "crates/conformance/scripts"))
 from gen_encoder import embed, tokenizer  # noqa: E402
 
+sys.path.insert(0, str(ROOT / "benches"))
+import perf_doc  # noqa: E402
+
+# What this run measured, for docs/PERFORMANCE.md.
+REPORT = []
+
+
+def emit(line=""):
+    print(line)
+    REPORT.append(line)
+
 
 def session(path, threads=None):
     import onnxruntime as ort
@@ -218,6 +229,11 @@ def main():
         in_process()
     if "--in-process-only" not in sys.argv:
         processes()
+    intro = (
+        "Ratio = onnxruntime time / emotions time (above 1: emotions is faster), both measured in "
+        "this run. onnxruntime runs its best path on this CPU whatever the kernels' class."
+    )
+    perf_doc.record("onnxruntime_baseline.py", intro + "\n" + "\n".join(REPORT))
 
 
 def in_process():
@@ -242,9 +258,9 @@ def in_process():
     load = lambda: embed([SHORT_TEXT], tok, session(MODEL / "model.onnx"))
     rows.append(("encoder load + first text", median_seconds(load, min_time=5, min_runs=5), criterion_median("load", "encoder_load_and_first_text")))
 
-    print("\n| case (in process, medians) | onnxruntime | emotions | ratio |\n|---|---|---|---|")
+    emit("\n| case (in process, medians) | onnxruntime | emotions | ratio |\n|---|---|---|---|")
     for name, o, r in rows:
-        print(f"| {name} | {fmt(o)} | {fmt(r)} | {o / r:.2f}× |")
+        emit(f"| {name} | {fmt(o)} | {fmt(r)} | {o / r:.2f}× |")
 
 
 def processes():
@@ -277,16 +293,16 @@ def processes():
                     me_e = timed([str(BIN), "embed", "--texts", str(d / "t.txt"), "--threads", str(threads), "--precision", precision, "--output", str(d / f"rust_{precision}.npy")], runs)
                     cells.append((precision, me_e, cosines(d / f"rust_{precision}.npy", d / "ort.npy")))
                 encode_rows.append((name, threads, ort_f32, (ort_q, cosines(d / "ort_q.npy", d / "ort_real_f32.npy")), cells))
-    print("\n| whole process | onnxruntime | emotions | ratio | peak RSS onnxruntime / emotions |\n|---|---|---|---|---|")
-    print(f"| classify 100k embeddings → scores.npy (max abs diff {diff:.1e}) | {py[0]:.2f} s | {me[0]:.2f} s | {py[0] / me[0]:.2f}× | {py[1]:.0f} / {me[1]:.0f} MiB |")
-    print(f"| `emotions classify --text` (1 text, embedded models) | | {one[0]:.2f} s | | – / {one[1]:.0f} MiB |")
-    print("\nEmbedding, whole process (load included). Ratios are onnxruntime f32's time over each; cosine min / mean against onnxruntime f32 on the same model (quantize_dynamic: against the f32 model it was made from).\n")
-    print("| texts | threads | onnxruntime f32 | onnxruntime quantize_dynamic | emotions (default, int16) | emotions --precision f32 | peak RSS: ort f32 / emotions default |\n|---|---|---|---|---|---|---|")
+    emit("\n| whole process | onnxruntime | emotions | ratio | peak RSS onnxruntime / emotions |\n|---|---|---|---|---|")
+    emit(f"| classify 100k embeddings → scores.npy (max abs diff {diff:.1e}) | {py[0]:.2f} s | {me[0]:.2f} s | {py[0] / me[0]:.2f}× | {py[1]:.0f} / {me[1]:.0f} MiB |")
+    emit(f"| `emotions classify --text` (1 text, embedded models) | | {one[0]:.2f} s | | – / {one[1]:.0f} MiB |")
+    emit("\nEmbedding, whole process (load included). Ratios are onnxruntime f32's time over each; cosine min / mean against onnxruntime f32 on the same model (quantize_dynamic: against the f32 model it was made from).\n")
+    emit("| texts | threads | onnxruntime f32 | onnxruntime quantize_dynamic | emotions (default, int16) | emotions --precision f32 | peak RSS: ort f32 / emotions default |\n|---|---|---|---|---|---|---|")
     for name, threads, ort_f32, (ort_q, q_cos), cells in encode_rows:
         cell = lambda t, c: f"{t[0]:.2f} s ({ort_f32[0] / t[0]:.2f}×), cos {c[0]:.6f} / {c[1]:.7f}"
         (_, me_i, cos_i), (_, me_f, cos_f) = cells
-        print(f"| {name} | {threads} | {ort_f32[0]:.2f} s | {cell(ort_q, q_cos)} | {cell(me_i, cos_i)} | {cell(me_f, cos_f)} | {ort_f32[1]:.0f} / {me_i[1]:.0f} MiB |")
-    print(f"\nbinary: {BIN.stat().st_size / 2**20:.1f} MiB ({BIN})")
+        emit(f"| {name} | {threads} | {ort_f32[0]:.2f} s | {cell(ort_q, q_cos)} | {cell(me_i, cos_i)} | {cell(me_f, cos_f)} | {ort_f32[1]:.0f} / {me_i[1]:.0f} MiB |")
+    emit(f"\nbinary: {BIN.stat().st_size / 2**20:.1f} MiB ({BIN})")
 
 
 def cosines(a, b):

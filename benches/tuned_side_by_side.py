@@ -43,6 +43,21 @@ def timed(cmd):
     return time.perf_counter() - start
 
 
+import pathlib as _pathlib
+import sys as _sys
+
+_sys.path.insert(0, str(_pathlib.Path(__file__).resolve().parent))
+import perf_doc  # noqa: E402
+
+# What this run measured, for docs/PERFORMANCE.md.
+REPORT = []
+
+
+def emit(line=""):
+    print(line)
+    REPORT.append(line)
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--texts", type=int, default=1000)
@@ -72,14 +87,15 @@ def main():
             times[name].append(timed(cmd))
     ref = np.load(tmp / "ort.npy")
     base = sorted(times["onnxruntime (merged f32 model)"])[a.repeats // 2]
-    print(f"{len(texts)} go_emotions test texts, {a.threads} threads, median of {a.repeats}, whole process")
+    emit(f"{len(texts)} go_emotions test texts, {a.threads} threads, median of {a.repeats}, whole process")
     for name, ts in times.items():
         med = sorted(ts)[a.repeats // 2]
         extra = ""
         out = {"emotions tuned (default)": "tuned.npy", "emotions tuned --precision f32": "tuned32.npy"}.get(name)
         if out:
             extra = f", max |score - onnxruntime| {np.abs(np.load(tmp / out) - ref).max():.1e}"
-        print(f"  {name:<34} {med:6.2f} s  ratio {base / med:4.2f}x{extra}")
+        emit(f"  {name:<34} {med:6.2f} s  ratio {base / med:4.2f}x{extra}")
+    perf_doc.record("tuned_side_by_side.py", "```text\n" + "\n".join(REPORT) + "\n```", variant=f"{a.threads} threads")
 
 
 if __name__ == "__main__":

@@ -34,7 +34,7 @@ pub use emotions_encoder::{
     Pooling, Precision, set_threads,
 };
 pub use emotions_labels::{DecisionPolicy, LABELS, NUM_LABELS, Prediction, Thresholds};
-pub use emotions_runtime::{Head, HeadInfo, limit_heap_arenas, release_free_memory};
+pub use emotions_runtime::{Head, HeadInfo, Isa, IsaClass, limit_heap_arenas, release_free_memory};
 
 /// The models compiled into the binary (the `bundled-models` feature).
 #[cfg(feature = "bundled-models")]
@@ -121,9 +121,10 @@ impl Error {
                 kind: ErrorKind::NonFinite { .. } | ErrorKind::InputLength { .. },
                 ..
             })
-            | Error::Encoder(emotions_encoder::EncoderError::Tokenize { .. }) => {
-                BackendError::Input(Box::new(self))
-            }
+            | Error::Encoder(emotions_encoder::EncoderError {
+                kind: emotions_encoder::EncoderErrorKind::Tokenize { .. },
+                ..
+            }) => BackendError::Input(Box::new(self)),
             other => BackendError::Model(Box::new(other)),
         }
     }

@@ -4,6 +4,8 @@ mod bad_input;
 mod classify_embeddings;
 mod compat;
 mod encoders;
+mod isa;
+mod layout;
 mod serve;
 mod streaming;
 mod texts;

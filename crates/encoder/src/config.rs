@@ -1,6 +1,6 @@
 //! The sentence-transformers configuration files.
 
-use crate::{EncoderError, EncoderFiles};
+use crate::{EncoderError, EncoderErrorKind, EncoderFiles};
 use serde::Deserialize;
 
 /// How token vectors become one sentence vector (`1_Pooling/config.json`).
@@ -119,9 +119,13 @@ pub(crate) struct EncoderConfig {
 }
 
 fn parse<T: for<'de> Deserialize<'de>>(text: &str, file: String) -> Result<T, EncoderError> {
-    serde_json::from_str(text).map_err(|e| EncoderError::Config {
-        file,
-        message: e.to_string(),
+    serde_json::from_str(text).map_err(|e| {
+        EncoderError::new(
+            file,
+            EncoderErrorKind::Config {
+                message: e.to_string(),
+            },
+        )
     })
 }
 
@@ -145,27 +149,33 @@ impl EncoderConfig {
         ];
         let chosen: Vec<Pooling> = modes.iter().filter(|m| m.0).map(|m| m.1).collect();
         let [pooling] = chosen[..] else {
-            return Err(EncoderError::Config {
-                file: at("1_Pooling/config.json"),
-                message: format!("expected exactly one pooling mode, found {}", chosen.len()),
-            });
+            return Err(EncoderError::new(
+                at("1_Pooling/config.json"),
+                EncoderErrorKind::Config {
+                    message: format!("expected exactly one pooling mode, found {}", chosen.len()),
+                },
+            ));
         };
         if let Some(d) = pool.word_embedding_dimension
             && d != model.hidden_size
         {
-            return Err(EncoderError::Config {
-                file: at("1_Pooling/config.json"),
-                message: format!(
-                    "word_embedding_dimension {d} differs from config.json hidden_size {}",
-                    model.hidden_size
-                ),
-            });
+            return Err(EncoderError::new(
+                at("1_Pooling/config.json"),
+                EncoderErrorKind::Config {
+                    message: format!(
+                        "word_embedding_dimension {d} differs from config.json hidden_size {}",
+                        model.hidden_size
+                    ),
+                },
+            ));
         }
         if sbert.max_seq_length == 0 {
-            return Err(EncoderError::Config {
-                file: at("sentence_bert_config.json"),
-                message: "max_seq_length is 0".into(),
-            });
+            return Err(EncoderError::new(
+                at("sentence_bert_config.json"),
+                EncoderErrorKind::Config {
+                    message: "max_seq_length is 0".into(),
+                },
+            ));
         }
         let normalize = modules.iter().any(|m| m.kind.ends_with(".Normalize"));
         Ok(EncoderConfig {

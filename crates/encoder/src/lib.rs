@@ -28,22 +28,63 @@ mod config;
 pub use config::{Architecture, Pooling};
 pub use emotions_runtime::{GraphRewrites, PlanShapes, Precision, set_threads};
 
-/// Everything that can go wrong loading or running an encoder.
+/// Everything that can go wrong loading or running an encoder: the file it concerns, when
+/// there is one, and what went wrong. Displays as `origin: kind`; its source is the kind's own.
+#[derive(Debug)]
+pub struct EncoderError {
+    pub origin: Option<String>,
+    pub kind: EncoderErrorKind,
+}
+
+impl EncoderError {
+    /// `kind`, about the file `origin`.
+    pub fn new(origin: impl Into<String>, kind: EncoderErrorKind) -> Self {
+        EncoderError {
+            origin: Some(origin.into()),
+            kind,
+        }
+    }
+
+    /// `kind`, about no file in particular (a text, say).
+    pub fn bare(kind: EncoderErrorKind) -> Self {
+        EncoderError { origin: None, kind }
+    }
+}
+
+impl std::fmt::Display for EncoderError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if let Some(origin) = &self.origin {
+            write!(f, "{origin}: ")?;
+        }
+        self.kind.fmt(f)
+    }
+}
+
+impl std::error::Error for EncoderError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        std::error::Error::source(&self.kind)
+    }
+}
+
+impl From<RuntimeError> for EncoderError {
+    fn from(e: RuntimeError) -> Self {
+        EncoderError::bare(EncoderErrorKind::Graph(Box::new(e)))
+    }
+}
+
+/// The kinds of [`EncoderError`].
 #[derive(Debug, thiserror::Error)]
-pub enum EncoderError {
-    #[error("{dir}: encoder folder is missing {file}")]
-    MissingFile { dir: String, file: String },
-    #[error("{path}: cannot read: {source}")]
-    Io {
-        path: String,
-        #[source]
-        source: std::io::Error,
-    },
-    #[error("{file}: {message}")]
-    Config { file: String, message: String },
-    #[error("{file}: cannot load the tokenizer")]
+#[non_exhaustive]
+pub enum EncoderErrorKind {
+    #[error("encoder folder is missing {file}")]
+    MissingFile { file: String },
+    /// The OS's error is in the text, not the chain, so it is said once.
+    #[error("cannot read: {source}")]
+    Io { source: std::io::Error },
+    #[error("{message}")]
+    Config { message: String },
+    #[error("cannot load the tokenizer")]
     Tokenizer {
-        file: String,
         #[source]
         source: tokenizers::Error,
     },
@@ -61,7 +102,7 @@ pub enum EncoderError {
     Crashed { message: String },
     /// The ONNX graph: not an encoder, or tract failed on it.
     #[error(transparent)]
-    Graph(#[from] RuntimeError),
+    Graph(Box<RuntimeError>),
 }
 
 /// The encoder's files in memory, for encoders compiled into a binary.
@@ -125,9 +166,8 @@ impl EncoderAdapter {
     /// Reads an adapter file.
     pub fn from_file(path: impl AsRef<Path>) -> Result<Self, EncoderError> {
         let path = path.as_ref();
-        let bytes = std::fs::read(path).map_err(|source| EncoderError::Io {
-            path: path.display().to_string(),
-            source,
+        let bytes = std::fs::read(path).map_err(|source| {
+            EncoderError::new(path.display().to_string(), EncoderErrorKind::Io { source })
         })?;
         Self::from_bytes(&bytes, &path.display().to_string())
     }
@@ -262,31 +302,40 @@ impl Encoder {
             if p.is_file() {
                 Ok(p)
             } else {
-                Err(EncoderError::MissingFile {
-                    dir: shown.clone(),
-                    file: rel.to_string(),
-                })
+                Err(EncoderError::new(
+                    shown.clone(),
+                    EncoderErrorKind::MissingFile {
+                        file: rel.to_string(),
+                    },
+                ))
             }
         };
         let model_path = match onnx_file {
             Some(file) => need(&file.as_ref().to_string_lossy())?,
             None => need("model.onnx")
                 .or_else(|_| need("onnx/model.onnx"))
-                .map_err(|_| EncoderError::MissingFile {
-                    dir: shown.clone(),
-                    file: missing_model_message(dir),
+                .map_err(|_| {
+                    EncoderError::new(
+                        shown.clone(),
+                        EncoderErrorKind::MissingFile {
+                            file: missing_model_message(dir),
+                        },
+                    )
                 })?,
         };
         let read = |p: PathBuf| {
-            std::fs::read(&p).map_err(|source| EncoderError::Io {
-                path: p.display().to_string(),
-                source,
+            std::fs::read(&p).map_err(|source| {
+                EncoderError::new(p.display().to_string(), EncoderErrorKind::Io { source })
             })
         };
         let text = |p: PathBuf| {
-            String::from_utf8(read(p.clone())?).map_err(|_| EncoderError::Config {
-                file: p.display().to_string(),
-                message: "not UTF-8".into(),
+            String::from_utf8(read(p.clone())?).map_err(|_| {
+                EncoderError::new(
+                    p.display().to_string(),
+                    EncoderErrorKind::Config {
+                        message: "not UTF-8".into(),
+                    },
+                )
             })
         };
         let tokenizer_json = read(need("tokenizer.json")?)?;
@@ -400,9 +449,8 @@ impl Encoder {
                 .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
             (tokenizer, fingerprint, graph)
         });
-        let mut tokenizer = tokenizer.map_err(|source| EncoderError::Tokenizer {
-            file: at("tokenizer.json"),
-            source,
+        let mut tokenizer = tokenizer.map_err(|source| {
+            EncoderError::new(at("tokenizer.json"), EncoderErrorKind::Tokenizer { source })
         })?;
         let fingerprint = match adapter {
             Some(a) => format!("{fingerprint}+{}", a.hash),
@@ -416,11 +464,11 @@ impl Encoder {
                     ..
                 },
                 Some(a),
-            ) => EncoderError::Graph(RuntimeError::new(
+            ) => EncoderError::from(RuntimeError::new(
                 format!("{} (for {})", a.origin, at(graph_file)),
                 ErrorKind::Adapter(kind),
             )),
-            (e, _) => EncoderError::Graph(e),
+            (e, _) => EncoderError::from(e),
         })?;
         let tables = graph.tables();
         // Every id the tokenizer can produce must index the model's token table.
@@ -428,12 +476,14 @@ impl Encoder {
         if let Some(rows) = tables.vocabulary
             && vocabulary > rows
         {
-            return Err(EncoderError::Config {
-                file: at("tokenizer.json"),
-                message: format!(
-                    "the vocabulary has {vocabulary} tokens, but the model's token embedding table has {rows} rows"
-                ),
-            });
+            return Err(EncoderError::new(
+                at("tokenizer.json"),
+                EncoderErrorKind::Config {
+                    message: format!(
+                        "the vocabulary has {vocabulary} tokens, but the model's token embedding table has {rows} rows"
+                    ),
+                },
+            ));
         }
         // A max_seq_length past the position table is clamped to it.
         let mut warnings = Vec::new();
@@ -454,9 +504,8 @@ impl Encoder {
                 max_length: max_seq_length,
                 ..Default::default()
             }))
-            .map_err(|source| EncoderError::Tokenizer {
-                file: at("tokenizer.json"),
-                source,
+            .map_err(|source| {
+                EncoderError::new(at("tokenizer.json"), EncoderErrorKind::Tokenizer { source })
             })?;
         tokenizer.with_padding(None);
         Ok(Encoder {
@@ -549,16 +598,16 @@ impl Encoder {
             self.encode_unguarded(index, text)
         }))
         .unwrap_or_else(|panic| {
-            Err(EncoderError::Crashed {
+            Err(EncoderError::bare(EncoderErrorKind::Crashed {
                 message: emotions_runtime::panic_message(panic.as_ref()),
-            })
+            }))
         })
     }
 
     fn encode_unguarded(&self, index: usize, text: &str) -> Result<Tokens, EncoderError> {
         let enc = self.truncated_encoding(index, text)?;
         if enc.get_ids().is_empty() {
-            return Err(EncoderError::NoTokens { index });
+            return Err(EncoderError::bare(EncoderErrorKind::NoTokens { index }));
         }
         Ok(Tokens {
             ids: enc.get_ids().to_vec(),
@@ -582,7 +631,7 @@ impl Encoder {
         let encode = |t: &str| {
             self.tokenizer
                 .encode_fast(t, true)
-                .map_err(|source| EncoderError::Tokenize { index, source })
+                .map_err(|source| EncoderError::bare(EncoderErrorKind::Tokenize { index, source }))
         };
         let mut budget = FIRST_TRY;
         while budget < text.len() {

@@ -11,7 +11,8 @@
 
 use candle_core::{CpuStorage, CustomOp1, DType, Device, Layout, Shape, Tensor, Var};
 use candle_nn::optim::{AdamW, Optimizer, ParamsAdamW};
-use emotions_runtime::{LoraAdapter, LowRankDelta, NamedTensor};
+use emotions_adapter::{LoraAdapter, LowRankDelta};
+use emotions_runtime::NamedTensor;
 use emotions_train::Dense;
 pub use emotions_train::SplitMix64;
 use std::collections::HashMap;

@@ -27,59 +27,78 @@ mod stream;
 pub use npy::{NpyWriter, read_npy_f32, read_npy_file, write_npy_f32};
 pub use stream::{JsonlRows, NpyRows, Rows, TextRows, embedding_rows, text_rows};
 
-/// Everything that can go wrong reading or writing `emotions` files.
+/// Everything that can go wrong reading or writing `emotions` files: the file (or `-`) and
+/// what went wrong. Displays as `origin: kind`.
+#[derive(Debug)]
+pub struct IoError {
+    pub origin: String,
+    pub kind: IoErrorKind,
+}
+
+impl IoError {
+    pub fn new(origin: impl Into<String>, kind: IoErrorKind) -> Self {
+        IoError {
+            origin: origin.into(),
+            kind,
+        }
+    }
+
+    fn io(origin: &str, source: std::io::Error) -> Self {
+        Self::new(origin, IoErrorKind::Io { source })
+    }
+
+    fn line(origin: &str, line: usize, message: impl Into<String>) -> Self {
+        Self::new(
+            origin,
+            IoErrorKind::Line {
+                line,
+                message: message.into(),
+            },
+        )
+    }
+
+    /// The operating system's error, when that is what went wrong.
+    pub fn io_error(&self) -> Option<&std::io::Error> {
+        match &self.kind {
+            IoErrorKind::Io { source } => Some(source),
+            _ => None,
+        }
+    }
+}
+
+impl std::fmt::Display for IoError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.origin, self.kind)
+    }
+}
+
+// The kind's text already says what the OS said: no source, so a printed chain says it once.
+impl std::error::Error for IoError {}
+
+/// The kinds of [`IoError`].
 #[derive(Debug, thiserror::Error)]
-pub enum IoError {
-    #[error("{origin}: {source}")]
-    Io {
-        origin: String,
-        #[source]
-        source: std::io::Error,
-    },
-    #[error("{origin}: line {line}: {message}")]
-    Line {
-        origin: String,
-        line: usize,
-        message: String,
-    },
-    #[error("{origin}: line {line}: expected {expected} numbers, found {found}")]
+#[non_exhaustive]
+pub enum IoErrorKind {
+    #[error("{source}")]
+    Io { source: std::io::Error },
+    #[error("line {line}: {message}")]
+    Line { line: usize, message: String },
+    #[error("line {line}: expected {expected} numbers, found {found}")]
     Width {
-        origin: String,
         line: usize,
         expected: usize,
         found: usize,
     },
-    #[error("{origin}: row {row}, column {column}: expected a finite number, found {found}")]
+    #[error("row {row}, column {column}: expected a finite number, found {found}")]
     NonFinite {
-        origin: String,
         row: usize,
         column: usize,
         found: String,
     },
-    #[error("{origin}: not a valid .npy file: {message}")]
-    Npy { origin: String, message: String },
-    #[error("{origin}: expected {expected} columns, found {found}")]
-    Columns {
-        origin: String,
-        expected: usize,
-        found: usize,
-    },
-}
-
-impl IoError {
-    fn io(origin: &str, source: std::io::Error) -> Self {
-        IoError::Io {
-            origin: origin.to_string(),
-            source,
-        }
-    }
-    fn line(origin: &str, line: usize, message: impl Into<String>) -> Self {
-        IoError::Line {
-            origin: origin.to_string(),
-            line,
-            message: message.into(),
-        }
-    }
+    #[error("not a valid .npy file: {message}")]
+    Npy { message: String },
+    #[error("expected {expected} columns, found {found}")]
+    Columns { expected: usize, found: usize },
 }
 
 /// A dense row-major `[rows, dim]` f32 matrix of embeddings.
@@ -118,11 +137,13 @@ impl Embeddings {
     /// Checks the width against what a model expects.
     pub fn expect_dim(&self, expected: usize, origin: &str) -> Result<(), IoError> {
         if self.rows > 0 && self.dim != expected {
-            return Err(IoError::Columns {
-                origin: origin.to_string(),
-                expected,
-                found: self.dim,
-            });
+            return Err(IoError::new(
+                origin,
+                IoErrorKind::Columns {
+                    expected,
+                    found: self.dim,
+                },
+            ));
         }
         Ok(())
     }
@@ -215,12 +236,14 @@ pub(crate) fn parse_embedding_line(
     };
     let expected = *dim.get_or_insert(items.len());
     if items.len() != expected {
-        return Err(IoError::Width {
-            origin: origin.to_string(),
-            line: line_no,
-            expected,
-            found: items.len(),
-        });
+        return Err(IoError::new(
+            origin,
+            IoErrorKind::Width {
+                line: line_no,
+                expected,
+                found: items.len(),
+            },
+        ));
     }
     for (column, item) in items.iter().enumerate() {
         let x = item.as_f64().ok_or_else(|| {

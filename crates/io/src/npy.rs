@@ -1,17 +1,19 @@
 //! The subset of the `.npy` format that embeddings and scores need: 2-D, little-endian
 //! f32 (or f64, narrowed), C or Fortran order.
 
-use crate::{Embeddings, IoError};
+use crate::{Embeddings, IoError, IoErrorKind};
 use std::io::{Read, Write};
 use std::path::Path;
 
 const MAGIC: &[u8] = b"\x93NUMPY";
 
 fn npy_err(origin: &str, message: impl Into<String>) -> IoError {
-    IoError::Npy {
-        origin: origin.to_string(),
-        message: message.into(),
-    }
+    IoError::new(
+        origin,
+        IoErrorKind::Npy {
+            message: message.into(),
+        },
+    )
 }
 
 /// What a `.npy` header says about the array after it.
@@ -148,12 +150,14 @@ fn decode_into(
 fn check_finite(data: &[f32], first: usize, dim: usize, origin: &str) -> Result<(), IoError> {
     match data.iter().position(|x| !x.is_finite()) {
         None => Ok(()),
-        Some(i) => Err(IoError::NonFinite {
-            origin: origin.to_string(),
-            row: (first + i) / dim,
-            column: (first + i) % dim,
-            found: data[i].to_string(),
-        }),
+        Some(i) => Err(IoError::new(
+            origin,
+            IoErrorKind::NonFinite {
+                row: (first + i) / dim,
+                column: (first + i) % dim,
+                found: data[i].to_string(),
+            },
+        )),
     }
 }
 

@@ -7,15 +7,15 @@
 //! `.npy`) ends the iteration.
 
 use crate::npy::{Header, decode_row, read_header};
-use crate::{IoError, parse_embedding_line};
+use crate::{IoError, IoErrorKind, parse_embedding_line};
 use std::io::{BufRead, Read};
 
 impl IoError {
     /// Whether this error is about one row only, so that the rows after it can still be read.
     pub fn is_row_error(&self) -> bool {
         matches!(
-            self,
-            IoError::Line { .. } | IoError::Width { .. } | IoError::NonFinite { .. }
+            self.kind,
+            IoErrorKind::Line { .. } | IoErrorKind::Width { .. } | IoErrorKind::NonFinite { .. }
         )
     }
 }
@@ -176,11 +176,13 @@ impl<R: Read> NpyRows<R> {
         if let Some(expected) = expected_dim
             && header.dim != expected
         {
-            return Err(IoError::Columns {
-                origin: origin.to_string(),
-                expected,
-                found: header.dim,
-            });
+            return Err(IoError::new(
+                origin,
+                IoErrorKind::Columns {
+                    expected,
+                    found: header.dim,
+                },
+            ));
         }
         let buf = vec![0u8; header.dim * header.width];
         Ok(NpyRows {
@@ -209,10 +211,12 @@ impl<R: Read> Iterator for NpyRows<R> {
     fn next(&mut self) -> Option<Self::Item> {
         if self.header.fortran && !self.done {
             self.done = true;
-            return Some(Err(IoError::Npy {
-                origin: self.origin.clone(),
-                message: "a Fortran-order array cannot be read row by row".into(),
-            }));
+            return Some(Err(IoError::new(
+                self.origin.clone(),
+                IoErrorKind::Npy {
+                    message: "a Fortran-order array cannot be read row by row".into(),
+                },
+            )));
         }
         if self.done || self.next == self.header.rows {
             return None;
@@ -220,13 +224,15 @@ impl<R: Read> Iterator for NpyRows<R> {
         if let Err(e) = self.reader.read_exact(&mut self.buf) {
             self.done = true;
             return Some(Err(if e.kind() == std::io::ErrorKind::UnexpectedEof {
-                IoError::Npy {
-                    origin: self.origin.clone(),
-                    message: format!(
-                        "the header declares {} rows, the data ends in row {}",
-                        self.header.rows, self.next
-                    ),
-                }
+                IoError::new(
+                    self.origin.clone(),
+                    IoErrorKind::Npy {
+                        message: format!(
+                            "the header declares {} rows, the data ends in row {}",
+                            self.header.rows, self.next
+                        ),
+                    },
+                )
             } else {
                 IoError::io(&self.origin, e)
             }));

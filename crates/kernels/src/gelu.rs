@@ -3,6 +3,7 @@
 //! and spread over the pool.
 
 use crate::KernelError;
+use crate::generic::gelu::gelu_body;
 use crate::isa::{F32Lanes, Isa};
 #[cfg(target_arch = "x86_64")]
 use crate::x86_64::f32 as x86;
@@ -42,20 +43,4 @@ fn gelu_chunk(
         F32Lanes::Avx2 => unsafe { x86::gelu_avx2(xs, scratch, erf) },
         _ => gelu_body(xs, scratch, erf),
     }
-}
-
-/// The chunk's arithmetic, compiled once per ISA.
-#[inline(always)]
-pub(crate) fn gelu_body(
-    xs: &mut [f32],
-    scratch: &mut [f32],
-    erf: &dyn ElementWise<f32>,
-) -> Result<(), KernelError> {
-    let c = std::f32::consts::SQRT_2.recip();
-    scratch.iter_mut().zip(&*xs).for_each(|(s, x)| *s = *x * c);
-    erf.run(scratch).map_err(KernelError::linalg)?;
-    xs.iter_mut()
-        .zip(&*scratch)
-        .for_each(|(x, e)| *x = (*x * 0.5) * (*e + 1.0));
-    Ok(())
 }

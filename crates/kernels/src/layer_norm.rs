@@ -1,8 +1,8 @@
 //! Layer norm over the last axis: `(x - mean) / sqrt(var + eps) * scale + bias`, each row in
 //! two passes, both moments in f32.
 
+use crate::generic::layer_norm::block_generic;
 use crate::isa::{F32Lanes, Isa};
-use crate::madd;
 #[cfg(target_arch = "x86_64")]
 use crate::x86_64::f32 as x86;
 
@@ -30,49 +30,6 @@ fn normalise_block(isa: Isa, rows: &mut [f32], scale: &[f32], bias: &[f32], eps:
         #[cfg(target_arch = "x86_64")]
         F32Lanes::Avx2 => unsafe { x86::layer_norm_avx2(rows, scale, bias, eps) },
         _ => block_generic::<false>(rows, scale, bias, eps),
-    }
-}
-
-/// Lanes of the partial sums: sixteen independent sums the compiler keeps in vector registers
-/// (a single running sum would be a serial chain it may not reorder).
-const LANES: usize = 16;
-
-#[inline(always)]
-pub(crate) fn block_generic<const FMA: bool>(
-    rows: &mut [f32],
-    scale: &[f32],
-    bias: &[f32],
-    eps: f32,
-) {
-    let hidden = scale.len();
-    let n = hidden as f32;
-    for row in rows.chunks_exact_mut(hidden) {
-        let mut lanes = [0f32; LANES];
-        let mut chunks = row.chunks_exact(LANES);
-        for c in &mut chunks {
-            for l in 0..LANES {
-                lanes[l] += c[l];
-            }
-        }
-        let sum = lanes.iter().sum::<f32>() + chunks.remainder().iter().sum::<f32>();
-        let mean = sum / n;
-        let mut lanes = [0f32; LANES];
-        let mut chunks = row.chunks_exact(LANES);
-        for c in &mut chunks {
-            for l in 0..LANES {
-                let d = c[l] - mean;
-                lanes[l] = madd::<FMA>(d, d, lanes[l]);
-            }
-        }
-        let tail = chunks
-            .remainder()
-            .iter()
-            .fold(0f32, |s, &x| madd::<FMA>(x - mean, x - mean, s));
-        let var = (lanes.iter().sum::<f32>() + tail) / n;
-        let inv = 1.0 / (var + eps).sqrt();
-        for ((x, &s), &b) in row.iter_mut().zip(scale).zip(bias) {
-            *x = madd::<FMA>((*x - mean) * inv, s, b);
-        }
     }
 }
 

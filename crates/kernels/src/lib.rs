@@ -25,6 +25,7 @@ mod error;
 pub mod exp;
 pub mod f32_rows;
 pub mod gelu;
+mod generic;
 mod guard;
 pub mod head;
 pub mod i16xi8;

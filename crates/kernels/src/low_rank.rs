@@ -1,61 +1,15 @@
 //! An adapter's low-rank term `x · Aᵀ · Bᵀ`, added in f32 beside a projection's integer
 //! weights.
 
+use crate::generic::low_rank::SIDE_ROWS;
 use crate::isa::{F32Lanes, Isa};
-use crate::madd;
 #[cfg(target_arch = "x86_64")]
 use crate::x86_64::f32 as x86;
 use rayon::prelude::*;
 
-/// A projection's low-rank term `x · Aᵀ · Bᵀ`, computed in f32 beside integer weights.
-#[derive(Debug, Clone, PartialEq)]
-pub struct LowRank {
-    pub rank: usize,
-    pub k: usize,
-    pub n: usize,
-    /// `Aᵀ`, `[k, padded]`, each row zero-padded to `padded` lanes so the inner loop is whole
-    /// vectors.
-    at: Vec<f32>,
-    padded: usize,
-    /// `Bᵀ`, `[rank, n]`.
-    bt: Vec<f32>,
-}
-
-/// Rows per parallel task.
-const SIDE_ROWS: usize = 64;
+pub use crate::generic::low_rank::LowRank;
 
 impl LowRank {
-    /// `a` is `A`, `[rank, k]`, and `b` is `B`, `[n, rank]`, both row-major (PEFT's layout),
-    /// the scale already in `B`.
-    ///
-    /// # Panics
-    /// When the lengths are not those.
-    pub fn new(rank: usize, k: usize, n: usize, a: &[f32], b: &[f32]) -> Self {
-        assert_eq!(a.len(), rank * k);
-        assert_eq!(b.len(), n * rank);
-        let padded = rank.div_ceil(16) * 16;
-        let mut at = vec![0f32; k * padded];
-        for t in 0..rank {
-            for j in 0..k {
-                at[j * padded + t] = a[t * k + j];
-            }
-        }
-        let mut bt = vec![0f32; rank * n];
-        for j in 0..n {
-            for t in 0..rank {
-                bt[t * n + j] = b[j * rank + t];
-            }
-        }
-        LowRank {
-            rank,
-            k,
-            n,
-            at,
-            padded,
-            bt,
-        }
-    }
-
     /// `out[i] += (x[i] · Aᵀ) · Bᵀ` for `m` rows on `isa`, spread over the current pool.
     pub fn add_to(&self, isa: Isa, x: &[f32], m: usize, out: &mut [f32]) {
         let (x, out) = (&x[..m * self.k], &mut out[..m * self.n]);
@@ -78,61 +32,6 @@ impl LowRank {
             #[cfg(target_arch = "x86_64")]
             F32Lanes::Avx2 => unsafe { x86::low_rank_avx2(self, x, out) },
             _ => self.rows_generic::<false>(x, out),
-        }
-    }
-
-    /// Four rows at a time share each load of `Aᵀ`, with the sums for `x · Aᵀ` and each
-    /// 16-column block of the output held in registers (a sum kept in memory made every step
-    /// wait on the store before it).
-    #[inline(always)]
-    pub(crate) fn rows_generic<const FMA: bool>(&self, x: &[f32], out: &mut [f32]) {
-        const ROWS: usize = 4;
-        let (k, n, p) = (self.k, self.n, self.padded);
-        let rows = x.len() / k;
-        let mut u = vec![0f32; ROWS * p];
-        let mut i = 0;
-        while i < rows {
-            let take = ROWS.min(rows - i);
-            u.iter_mut().for_each(|v| *v = 0.0);
-            for lane in (0..p).step_by(16) {
-                let mut acc = [[0f32; 16]; ROWS];
-                for (j, a) in self.at.chunks_exact(p).enumerate() {
-                    let a: &[f32; 16] = a[lane..lane + 16].try_into().expect("16 lanes");
-                    for (r, acc) in acc.iter_mut().enumerate().take(take) {
-                        let xv = x[(i + r) * k + j];
-                        for t in 0..16 {
-                            acc[t] = madd::<FMA>(xv, a[t], acc[t]);
-                        }
-                    }
-                }
-                for (r, acc) in acc.iter().enumerate().take(take) {
-                    u[r * p + lane..r * p + lane + 16].copy_from_slice(acc);
-                }
-            }
-            for r in 0..take {
-                let (ur, orow) = (
-                    &u[r * p..r * p + self.rank],
-                    &mut out[(i + r) * n..(i + r + 1) * n],
-                );
-                let mut c = 0;
-                while c + 16 <= n {
-                    let mut acc: [f32; 16] = orow[c..c + 16].try_into().expect("16 columns");
-                    for (t, &ut) in ur.iter().enumerate() {
-                        let b = &self.bt[t * n + c..t * n + c + 16];
-                        for l in 0..16 {
-                            acc[l] = madd::<FMA>(ut, b[l], acc[l]);
-                        }
-                    }
-                    orow[c..c + 16].copy_from_slice(&acc);
-                    c += 16;
-                }
-                for (cc, o) in orow.iter_mut().enumerate().skip(c) {
-                    for (t, &ut) in ur.iter().enumerate() {
-                        *o = madd::<FMA>(ut, self.bt[t * n + cc], *o);
-                    }
-                }
-            }
-            i += take;
         }
     }
 }

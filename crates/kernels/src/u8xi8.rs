@@ -10,79 +10,15 @@
 //! AVX-512 VNNI path is fast; a portable path gives the same bits for tests and other CPUs
 //! (where the encoder uses the 16-bit kernels instead).
 
-use crate::i16xi8::{Output, quantise_rows};
+use crate::generic::i16xi8::Output;
+use crate::generic::u8xi8::{BLOCK, Operands, ZERO};
+use crate::i16xi8::quantise_rows;
 use crate::isa::Isa;
 use crate::pool::for_each_index;
 
-/// Output features per packed block: three 16-lane vectors.
-pub(crate) const BLOCK: usize = 48;
-/// Token rows per tile: 8 rows × 3 vectors = 24 accumulators.
-pub(crate) const ROWS: usize = 8;
-/// The activations' zero: `xq = round(x / s) + 128`, in 1..=255.
-pub(crate) const ZERO: i32 = 128;
-
-/// `W = q · s`: int8 values packed four rows at a time, a scale per output feature.
-#[derive(Clone)]
-pub struct Uint8Weights {
-    pub(crate) k: usize,
-    pub(crate) n: usize,
-    /// `k` rounded up to a multiple of 4: the kernel takes the contracted axis in fours.
-    pub(crate) k4: usize,
-    /// Per block of [`BLOCK`] features, per four rows of k: each feature's four values.
-    /// Zero-padded past `k` and `n`.
-    pub(crate) packed: Vec<i8>,
-    /// `Σ_k q[k][f]`, for the activations' zero point.
-    pub(crate) col_sums: Vec<i32>,
-    pub(crate) scales: Vec<f32>,
-}
-
-impl std::fmt::Debug for Uint8Weights {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Uint8Weights")
-            .field("k", &self.k)
-            .field("n", &self.n)
-            .finish_non_exhaustive()
-    }
-}
+pub use crate::generic::u8xi8::Uint8Weights;
 
 impl Uint8Weights {
-    /// Int8 values `q` (`k × n`, row-major) with a scale per column.
-    pub fn new(q: &[i8], k: usize, n: usize, scales: Vec<f32>) -> Uint8Weights {
-        assert_eq!(q.len(), k * n);
-        assert_eq!(scales.len(), n);
-        let k4 = k.div_ceil(4) * 4;
-        let blocks = n.div_ceil(BLOCK);
-        let mut packed = vec![0i8; blocks * (k4 / 4) * BLOCK * 4];
-        for b in 0..blocks {
-            for p in 0..k4 / 4 {
-                let at = (b * (k4 / 4) + p) * BLOCK * 4;
-                for f in 0..BLOCK.min(n - b * BLOCK) {
-                    let col = b * BLOCK + f;
-                    for j in 0..4 {
-                        let row = 4 * p + j;
-                        if row < k {
-                            packed[at + 4 * f + j] = q[row * n + col];
-                        }
-                    }
-                }
-            }
-        }
-        let mut col_sums = vec![0i32; n];
-        for row in q.chunks_exact(n) {
-            for (s, &v) in col_sums.iter_mut().zip(row) {
-                *s += v as i32;
-            }
-        }
-        Uint8Weights {
-            k,
-            n,
-            k4,
-            packed,
-            col_sums,
-            scales,
-        }
-    }
-
     /// `y = x · W (+ bias) (+ residual)` for `m` rows of `x` (`m × k`), into `y` (`m × n`), on
     /// the VNNI kernel where `isa` has it ([`Isa::has_u8_dot`]), else the portable one: the
     /// same bits. Column blocks are spread over the current pool.
@@ -147,63 +83,6 @@ impl Uint8Weights {
                 *q = ((v * inv).round_ties_even() as i32 + ZERO) as u8;
             }
         })
-    }
-}
-
-pub(crate) struct Operands<'a> {
-    pub(crate) w: &'a Uint8Weights,
-    pub(crate) a: &'a [u8],
-    pub(crate) token_scales: &'a [f32],
-    pub(crate) bias: Option<&'a [f32]>,
-    pub(crate) residual: Option<&'a [f32]>,
-    pub(crate) m: usize,
-}
-
-impl Operands<'_> {
-    pub(crate) fn panel(&self, b: usize) -> &[i8] {
-        let len = (self.w.k4 / 4) * BLOCK * 4;
-        &self.w.packed[b * len..(b + 1) * len]
-    }
-
-    /// One output: the same f32 operations, in the same order, as the vector epilogue.
-    #[inline(always)]
-    pub(crate) fn value(&self, row: usize, col: usize, sum: i32) -> f32 {
-        let corrected = sum - ZERO * self.w.col_sums[col];
-        let mut v = corrected as f32 * (self.token_scales[row] * self.w.scales[col]);
-        if let Some(bias) = self.bias {
-            v += bias[col];
-        }
-        if let Some(r) = self.residual {
-            v += r[row * self.w.n + col];
-        }
-        v
-    }
-
-    /// # Safety
-    /// No other task writes block `b`'s columns of `out`.
-    unsafe fn block_portable(&self, b: usize, out: Output) {
-        let w = self.w;
-        let panel = self.panel(b);
-        let col0 = b * BLOCK;
-        let width = BLOCK.min(w.n - col0);
-        let mut sums = [0i32; BLOCK];
-        for row in 0..self.m {
-            let a = &self.a[row * w.k4..(row + 1) * w.k4];
-            sums.fill(0);
-            for (p, quad) in a.chunks_exact(4).enumerate() {
-                let bp = &panel[p * BLOCK * 4..(p + 1) * BLOCK * 4];
-                for (f, s) in sums.iter_mut().enumerate() {
-                    let d: i32 = (0..4).map(|j| quad[j] as i32 * bp[4 * f + j] as i32).sum();
-                    *s = s.wrapping_add(d);
-                }
-            }
-            for (f, &sum) in sums[..width].iter().enumerate() {
-                let col = col0 + f;
-                let v = self.value(row, col, sum);
-                // SAFETY: row < m, col < n, and this task's column.
-                unsafe { *out.y.add(row * out.n + col) = v };
-            }
-        }
     }
 }
 

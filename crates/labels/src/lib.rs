@@ -69,48 +69,58 @@ const CARD_THRESHOLDS: [f32; NUM_LABELS] = [
     0.85, 0.20, 0.30, 0.60, 0.20, 0.70, 0.10, 0.50, 0.20, 0.20, 0.15, 0.30,
 ];
 
-/// Everything that can go wrong reading thresholds.
+/// Everything that can go wrong reading thresholds: the file (or what stands for it) and what
+/// went wrong. Displays as `origin: kind`.
+#[derive(Debug)]
+pub struct LabelsError {
+    pub origin: String,
+    pub kind: LabelsErrorKind,
+}
+
+impl LabelsError {
+    pub fn new(origin: impl Into<String>, kind: LabelsErrorKind) -> Self {
+        LabelsError {
+            origin: origin.into(),
+            kind,
+        }
+    }
+}
+
+impl std::fmt::Display for LabelsError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.origin, self.kind)
+    }
+}
+
+// The kind's text already says what the OS said: no source, so a printed chain says it once.
+impl std::error::Error for LabelsError {}
+
+/// The kinds of [`LabelsError`].
 #[derive(Debug, thiserror::Error)]
-pub enum LabelsError {
-    #[error("{path}: cannot read: {source}")]
-    Io {
-        path: String,
-        #[source]
-        source: std::io::Error,
-    },
-    #[error("{origin}: invalid JSON at line {line}, column {column}: {message}")]
+#[non_exhaustive]
+pub enum LabelsErrorKind {
+    #[error("cannot read: {source}")]
+    Io { source: std::io::Error },
+    #[error("invalid JSON at line {line}, column {column}: {message}")]
     Json {
-        origin: String,
         line: usize,
         column: usize,
         message: String,
     },
     #[error(
-        "{origin}: expected an object {{label: threshold}} or an array of {NUM_LABELS} thresholds, found {found}"
+        "expected an object {{label: threshold}} or an array of {NUM_LABELS} thresholds, found {found}"
     )]
-    WrongShape { origin: String, found: String },
-    #[error("{origin}: expected {expected} thresholds in label order, found {found}")]
-    WrongLength {
-        origin: String,
-        expected: usize,
-        found: usize,
-    },
-    #[error("{origin}: label '{label}' is missing")]
-    MissingLabel { origin: String, label: &'static str },
-    #[error("{origin}: '{label}' is not a go_emotions label")]
-    UnknownLabel { origin: String, label: String },
-    #[error("{origin}: threshold for '{label}' must be a number, found {found}")]
-    NotANumber {
-        origin: String,
-        label: String,
-        found: String,
-    },
-    #[error("{origin}: threshold for '{label}' must be finite and in [0, 1], found {value}")]
-    OutOfRange {
-        origin: String,
-        label: String,
-        value: f64,
-    },
+    WrongShape { found: String },
+    #[error("expected {expected} thresholds in label order, found {found}")]
+    WrongLength { expected: usize, found: usize },
+    #[error("label '{label}' is missing")]
+    MissingLabel { label: &'static str },
+    #[error("'{label}' is not a go_emotions label")]
+    UnknownLabel { label: String },
+    #[error("threshold for '{label}' must be a number, found {found}")]
+    NotANumber { label: String, found: String },
+    #[error("threshold for '{label}' must be finite and in [0, 1], found {value}")]
+    OutOfRange { label: String, value: f64 },
 }
 
 /// One threshold per label, in [`LABELS`] order, each finite and in `[0, 1]`.
@@ -140,9 +150,8 @@ impl Thresholds {
     /// Reads `thresholds.json`: either `{label: t}` with every label, or an array in label order.
     pub fn from_path(path: impl AsRef<Path>) -> Result<Self, LabelsError> {
         let path = path.as_ref();
-        let text = std::fs::read_to_string(path).map_err(|source| LabelsError::Io {
-            path: path.display().to_string(),
-            source,
+        let text = std::fs::read_to_string(path).map_err(|source| {
+            LabelsError::new(path.display().to_string(), LabelsErrorKind::Io { source })
         })?;
         Self::from_json_str(&text, &path.display().to_string())
     }
@@ -155,47 +164,56 @@ impl Thresholds {
     /// assert_eq!(err.to_string(), "t.json: label 'amusement' is missing");
     /// ```
     pub fn from_json_str(text: &str, origin: &str) -> Result<Self, LabelsError> {
-        let value: serde_json::Value =
-            serde_json::from_str(text).map_err(|e| LabelsError::Json {
-                origin: origin.to_string(),
-                line: e.line(),
-                column: e.column(),
-                message: e.to_string(),
-            })?;
+        let value: serde_json::Value = serde_json::from_str(text).map_err(|e| {
+            LabelsError::new(
+                origin,
+                LabelsErrorKind::Json {
+                    line: e.line(),
+                    column: e.column(),
+                    message: e.to_string(),
+                },
+            )
+        })?;
         let mut out = [0f32; NUM_LABELS];
         match &value {
             serde_json::Value::Object(map) => {
                 if let Some(unknown) = map.keys().find(|k| label_id(k).is_none()) {
-                    return Err(LabelsError::UnknownLabel {
-                        origin: origin.to_string(),
-                        label: unknown.clone(),
-                    });
+                    return Err(LabelsError::new(
+                        origin,
+                        LabelsErrorKind::UnknownLabel {
+                            label: unknown.clone(),
+                        },
+                    ));
                 }
                 for (id, label) in LABELS.iter().enumerate() {
-                    let v = map.get(*label).ok_or(LabelsError::MissingLabel {
-                        origin: origin.to_string(),
-                        label,
-                    })?;
+                    let v = map.get(*label).ok_or(LabelsError::new(
+                        origin,
+                        LabelsErrorKind::MissingLabel { label },
+                    ))?;
                     out[id] = number(origin, label, v)?;
                 }
             }
             serde_json::Value::Array(items) => {
                 if items.len() != NUM_LABELS {
-                    return Err(LabelsError::WrongLength {
-                        origin: origin.to_string(),
-                        expected: NUM_LABELS,
-                        found: items.len(),
-                    });
+                    return Err(LabelsError::new(
+                        origin,
+                        LabelsErrorKind::WrongLength {
+                            expected: NUM_LABELS,
+                            found: items.len(),
+                        },
+                    ));
                 }
                 for (id, v) in items.iter().enumerate() {
                     out[id] = number(origin, LABELS[id], v)?;
                 }
             }
             other => {
-                return Err(LabelsError::WrongShape {
-                    origin: origin.to_string(),
-                    found: json_kind(other).to_string(),
-                });
+                return Err(LabelsError::new(
+                    origin,
+                    LabelsErrorKind::WrongShape {
+                        found: json_kind(other).to_string(),
+                    },
+                ));
             }
         }
         Ok(Thresholds(out))
@@ -237,10 +255,14 @@ fn json_kind(v: &serde_json::Value) -> &'static str {
 }
 
 fn number(origin: &str, label: &str, v: &serde_json::Value) -> Result<f32, LabelsError> {
-    let x = v.as_f64().ok_or_else(|| LabelsError::NotANumber {
-        origin: origin.to_string(),
-        label: label.to_string(),
-        found: v.to_string(),
+    let x = v.as_f64().ok_or_else(|| {
+        LabelsError::new(
+            origin,
+            LabelsErrorKind::NotANumber {
+                label: label.to_string(),
+                found: v.to_string(),
+            },
+        )
     })?;
     check_range(origin, label, x)?;
     Ok(x as f32)
@@ -250,11 +272,13 @@ fn check_range(origin: &str, label: &str, x: f64) -> Result<(), LabelsError> {
     if x.is_finite() && (0.0..=1.0).contains(&x) {
         Ok(())
     } else {
-        Err(LabelsError::OutOfRange {
-            origin: origin.to_string(),
-            label: label.to_string(),
-            value: x,
-        })
+        Err(LabelsError::new(
+            origin,
+            LabelsErrorKind::OutOfRange {
+                label: label.to_string(),
+                value: x,
+            },
+        ))
     }
 }
 
@@ -396,22 +420,34 @@ mod tests {
         );
         v["fear"] = serde_json::json!("high");
         let err = Thresholds::from_json_str(&v.to_string(), "t.json").unwrap_err();
-        assert!(matches!(err, LabelsError::NotANumber { ref label, .. } if label == "fear"));
+        assert!(
+            matches!(err.kind, LabelsErrorKind::NotANumber { ref label, .. } if label == "fear")
+        );
         v["fear"] = serde_json::json!(0.4);
         v["fearr"] = serde_json::json!(0.4);
         let err = Thresholds::from_json_str(&v.to_string(), "t.json").unwrap_err();
-        assert!(matches!(err, LabelsError::UnknownLabel { ref label, .. } if label == "fearr"));
+        assert!(
+            matches!(err.kind, LabelsErrorKind::UnknownLabel { ref label, .. } if label == "fearr")
+        );
         let err = Thresholds::from_json_str("[0.5, 0.5]", "t.json").unwrap_err();
-        assert!(matches!(err, LabelsError::WrongLength { found: 2, .. }));
+        assert!(matches!(
+            err.kind,
+            LabelsErrorKind::WrongLength { found: 2, .. }
+        ));
         let err = Thresholds::from_json_str("{\"a\": ", "t.json").unwrap_err();
-        assert!(matches!(err, LabelsError::Json { line: 1, .. }), "{err}");
+        assert!(
+            matches!(err.kind, LabelsErrorKind::Json { line: 1, .. }),
+            "{err}"
+        );
         let err = Thresholds::from_json_str("0.5", "t.json").unwrap_err();
         assert!(err.to_string().contains("found a number"), "{err}");
         let mut negative = CARD_THRESHOLDS.map(|x| x as f64).to_vec();
         negative[3] = -0.1;
         let err =
             Thresholds::from_json_str(&serde_json::to_string(&negative).unwrap(), "t").unwrap_err();
-        assert!(matches!(err, LabelsError::OutOfRange { ref label, .. } if label == "annoyance"));
+        assert!(
+            matches!(err.kind, LabelsErrorKind::OutOfRange { ref label, .. } if label == "annoyance")
+        );
     }
 
     #[test]

@@ -11,7 +11,7 @@ use crate::args::{ClassifyPlan, EmbedPlan, Input, StreamSpec};
 use crate::load;
 use anyhow::Context;
 use emotions::NUM_LABELS;
-use emotions_io::{IoError, Rows};
+use emotions_io::{IoError, IoErrorKind, Rows};
 use std::io::{IsTerminal, Write};
 use std::path::Path;
 
@@ -68,18 +68,23 @@ fn text_rows(input: Input) -> Result<Rows<String>, IoError> {
     match input {
         Input::Texts(t) => Ok(Box::new(t.into_iter().map(Ok))),
         Input::TextsFile(path) => emotions_io::text_rows(&path),
-        Input::Embeddings(path) => Err(IoError::Npy {
-            origin: path,
-            message: "expected texts, found embeddings".into(),
-        }),
+        Input::Embeddings(path) => Err(IoError::new(
+            path,
+            IoErrorKind::Npy {
+                message: "expected texts, found embeddings".into(),
+            },
+        )),
     }
 }
 
 /// An encoder error about text `index` of a chunk, placed at its input line.
 fn at_line(e: emotions::Error, lines: &[usize]) -> anyhow::Error {
-    use emotions_encoder::EncoderError::{NoTokens, Tokenize};
+    use emotions_encoder::EncoderErrorKind::{NoTokens, Tokenize};
     let index = match &e {
-        emotions::Error::Encoder(Tokenize { index, .. } | NoTokens { index }) => Some(*index),
+        emotions::Error::Encoder(err) => match &err.kind {
+            Tokenize { index, .. } | NoTokens { index } => Some(*index),
+            _ => None,
+        },
         _ => None,
     };
     match index.and_then(|i| lines.get(i)) {

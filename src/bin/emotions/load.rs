@@ -32,11 +32,17 @@ pub fn encoder(
 /// user can see whether their export got the fast path.
 pub fn report(spec: &EncoderSpec, encoder: &Encoder) {
     if spec.verbose {
+        // The load checked the class already; this reports it.
+        let isa = emotions::Isa::selected().map_or_else(|e| e.to_string(), |i| i.to_string());
         eprintln!(
-            "emotions: encoder {} ({}): {}",
+            "emotions: encoder {} ({}): {}; kernels {isa}, precision {}",
             encoder.graph_origin(),
             encoder.fingerprint(),
-            encoder.rewrites()
+            encoder.rewrites(),
+            match spec.options.precision {
+                emotions::Precision::Int16 => "int16",
+                emotions::Precision::F32 => "f32",
+            }
         );
     }
 }

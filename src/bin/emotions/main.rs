@@ -16,14 +16,18 @@ mod training;
 fn main() -> ExitCode {
     // Streaming and serving run batch after batch for hours: keep the heap from growing.
     emotions::limit_heap_arenas();
-    let result = args::parse().and_then(|command| match command {
-        args::HiArgs::Classify(plan) => classify::classify(plan),
-        args::HiArgs::Embed(plan) => classify::embed(plan),
-        args::HiArgs::Train(plan) => training::train(plan),
-        args::HiArgs::Tune(plan) => training::tune(plan),
-        args::HiArgs::Eval(plan) => training::eval(plan),
-        args::HiArgs::Serve(plan) => serve::serve(plan),
-    });
+    // A forced instruction-set class the CPU lacks is refused before any flag is read.
+    let result = emotions::Isa::selected()
+        .map_err(anyhow::Error::new)
+        .and_then(|_| args::parse())
+        .and_then(|command| match command {
+            args::HiArgs::Classify(plan) => classify::classify(plan),
+            args::HiArgs::Embed(plan) => classify::embed(plan),
+            args::HiArgs::Train(plan) => training::train(plan),
+            args::HiArgs::Tune(plan) => training::tune(plan),
+            args::HiArgs::Eval(plan) => training::eval(plan),
+            args::HiArgs::Serve(plan) => serve::serve(plan),
+        });
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) if is_broken_pipe(&err) => ExitCode::SUCCESS,

@@ -6,10 +6,10 @@
 //! with an [`Isa`](crate::Isa) of the matching class, which only detection makes.
 
 use crate::KernelError;
-use crate::attention::{Operands, Scales, Shape, attend_generic};
-use crate::gelu::gelu_body;
-use crate::layer_norm::block_generic;
-use crate::low_rank::LowRank;
+use crate::generic::attention::{Operands, Scales, Shape, attend_generic};
+use crate::generic::gelu::gelu_body;
+use crate::generic::layer_norm::block_generic;
+use crate::generic::low_rank::LowRank;
 use tract_linalg::element_wise::ElementWise;
 
 #[target_feature(enable = "avx512f,fma")]

@@ -1,7 +1,7 @@
 //! The fused head's AVX-512 and AVX2 copies: explicit intrinsics, since LLVM does not
 //! vectorise the generic block at 8 rows.
 
-use crate::head::{HeadKernel, K_RUN, LANES, by_blocks};
+use crate::generic::head::{HeadKernel, K_RUN, LANES, by_blocks};
 use std::arch::x86_64::*;
 
 #[target_feature(enable = "avx512f")]

@@ -1,7 +1,7 @@
 //! The integer projections' AVX-512 (VNNI `vpdpwssd`, BW `vpmaddwd`) and AVX2 (`vpmaddwd`)
 //! copies. Each computes the same i32 sums and the same f32 epilogue as the portable loop.
 
-use crate::i16xi8::{BLOCK, Operands, Output, ROWS, lanes_below};
+use crate::generic::i16xi8::{BLOCK, Operands, Output, ROWS, lanes_below};
 use std::arch::x86_64::*;
 
 #[target_feature(enable = "avx512f")]

@@ -1,7 +1,7 @@
 //! The 8-bit-activation projections' AVX-512 VNNI copy (`vpdpbusd`).
 
-use crate::i16xi8::{Output, lanes_below};
-use crate::u8xi8::{BLOCK, Operands, ROWS, ZERO};
+use crate::generic::i16xi8::{Output, lanes_below};
+use crate::generic::u8xi8::{BLOCK, Operands, ROWS, ZERO};
 use std::arch::x86_64::*;
 
 /// `q = round_ties_even(x · inv) + 128` for the first `x.len()` values of `q`.

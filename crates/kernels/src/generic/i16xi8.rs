@@ -1,0 +1,257 @@
+//! The integer projections' weights, packing and portable arithmetic, shared by every ISA copy.
+
+/// Output features per packed block: three 16-lane vectors.
+pub(crate) const BLOCK: usize = 48;
+/// Token rows per AVX-512 tile: 8 rows × 3 vectors = 24 accumulators of the 32 registers.
+pub(crate) const ROWS: usize = 8;
+
+/// `W = q · s`: int8 values widened to i16 and packed for the kernels, with one scale per
+/// output feature.
+#[derive(Clone)]
+pub struct Int16Weights {
+    pub(crate) k: usize,
+    pub(crate) n: usize,
+    /// `k` rounded up to even: the kernels take the contracted axis in pairs.
+    pub(crate) k_even: usize,
+    /// Per block of [`BLOCK`] features, per pair of k: the block's features, each as its two
+    /// values `(q[2p][f], q[2p+1][f])`. Zero-padded past `k` and `n`.
+    pub(crate) packed: Vec<i16>,
+    pub(crate) scales: Vec<f32>,
+    /// The largest activation magnitude after scaling, so that sums fit in i32.
+    pub(crate) qmax: f32,
+}
+
+impl std::fmt::Debug for Int16Weights {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Int16Weights")
+            .field("k", &self.k)
+            .field("n", &self.n)
+            .field("qmax", &self.qmax)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The int8 values of row-major `w` (`n` columns) on the grid of `scales` (one per column), or
+/// `None` where a value is off it.
+///
+/// Written to vectorise (it runs on every projection at load): a row's checks are combined
+/// without branching, and rounding adds and subtracts 1.5 · 2²³, which rounds to nearest
+/// (ties to even) for the magnitudes a grid value can have (≤ 127.5, checked first).
+fn grid(w: &[f32], n: usize, scales: &[f32]) -> Option<Vec<i8>> {
+    const ROUND: f32 = 12_582_912.0;
+    let inverse: Vec<f32> = scales
+        .iter()
+        .map(|&s| if s == 0.0 { 0.0 } else { 1.0 / s })
+        .collect();
+    let mut q = vec![0i8; w.len()];
+    for (q, row) in q.chunks_exact_mut(n).zip(w.chunks_exact(n)) {
+        let mut on_grid = true;
+        for (((q, &v), &s), &i) in q.iter_mut().zip(row).zip(scales).zip(&inverse) {
+            let x = v * i;
+            let r = (x + ROUND) - ROUND;
+            // The fold computed `v = q · s` in f32: allow that rounding, and s's own. A zero
+            // scale (an all-zero column) takes only zeros.
+            let ok = x.abs() <= 127.5 && (r * s - v).abs() <= v.abs() * 4e-7;
+            on_grid &= ok;
+            *q = r as i8;
+        }
+        if !on_grid {
+            return None;
+        }
+    }
+    Some(q)
+}
+
+/// The weights `w` (`k × n`, row-major) as int8 values and a scale per column, when they are
+/// that: a scale per output feature (int8 exports), else one for the whole tensor
+/// (onnxruntime's `quantize_dynamic`, where some columns never reach ±127).
+pub fn int8_grid(w: &[f32], k: usize, n: usize) -> Option<(Vec<f32>, Vec<i8>)> {
+    if k == 0 || n == 0 || w.len() != k * n {
+        return None;
+    }
+    // Row by row: the weights are row-major.
+    let mut amax = vec![0f32; n];
+    for row in w.chunks_exact(n) {
+        for (m, v) in amax.iter_mut().zip(row) {
+            *m = m.max(v.abs());
+        }
+    }
+    if amax.iter().any(|m| !m.is_finite()) || w.iter().any(|v| v.is_nan()) {
+        return None;
+    }
+    let per_column: Vec<f32> = amax.iter().map(|m| m / 127.0).collect();
+    let whole = amax.iter().copied().fold(0f32, f32::max) / 127.0;
+    [per_column, vec![whole; n]]
+        .into_iter()
+        .find_map(|scales| grid(w, n, &scales).map(|q| (scales, q)))
+}
+
+impl Int16Weights {
+    /// Int8 values `q` (`k × n`, row-major) with a scale per column, as [`int8_grid`] finds
+    /// them.
+    pub fn from_int8(q: &[i8], k: usize, n: usize, scales: Vec<f32>) -> Int16Weights {
+        Self::pack(q, k, n, scales, 127)
+    }
+
+    /// f32 weights `w` (`k × n`, row-major) rounded to integers of at most `wmax` in magnitude,
+    /// with a scale per column (`s = max|w| / wmax`): a model change of at most `s / 2` per
+    /// weight, which the runtime's `Precision::Int16` states. `None` for
+    /// non-finite weights.
+    pub fn from_f32(w: &[f32], k: usize, n: usize, wmax: i16) -> Option<Int16Weights> {
+        if k == 0 || n == 0 || w.len() != k * n || wmax <= 0 || w.iter().any(|v| !v.is_finite()) {
+            return None;
+        }
+        let mut amax = vec![0f32; n];
+        for row in w.chunks_exact(n) {
+            for (m, v) in amax.iter_mut().zip(row) {
+                *m = m.max(v.abs());
+            }
+        }
+        let scales: Vec<f32> = amax.iter().map(|m| m / wmax as f32).collect();
+        let inverse: Vec<f32> = scales
+            .iter()
+            .map(|&s| if s > 0.0 { 1.0 / s } else { 0.0 })
+            .collect();
+        let q: Vec<i16> = w
+            .chunks_exact(n)
+            .flat_map(|row| {
+                row.iter()
+                    .zip(&inverse)
+                    .map(|(v, i)| (v * i).round().clamp(-wmax as f32, wmax as f32) as i16)
+            })
+            .collect();
+        Some(Self::pack(&q, k, n, scales, wmax))
+    }
+
+    /// Packs integer weights `q` (`k × n`, row-major, `|q| <= wmax`) in blocks of [`BLOCK`]
+    /// columns, pairs of rows interleaved, and picks the activations' range so that no i32 sum
+    /// can overflow.
+    fn pack(
+        q: &[impl Into<i16> + Copy],
+        k: usize,
+        n: usize,
+        scales: Vec<f32>,
+        wmax: i16,
+    ) -> Int16Weights {
+        let k_even = k.div_ceil(2) * 2;
+        // i32 sums of k products, each at most qmax · wmax.
+        let qmax = ((i32::MAX as usize) / (wmax as usize * k_even)).min(i16::MAX as usize) as f32;
+        let blocks = n.div_ceil(BLOCK);
+        let mut packed = vec![0i16; blocks * (k_even / 2) * BLOCK * 2];
+        for b in 0..blocks {
+            for p in 0..k_even / 2 {
+                let at = (b * (k_even / 2) + p) * BLOCK * 2;
+                for f in 0..BLOCK.min(n - b * BLOCK) {
+                    let col = b * BLOCK + f;
+                    for half in 0..2 {
+                        let row = 2 * p + half;
+                        if row < k {
+                            packed[at + 2 * f + half] = q[row * n + col].into();
+                        }
+                    }
+                }
+            }
+        }
+        Int16Weights {
+            k,
+            n,
+            k_even,
+            packed,
+            scales,
+            qmax,
+        }
+    }
+
+    /// Input features (rows of `W`).
+    pub fn k(&self) -> usize {
+        self.k
+    }
+
+    /// Output features (columns of `W`).
+    pub fn n(&self) -> usize {
+        self.n
+    }
+}
+
+/// The mask of the 16 lanes from `i` that lie below `len`.
+#[cfg(target_arch = "x86_64")]
+pub(crate) fn lanes_below(i: usize, len: usize) -> u16 {
+    if len - i >= 16 {
+        0xffff
+    } else {
+        (1u16 << (len - i)) - 1
+    }
+}
+
+/// Where block tasks write; each writes disjoint columns.
+#[derive(Clone, Copy)]
+pub(crate) struct Output {
+    pub(crate) y: *mut f32,
+    pub(crate) n: usize,
+}
+// SAFETY: tasks write disjoint columns of one live `y`, borrowed for the whole `run`.
+unsafe impl Send for Output {}
+unsafe impl Sync for Output {}
+
+#[derive(Clone, Copy)]
+pub(crate) struct Operands<'a> {
+    pub(crate) weights: &'a Int16Weights,
+    pub(crate) a: &'a [i16],
+    pub(crate) token_scales: &'a [f32],
+    pub(crate) bias: Option<&'a [f32]>,
+    pub(crate) residual: Option<&'a [f32]>,
+    pub(crate) m: usize,
+}
+
+impl Operands<'_> {
+    pub(crate) fn panel(&self, b: usize) -> &[i16] {
+        let len = (self.weights.k_even / 2) * BLOCK * 2;
+        &self.weights.packed[b * len..(b + 1) * len]
+    }
+
+    /// Stores one row's sums for features `col0 + f`, f < `width`: the same f32 operations,
+    /// in the same order, as every vector epilogue.
+    ///
+    /// # Safety
+    /// Row `row`, columns `col0..col0 + width` of `out` are this task's.
+    pub(crate) unsafe fn store_portable(&self, row: usize, col0: usize, sums: &[i32], out: Output) {
+        let w = self.weights;
+        let ts = self.token_scales[row];
+        for (f, &sum) in sums.iter().enumerate() {
+            let col = col0 + f;
+            let mut v = sum as f32 * (ts * w.scales[col]);
+            if let Some(bias) = self.bias {
+                v += bias[col];
+            }
+            if let Some(r) = self.residual {
+                v += r[row * w.n + col];
+            }
+            // SAFETY: in bounds (row < m, col < n), and this task's column.
+            unsafe { *out.y.add(row * out.n + col) = v };
+        }
+    }
+
+    /// # Safety
+    /// As for [`Operands::block`].
+    pub(crate) unsafe fn block_portable(&self, b: usize, out: Output) {
+        let w = self.weights;
+        let panel = self.panel(b);
+        let col0 = b * BLOCK;
+        let width = BLOCK.min(w.n - col0);
+        let mut sums = [0i32; BLOCK];
+        for row in 0..self.m {
+            let a = &self.a[row * w.k_even..(row + 1) * w.k_even];
+            sums.fill(0);
+            for (p, pair) in a.chunks_exact(2).enumerate() {
+                let bp = &panel[p * BLOCK * 2..(p + 1) * BLOCK * 2];
+                for (f, s) in sums.iter_mut().enumerate() {
+                    let d =
+                        pair[0] as i32 * bp[2 * f] as i32 + pair[1] as i32 * bp[2 * f + 1] as i32;
+                    *s = s.wrapping_add(d);
+                }
+            }
+            // SAFETY: as the caller promises.
+            unsafe { self.store_portable(row, col0, &sums[..width], out) };
+        }
+    }
+}

@@ -1,0 +1,77 @@
+//! `EMOTIONS_ISA`: a class the CPU has is run and reported; one it lacks, or a wrong name, is
+//! refused before anything runs.
+
+use crate::util::{BIN, json_lines, stderr, stdout};
+use std::process::{Command, Output};
+
+const TEXT: &str = "Thank you so much, this is wonderful!";
+
+fn classify_with(isa: &str) -> Output {
+    Command::new(BIN)
+        .args(["classify", "-v", "--text", TEXT])
+        .env("EMOTIONS_ISA", isa)
+        .output()
+        .unwrap()
+}
+
+fn scores(o: &Output) -> Vec<f64> {
+    let row = &json_lines(&stdout(o))[0];
+    let scores = row["scores"].as_object().unwrap();
+    scores.values().map(|v| v.as_f64().unwrap()).collect()
+}
+
+/// Every class this CPU runs gives the same labels, and scores within the kernels' tolerance of
+/// the widest class's (the integer projections are identical on every class; the f32 kernels'
+/// copies differ in rounding only).
+#[test]
+fn every_class_the_cpu_runs_is_run_and_reported() {
+    let classes = emotions::Isa::all_available();
+    assert!(
+        classes
+            .iter()
+            .any(|c| c.class() == emotions::IsaClass::Portable)
+    );
+    let widest = classify_with(&classes[0].to_string());
+    assert!(widest.status.success(), "{}", stderr(&widest));
+    let want = scores(&widest);
+    for isa in &classes {
+        let o = classify_with(&isa.to_string());
+        assert!(o.status.success(), "{isa}: {}", stderr(&o));
+        let reported = format!("kernels {isa}, precision int16");
+        assert!(stderr(&o).contains(&reported), "{isa}: {}", stderr(&o));
+        let row = &json_lines(&stdout(&o))[0];
+        assert_eq!(
+            row["labels"],
+            json_lines(&stdout(&widest))[0]["labels"],
+            "{isa}"
+        );
+        let worst = scores(&o)
+            .iter()
+            .zip(&want)
+            .map(|(a, b)| (a - b).abs())
+            .fold(0f64, f64::max);
+        assert!(worst <= 1e-4, "{isa}: worst score difference {worst:e}");
+    }
+}
+
+#[test]
+fn a_class_the_cpu_lacks_or_a_wrong_name_is_refused() {
+    let o = classify_with("sse9");
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    let err = stderr(&o);
+    assert!(
+        err.contains("EMOTIONS_ISA is 'sse9'") && err.contains("avx2"),
+        "{err}"
+    );
+    assert!(stdout(&o).is_empty());
+    let available = emotions::Isa::all_available();
+    for class in emotions::IsaClass::ALL {
+        if available.iter().any(|i| i.class() == class) {
+            continue;
+        }
+        let o = classify_with(class.name());
+        assert_eq!(o.status.code(), Some(1), "{class}: {}", stderr(&o));
+        assert!(stderr(&o).contains("this CPU lacks"), "{}", stderr(&o));
+        assert!(!stderr(&o).contains("panicked"), "{}", stderr(&o));
+    }
+}
