@@ -158,3 +158,46 @@ fn bad_thresholds_name_the_label() {
         "must be finite and in [0, 1], found 2",
     );
 }
+
+/// A missing file's OS error is said once, not once by the file's error and again by its
+/// source.
+#[test]
+fn a_missing_file_says_the_os_error_once() {
+    for args in [
+        &["classify", "--texts", "/nonexistent/t.txt"][..],
+        &["classify", "--embeddings", "/nonexistent/e.npy"][..],
+        &[
+            "classify",
+            "--text",
+            "hi",
+            "--thresholds",
+            "/nonexistent/t.json",
+        ][..],
+    ] {
+        let o = run(args, None);
+        assert_eq!(o.status.code(), Some(1), "{args:?}");
+        let err = stderr(&o);
+        assert_eq!(
+            err.matches("No such file or directory").count(),
+            1,
+            "{args:?}: {err}"
+        );
+        assert!(err.contains("/nonexistent/"), "{args:?}: {err}");
+    }
+}
+
+#[test]
+fn top_k_outside_1_to_28_is_refused() {
+    for k in ["0", "29"] {
+        let o = run(&["classify", "--text", "hi", "--top-k", k], None);
+        assert_eq!(o.status.code(), Some(2), "--top-k {k}: {}", stderr(&o));
+        assert!(stderr(&o).contains("--top-k"), "{}", stderr(&o));
+        assert!(stdout(&o).is_empty());
+    }
+    let o = run(
+        &["classify", "--text", "Thank you so much!", "--top-k", "28"],
+        None,
+    );
+    let labels = &json_lines(&ok(o))[0]["labels"];
+    assert_eq!(labels.as_array().map(Vec::len), Some(28));
+}

@@ -168,3 +168,28 @@ fn default_model_runs_and_says_what_it_is() {
     let help = ok(run(&["classify", "--help"], None));
     assert!(help.contains("embedded default head"), "{help}");
 }
+
+/// `emotions --help` and `serve --help` name every route the server answers.
+#[test]
+fn serve_help_lists_every_route() {
+    let top = ok(run(&["--help"], None));
+    let serve = ok(run(&["serve", "--help"], None));
+    for route in [
+        "/classify",
+        "/predict",
+        "/embed",
+        "/info",
+        "POST /",
+        "/v1/embeddings",
+        "/labels",
+        "/health",
+        "/metrics",
+        "/openapi.json",
+    ] {
+        assert!(serve.contains(route), "serve --help lacks {route}: {serve}");
+        assert!(
+            top.contains(route.trim_start_matches("POST ")),
+            "--help lacks {route}: {top}"
+        );
+    }
+}

@@ -123,8 +123,16 @@ fn run(mut rx: mpsc::Receiver<Job>, backend: &dyn Backend, batching: Batching, m
     });
 }
 
-/// Embeds one batch of jobs in one call, and hands each job its rows.
+/// Embeds one batch of jobs in one call, and hands each job its rows. Jobs whose clients are
+/// gone (answered already by a timeout, or disconnected) are dropped first: after an overload,
+/// the queue then empties at once instead of computing answers nobody waits for.
 fn run_batch(jobs: Vec<Job>, for_head: bool, backend: &dyn Backend, metrics: &Metrics, dim: usize) {
+    let before = jobs.len();
+    let jobs: Vec<Job> = jobs.into_iter().filter(|j| !j.reply.is_closed()).collect();
+    metrics.observe_abandoned(before - jobs.len());
+    if jobs.is_empty() {
+        return;
+    }
     let embed = |texts: &[String]| {
         if for_head {
             backend.features(texts)

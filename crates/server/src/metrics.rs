@@ -59,6 +59,8 @@ pub(crate) struct Metrics {
     requests: std::sync::Mutex<Vec<((&'static str, &'static str), u64)>>,
     latency_ms: Histogram<12>,
     batch_texts: Histogram<8>,
+    /// Jobs the batcher dropped because their clients were gone.
+    abandoned: std::sync::atomic::AtomicU64,
 }
 
 impl Default for Metrics {
@@ -67,6 +69,7 @@ impl Default for Metrics {
             requests: Default::default(),
             latency_ms: Histogram::new(LATENCY_BUCKETS_MS),
             batch_texts: Histogram::new(BATCH_BUCKETS),
+            abandoned: Default::default(),
         }
     }
 }
@@ -89,6 +92,10 @@ impl Metrics {
 
     pub(crate) fn observe_batch(&self, texts: usize) {
         self.batch_texts.observe(texts as f64);
+    }
+
+    pub(crate) fn observe_abandoned(&self, jobs: usize) {
+        self.abandoned.fetch_add(jobs as u64, Relaxed);
     }
 
     pub(crate) fn render(&self) -> String {
@@ -119,6 +126,10 @@ impl Metrics {
             1.0,
             &mut out,
         );
+        out.push_str(&format!(
+            "# HELP emotions_abandoned_jobs_total Requests dropped before they were computed: their clients had gone (a timeout, a disconnect).\n# TYPE emotions_abandoned_jobs_total counter\nemotions_abandoned_jobs_total {}\n",
+            self.abandoned.load(Relaxed)
+        ));
         out
     }
 }

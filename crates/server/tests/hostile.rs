@@ -9,7 +9,8 @@ use std::net::TcpStream;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-/// Embeds every text as a constant row; panics on "boom", refuses "bad".
+/// Embeds every text as a constant row; panics on "boom", refuses "bad", takes 300 ms over
+/// "slow".
 struct Mock(DecisionPolicy);
 
 impl Backend for Mock {
@@ -22,6 +23,9 @@ impl Backend for Mock {
         }
         if texts.iter().any(|t| t == "bad") {
             return Err(BackendError::Input("a text the tokenizer refuses".into()));
+        }
+        if texts.iter().any(|t| t == "slow") {
+            std::thread::sleep(Duration::from_millis(300));
         }
         Ok(vec![0.5; texts.len() * 4])
     }
@@ -128,6 +132,45 @@ fn error_type(body: &str) -> String {
     let v: serde_json::Value =
         serde_json::from_str(body).unwrap_or_else(|_| panic!("not JSON: {body:?}"));
     v["error_type"].as_str().unwrap_or_default().to_string()
+}
+
+/// An overload whose requests all time out leaves nothing behind: the batcher drops the jobs
+/// whose clients have gone instead of computing them, so a request right after is answered at
+/// once. (Before, 24 queued slow jobs would have held the batcher for 7 s.)
+#[test]
+fn after_an_overload_the_next_request_is_answered_at_once() {
+    let server = Arc::new(Server::start(ServerConfig {
+        request_timeout: Duration::from_millis(200),
+        max_batch: 1,
+        batch_wait: Duration::from_millis(0),
+        ..ServerConfig::default()
+    }));
+    let load: Vec<_> = (0..24)
+        .map(|_| {
+            let server = server.clone();
+            std::thread::spawn(move || server.post(r#"{"inputs": "slow"}"#))
+        })
+        .collect();
+    for client in load {
+        let (status, body) = client.join().unwrap();
+        assert_eq!(status, 503, "{body}");
+        assert_eq!(error_type(&body), "deadline_exceeded");
+    }
+    let started = Instant::now();
+    let (status, body) = server.post(r#"{"inputs": "fine"}"#);
+    let took = started.elapsed();
+    assert_eq!(status, 200, "{body}");
+    assert!(
+        took < Duration::from_millis(1500),
+        "answered after {took:?}"
+    );
+    let (_, metrics) = server.request("GET", "/metrics", "application/json", "");
+    let abandoned = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("emotions_abandoned_jobs_total "))
+        .and_then(|n| n.parse::<u64>().ok())
+        .unwrap_or_else(|| panic!("no abandoned-jobs count in {metrics}"));
+    assert!(abandoned >= 20, "{abandoned} jobs dropped");
 }
 
 #[test]

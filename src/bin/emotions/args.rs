@@ -35,7 +35,9 @@ enum LowCommand {
     Tune(TuneArgs),
     /// Print the model card's metrics on a labelled split.
     Eval(EvalArgs),
-    /// Serve /classify, /labels, /health and /metrics over HTTP.
+    /// Serve over HTTP: POST /classify; TEI's POST /predict, POST /embed and GET /info; POST /
+    /// (huggingface_hub); OpenAI's POST /v1/embeddings; GET /labels, /health, /metrics and
+    /// /openapi.json.
     Serve(ServeArgs),
 }
 
@@ -52,9 +54,10 @@ struct HeadArgs {
     /// One threshold for every label, in [0, 1].
     #[arg(long, value_name = "F", conflicts_with = "top_k")]
     threshold: Option<f32>,
-    /// Predict the K highest-scoring labels instead of thresholding.
-    #[arg(long, value_name = "K")]
-    top_k: Option<usize>,
+    /// Predict the K highest-scoring labels instead of thresholding (1 to 28).
+    #[arg(long, value_name = "K",
+          value_parser = clap::value_parser!(u16).range(1..=emotions::NUM_LABELS as i64))]
+    top_k: Option<u16>,
 }
 
 /// Where texts come from.
@@ -638,7 +641,7 @@ impl HeadArgs {
             model: self.model,
             thresholds: self.thresholds,
             threshold: self.threshold,
-            top_k: self.top_k,
+            top_k: self.top_k.map(usize::from),
         }
     }
 }

@@ -1,4 +1,5 @@
-//! `emotions serve`: the HTTP server on a tokio runtime, stopped by SIGTERM or Ctrl-C.
+//! `emotions serve`: the HTTP server on a tokio runtime, stopped gracefully by SIGTERM, SIGHUP
+//! or Ctrl-C.
 
 use crate::args::ServePlan;
 use crate::load;
@@ -17,7 +18,7 @@ pub fn serve(plan: ServePlan) -> anyhow::Result<()> {
             .with_context(|| format!("binding {}", plan.addr))?;
         let local = listener.local_addr()?;
         eprintln!(
-            "emotions: serving on http://{local} (POST /classify, GET /labels /health /metrics)"
+            "emotions: serving on http://{local} (POST /classify /predict /embed /v1/embeddings /, GET /info /labels /health /metrics /openapi.json)"
         );
         emotions_server::serve(
             listener,
@@ -32,18 +33,29 @@ pub fn serve(plan: ServePlan) -> anyhow::Result<()> {
     })
 }
 
-/// Resolves on SIGTERM or Ctrl-C.
+/// Resolves on SIGTERM, SIGHUP (a closed terminal: the same graceful stop) or Ctrl-C.
 async fn shutdown_signal() {
     let ctrl_c = async {
         let _ = tokio::signal::ctrl_c().await;
     };
     #[cfg(unix)]
     let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
+        use tokio::signal::unix::{SignalKind, signal};
+        let (term, hup) = (
+            signal(SignalKind::terminate()),
+            signal(SignalKind::hangup()),
+        );
+        match (term, hup) {
+            (Ok(mut term), Ok(mut hup)) => {
+                tokio::select! {
+                    _ = term.recv() => {},
+                    _ = hup.recv() => {},
+                }
             }
-            Err(_) => std::future::pending::<()>().await,
+            (Ok(mut term), Err(_)) => {
+                term.recv().await;
+            }
+            _ => std::future::pending::<()>().await,
         }
     };
     #[cfg(not(unix))]

@@ -7,10 +7,12 @@
 //!   [`U8_ACTIVATIONS`] where the graph asked for 8-bit activations
 //!   ([`crate::graph::passes::dynamic_quant`]).
 //!
-//! Either takes an adapter's factors `A`, `B` as two more inputs
-//! ([`crate::graph::passes::adapter`]), and the packed op adds their low-rank term.
+//! Either takes an adapter's factors `A`, `B` as tensor attributes ([`LORA_A`], [`LORA_B`];
+//! [`crate::graph::passes::adapter`]), and the packed op adds their low-rank term. Attributes,
+//! not inputs: they never become graph nodes for tract to type and declutter.
 
 use super::linear::{PackedLinear, Weights};
+use crate::onnx::proto::floats;
 use emotions_kernels::Isa;
 use emotions_kernels::i16xi8::Int16Weights;
 use emotions_kernels::low_rank::LowRank;
@@ -25,46 +27,85 @@ pub(crate) const INT8_MATMUL: &str = "EmotionsInt8MatMul";
 pub(crate) const INTEGER_MATMUL: &str = "EmotionsIntegerMatMul";
 /// [`INTEGER_MATMUL`]'s attribute: 1 where the graph asked for 8-bit activations.
 pub(crate) const U8_ACTIVATIONS: &str = "u8_activations";
+/// Either op's attributes for an adapter's factors: `A` `[rank, k]` and `B` `[n, rank]`, f32
+/// tensors (the scale in `B`), whose term the projection adds in f32.
+pub(crate) const LORA_A: &str = "lora_a";
+pub(crate) const LORA_B: &str = "lora_b";
 
 /// `x · (q · s)` over the last axis of `x`: inputs `x` (f32), `q` (int8 `[k, n]`, constant) and
 /// `s` (f32, one or `n` values, constant).
 #[derive(Debug, Clone, Hash, PartialEq, Eq)]
-struct Int8MatMul;
+struct Int8MatMul {
+    low_rank: Option<Factors>,
+}
 
-/// Inputs 3 and 4 of either op, when present: an adapter's `A` (`[rank, k]`) and `B`
-/// (`[n, rank]`), constants, whose low-rank term the projection adds in f32.
-fn low_rank(
-    prefix: &str,
-    model: &TypedModel,
-    inputs: &[OutletId],
-    first: usize,
-    (k, n): (usize, usize),
-) -> TractResult<Option<Arc<LowRank>>> {
-    let (Some(&a), Some(&b)) = (inputs.get(first), inputs.get(first + 1)) else {
-        return Ok(None);
+/// An adapter's low-rank term, from the node's attributes [`LORA_A`] (`[rank, k]`) and
+/// [`LORA_B`] (`[n, rank]`), f32 tensors, when it has them.
+fn low_rank(node: &NodeProto) -> TractResult<Option<Factors>> {
+    let a: Option<&tract_onnx::pb::TensorProto> = node.get_attr_opt(LORA_A)?;
+    let b: Option<&tract_onnx::pb::TensorProto> = node.get_attr_opt(LORA_B)?;
+    let (a, b) = match (a, b) {
+        (None, None) => return Ok(None),
+        (Some(a), Some(b)) => (a, b),
+        _ => bail!(
+            "{}: needs both {LORA_A} and {LORA_B}, or neither",
+            node.name
+        ),
     };
-    let (a, b) = (konst(prefix, model, a)?, konst(prefix, model, b)?);
-    let (&[rank, ka], &[nb, rank_b]) = (a.shape(), b.shape()) else {
+    let dims = |t: &tract_onnx::pb::TensorProto| -> Option<[usize; 2]> {
+        let [r, c] = t.dims[..] else { return None };
+        Some([usize::try_from(r).ok()?, usize::try_from(c).ok()?])
+    };
+    let (Some([rank, k]), Some([n, rank_b]), Some(av), Some(bv)) =
+        (dims(a), dims(b), floats(a), floats(b))
+    else {
         bail!(
-            "{prefix}: low-rank factors are {:?} and {:?}, expected [r, k] and [n, r]",
-            a.shape(),
-            b.shape()
+            "{}: {LORA_A} and {LORA_B} must be 2-d f32 tensors",
+            node.name
         );
     };
     ensure!(
-        ka == k && nb == n && rank_b == rank,
-        "{prefix}: low-rank factors are {:?} and {:?} for a [{k}, {n}] projection",
-        a.shape(),
-        b.shape()
+        rank == rank_b && av.len() == rank * k && bv.len() == n * rank,
+        "{}: low-rank factors are {:?} and {:?}, expected [r, k] and [n, r]",
+        node.name,
+        a.dims,
+        b.dims
     );
-    let (a, b) = (a.try_as_plain_ram()?, b.try_as_plain_ram()?);
-    Ok(Some(Arc::new(LowRank::new(
-        rank,
-        k,
-        n,
-        a.as_slice::<f32>()?,
-        b.as_slice::<f32>()?,
-    ))))
+    Ok(Some(Factors(Arc::new(LowRank::new(rank, k, n, &av, &bv)))))
+}
+
+/// A low-rank term carried by an expansion; the same term is the same op.
+#[derive(Debug, Clone)]
+struct Factors(Arc<LowRank>);
+
+impl PartialEq for Factors {
+    fn eq(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.0, &other.0)
+    }
+}
+impl Eq for Factors {}
+impl std::hash::Hash for Factors {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        (self.0.rank, self.0.k, self.0.n).hash(state);
+    }
+}
+
+/// The term for a `[k, n]` projection, whose shape it must fit.
+fn side_for(
+    prefix: &str,
+    factors: &Option<Factors>,
+    (k, n): (usize, usize),
+) -> TractResult<Option<Arc<LowRank>>> {
+    let Some(Factors(side)) = factors else {
+        return Ok(None);
+    };
+    ensure!(
+        side.k == k && side.n == n,
+        "{prefix}: a low-rank term of [{}, {}] for a [{k}, {n}] projection",
+        side.k,
+        side.n
+    );
+    Ok(Some(side.clone()))
 }
 
 /// Input `outlet`'s constant value.
@@ -124,10 +165,7 @@ impl Expansion for Int8MatMul {
         inputs: &'p [TensorProxy],
         outputs: &'p [TensorProxy],
     ) -> InferenceResult {
-        ensure!(
-            inputs.len() == 3 || inputs.len() == 5,
-            "{INT8_MATMUL} takes 3 inputs, or 5 with an adapter's factors"
-        );
+        check_input_arity(inputs, 3)?;
         s.equals(&inputs[2].datum_type, f32::datum_type())?;
         projection_rules(s, inputs, outputs, i8::datum_type())
     }
@@ -163,7 +201,7 @@ impl Expansion for Int8MatMul {
             len => bail!("{prefix}: {len} scales for {n} output features"),
         };
         let weights = Weights::Int16(Arc::new(Int16Weights::from_int8(q, k, n, scales)));
-        let side = low_rank(prefix, model, inputs, 3, (k, n))?;
+        let side = side_for(prefix, &self.low_rank, (k, n))?;
         let linear = PackedLinear::new(prefix, weights, (k, n), side, isa()?);
         model.wire_node(prefix, linear, &inputs[..1])
     }
@@ -172,18 +210,20 @@ impl Expansion for Int8MatMul {
 /// The op builder registered for [`INT8_MATMUL`] in the encoder's ONNX parser.
 pub(crate) fn parse_int8_matmul(
     _ctx: &ParsingContext,
-    _node: &NodeProto,
+    node: &NodeProto,
 ) -> TractResult<(Box<dyn InferenceOp>, Vec<String>)> {
-    Ok((expand(Int8MatMul), vec![]))
+    let low_rank = low_rank(node)?;
+    Ok((expand(Int8MatMul { low_rank }), vec![]))
 }
 
 /// `x · W` over the last axis of `x` on the integer kernels, for f32 constant weights `W`
-/// (`[k, n]`) that an ONNX-file pass marked: an adapter's target (inputs 3 and 4 its factors),
+/// (`[k, n]`) that an ONNX-file pass marked: an adapter's target (its factors in attributes),
 /// or a `quantize_dynamic` projection, whose attribute `u8_activations` asks for 8-bit
 /// activations where the CPU has VNNI.
 #[derive(Debug, Clone, Hash, PartialEq, Eq)]
 struct IntegerMatMul {
     u8_activations: bool,
+    low_rank: Option<Factors>,
 }
 
 impl Expansion for IntegerMatMul {
@@ -197,10 +237,7 @@ impl Expansion for IntegerMatMul {
         inputs: &'p [TensorProxy],
         outputs: &'p [TensorProxy],
     ) -> InferenceResult {
-        ensure!(
-            inputs.len() == 2 || inputs.len() == 4,
-            "{INTEGER_MATMUL} takes 2 inputs, or 4 with an adapter's factors"
-        );
+        check_input_arity(inputs, 2)?;
         projection_rules(s, inputs, outputs, f32::datum_type())
     }
 
@@ -219,7 +256,7 @@ impl Expansion for IntegerMatMul {
         let values = w.try_as_plain_ram()?;
         let weights = Weights::integer(values.as_slice::<f32>()?, k, n, self.u8_activations, isa)
             .with_context(|| format!("{prefix}: weights hold a non-finite value"))?;
-        let side = low_rank(prefix, model, inputs, 2, (k, n))?;
+        let side = side_for(prefix, &self.low_rank, (k, n))?;
         let linear = PackedLinear::new(prefix, weights, (k, n), side, isa);
         model.wire_node(prefix, linear, &inputs[..1])
     }
@@ -231,5 +268,12 @@ pub(crate) fn parse_integer_matmul(
     node: &NodeProto,
 ) -> TractResult<(Box<dyn InferenceOp>, Vec<String>)> {
     let u8_activations = node.get_attr_opt::<i64>(U8_ACTIVATIONS)?.unwrap_or(0) != 0;
-    Ok((expand(IntegerMatMul { u8_activations }), vec![]))
+    let low_rank = low_rank(node)?;
+    Ok((
+        expand(IntegerMatMul {
+            u8_activations,
+            low_rank,
+        }),
+        vec![],
+    ))
 }

@@ -10,11 +10,11 @@
 //!
 //! - [`merge`] (the exact mode): the merged weight is `W + (B·A)ᵀ` (ONNX's `W` is `[in, out]`).
 //! - [`attach`] (integer mode): `W` stays as it is, so an int8 grid stays exact, and `A`, `B`
-//!   become two more inputs of the projection, now a marked op
+//!   become tensor attributes of the projection, now a marked op
 //!   ([`crate::graph::ops::projection`]) that adds their term in f32.
 
 use crate::error::{ErrorKind, RuntimeError};
-use crate::graph::ops::projection::{INT8_MATMUL, INTEGER_MATMUL};
+use crate::graph::ops::projection::{INT8_MATMUL, INTEGER_MATMUL, LORA_A, LORA_B};
 use crate::onnx::proto::{Initializers, ONNX_FLOAT, ONNX_INT8, floats, le_bytes};
 use emotions_adapter::{LoraAdapter, LowRankDelta};
 use std::collections::HashMap;
@@ -160,9 +160,8 @@ pub(crate) fn attach(
         .ok_or_else(|| adapter_error(origin, "the model has no graph"))?;
     let weights = matched_weights(graph, adapter, origin)?;
     let mut attached = 0;
-    for (index, (delta, w_ix)) in adapter.deltas.iter().zip(weights).enumerate() {
+    for (delta, w_ix) in adapter.deltas.iter().zip(weights) {
         let w = graph.initializer[w_ix].name.clone();
-        let (a, b) = factors(&w, index, delta);
         for node in graph.node.iter_mut().filter(|n| is_projection(n)) {
             if node.input.get(1) != Some(&w) {
                 continue;
@@ -171,26 +170,28 @@ pub(crate) fn attach(
                 node.op_type = INTEGER_MATMUL.into();
                 node.domain.clear();
             }
-            node.input.extend([a.name.clone(), b.name.clone()]);
+            node.attribute.extend(factors(delta));
             attached += 1;
         }
-        graph.initializer.extend([a, b]);
     }
     Ok(attached)
 }
 
-/// Delta `index`'s `A` and `B` as initializers, named after the weight `w` (unique in the
-/// graph, as `w` is).
-fn factors(w: &str, index: usize, delta: &LowRankDelta) -> (pb::TensorProto, pb::TensorProto) {
-    let factor = |part: &str, dims: [usize; 2], values: &[f32]| pb::TensorProto {
-        name: format!("{w}.adapter_{index}.{part}"),
-        dims: dims.iter().map(|&d| d as i64).collect(),
-        data_type: ONNX_FLOAT,
-        raw_data: le_bytes(values),
+/// A delta's `A` and `B` as the marked projection's tensor attributes.
+fn factors(delta: &LowRankDelta) -> [pb::AttributeProto; 2] {
+    let factor = |name: &str, dims: [usize; 2], values: &[f32]| pb::AttributeProto {
+        name: name.into(),
+        r#type: pb::attribute_proto::AttributeType::Tensor as i32,
+        t: Some(pb::TensorProto {
+            dims: dims.iter().map(|&d| d as i64).collect(),
+            data_type: ONNX_FLOAT,
+            raw_data: le_bytes(values),
+            ..Default::default()
+        }),
         ..Default::default()
     };
-    (
-        factor("lora_A", [delta.rank, delta.inputs], &delta.a),
-        factor("lora_B", [delta.outputs, delta.rank], &delta.b),
-    )
+    [
+        factor(LORA_A, [delta.rank, delta.inputs], &delta.a),
+        factor(LORA_B, [delta.outputs, delta.rank], &delta.b),
+    ]
 }

@@ -1,5 +1,5 @@
 //! Rewrites of the decoded ONNX file, before tract parses it. They mark what the ops should do
-//! with op types, attributes and extra inputs ([`super::ops::projection`],
+//! with op types and attributes ([`super::ops::projection`],
 //! [`super::ops::layer_norm`]), never with node names. [`super::pipeline`] runs them in order.
 
 pub(crate) mod adapter;
