@@ -121,8 +121,11 @@ impl Error {
                 kind: ErrorKind::NonFinite { .. } | ErrorKind::InputLength { .. },
                 ..
             })
+            // A text the tokenizer refuses, or one with no tokens to pool.
             | Error::Encoder(emotions_encoder::EncoderError {
-                kind: emotions_encoder::EncoderErrorKind::Tokenize { .. },
+                kind:
+                    emotions_encoder::EncoderErrorKind::Tokenize { .. }
+                    | emotions_encoder::EncoderErrorKind::NoTokens { .. },
                 ..
             }) => BackendError::Input(Box::new(self)),
             other => BackendError::Model(Box::new(other)),

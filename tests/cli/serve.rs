@@ -248,3 +248,33 @@ fn sigterm_shuts_down_gracefully() {
     let exit = server.child.wait().unwrap();
     assert!(exit.success(), "{exit:?}");
 }
+
+/// An empty text through a tokenizer that adds no special tokens has nothing to pool: the
+/// client's fault, a 4xx JSON error like every other bad input, not a 500.
+#[test]
+fn a_text_with_no_tokens_is_a_client_error() {
+    let s = Scratch::new("serve-no-tokens");
+    let dir = s.path("enc");
+    minilm_copy(&dir, |f, text| {
+        if f != "tokenizer.json" {
+            return text;
+        }
+        let mut v: serde_json::Value = serde_json::from_str(&text).unwrap();
+        v["post_processor"] = serde_json::Value::Null;
+        v.to_string()
+    });
+    let server = Server::start(&["--encoder", dir.to_str().unwrap()]);
+    for (path, body) in [
+        ("/classify", r#"{"inputs": ["fine", ""]}"#),
+        ("/embed", r#"{"inputs": ""}"#),
+        ("/predict", r#"{"inputs": ""}"#),
+    ] {
+        let (status, answer) = server.request("POST", path, body.as_bytes());
+        assert_eq!(status, 422, "{path}: {answer}");
+        let v: serde_json::Value = serde_json::from_str(&answer).unwrap();
+        assert_eq!(v["error_type"], "invalid_input", "{path}: {answer}");
+        assert!(answer.contains("has no tokens"), "{path}: {answer}");
+    }
+    let (status, _) = server.request("POST", "/classify", br#"{"inputs": "fine"}"#);
+    assert_eq!(status, 200);
+}

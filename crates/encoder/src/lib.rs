@@ -425,12 +425,10 @@ impl Encoder {
             let beside = scope.spawn(|| {
                 // tokenizers panics on some malformed files (found by fuzzing: a broken
                 // "decoder").
-                let tokenizer = std::panic::catch_unwind(|| {
+                let tokenizer = emotions_runtime::catch_panic(|| {
                     tokenizers::Tokenizer::from_bytes(files.tokenizer_json)
                 })
-                .unwrap_or_else(|panic| {
-                    Err(emotions_runtime::panic_message(panic.as_ref()).into())
-                });
+                .unwrap_or_else(|message| Err(message.into()));
                 (
                     tokenizer,
                     fingerprint.unwrap_or_else(|| self::fingerprint(&files)),
@@ -594,14 +592,9 @@ impl Encoder {
 
     /// Tokenizes text number `index` (named in errors); a panic in the tokenizer is an error.
     fn encode(&self, index: usize, text: &str) -> Result<Tokens, EncoderError> {
-        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            self.encode_unguarded(index, text)
-        }))
-        .unwrap_or_else(|panic| {
-            Err(EncoderError::bare(EncoderErrorKind::Crashed {
-                message: emotions_runtime::panic_message(panic.as_ref()),
-            }))
-        })
+        emotions_runtime::catch_panic(|| self.encode_unguarded(index, text)).unwrap_or_else(
+            |message| Err(EncoderError::bare(EncoderErrorKind::Crashed { message })),
+        )
     }
 
     fn encode_unguarded(&self, index: usize, text: &str) -> Result<Tokens, EncoderError> {

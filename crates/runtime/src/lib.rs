@@ -42,7 +42,7 @@ mod testing;
 
 pub use emotions_adapter::{AdapterError, LoraAdapter, LowRankDelta};
 pub use emotions_kernels::{
-    Isa, IsaClass, limit_heap_arenas, panic_message, release_free_memory, set_threads,
+    Isa, IsaClass, catch_panic, limit_heap_arenas, panic_message, release_free_memory, set_threads,
     single_threaded,
 };
 pub use error::{ErrorKind, RuntimeError, TractError};
