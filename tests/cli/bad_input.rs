@@ -201,3 +201,28 @@ fn top_k_outside_1_to_28_is_refused() {
     let labels = &json_lines(&ok(o))[0]["labels"];
     assert_eq!(labels.as_array().map(Vec::len), Some(28));
 }
+
+/// Every numeric flag has a range that means something, checked before anything starts: a
+/// value past it is a usage error (exit 2) naming the flag, not an allocation failure, a panic
+/// after "serving on", or a server whose every request times out.
+#[test]
+fn numeric_flags_out_of_range_are_refused_up_front() {
+    for args in [
+        &["embed", "--text", "hi", "--batch-size", "1000000"][..],
+        &["serve", "--max-concurrent", "2305843009213693952"][..],
+        &["serve", "--batch-wait-ms", "18446744073709551615"][..],
+        &["serve", "--max-batch", "0"][..],
+        &["serve", "--max-inputs", "1000000"][..],
+        &["serve", "--max-body-bytes", "99999999999"][..],
+    ] {
+        let o = run(args, None);
+        assert_eq!(o.status.code(), Some(2), "{args:?}: {}", stderr(&o));
+        let flag = args[args.len() - 2];
+        assert!(stderr(&o).contains(flag), "{args:?}: {}", stderr(&o));
+        assert!(
+            !stderr(&o).contains("serving on"),
+            "{args:?}: {}",
+            stderr(&o)
+        );
+    }
+}

@@ -122,9 +122,10 @@ struct EncoderArgs {
     /// kernels (attention blocks matched of those found, GELU, projections).
     #[arg(long, short = 'v')]
     verbose: bool,
-    /// Texts per encoder forward pass.
+    /// Texts per encoder forward pass (1 to 1024; a batch also holds at most N × 64 padded
+    /// tokens).
     #[arg(long, value_name = "N", default_value_t = 32,
-          value_parser = clap::value_parser!(u32).range(1..))]
+          value_parser = clap::value_parser!(u32).range(1..=1024))]
     batch_size: u32,
     /// Threads for the encoder and the head. Default: the number of cores.
     #[arg(long, value_name = "N",
@@ -295,24 +296,26 @@ struct ServeArgs {
     /// Address to listen on.
     #[arg(long, value_name = "HOST:PORT", default_value = "127.0.0.1:8080")]
     addr: String,
-    /// Texts or embedding rows per request at most.
-    #[arg(long, value_name = "N", default_value_t = 64, value_parser = at_least_one)]
+    /// Texts or embedding rows per request at most (1 to 100,000).
+    #[arg(long, value_name = "N", default_value_t = 64, value_parser = count(1, 100_000))]
     max_inputs: usize,
-    /// Characters per text at most; longer texts are cut (the encoder truncates to its
-    /// max_seq_length tokens in any case).
-    #[arg(long, value_name = "N", default_value_t = 10_000, value_parser = at_least_one)]
+    /// Characters per text at most, 1 to 10,000,000; longer texts are cut (the encoder
+    /// truncates to its max_seq_length tokens in any case).
+    #[arg(long, value_name = "N", default_value_t = 10_000, value_parser = count(1, 10_000_000))]
     max_text_chars: usize,
-    /// Request body size at most.
-    #[arg(long, value_name = "BYTES", default_value_t = 1 << 20, value_parser = at_least_one)]
+    /// Request body size at most (1 byte to 1 GiB).
+    #[arg(long, value_name = "BYTES", default_value_t = 1 << 20, value_parser = count(1, 1 << 30))]
     max_body_bytes: usize,
-    /// Requests in flight at once; more get 429.
-    #[arg(long, value_name = "N", default_value_t = 64, value_parser = at_least_one)]
+    /// Requests in flight at once (1 to 65,536); more get 429.
+    #[arg(long, value_name = "N", default_value_t = 64, value_parser = count(1, 65_536))]
     max_concurrent: usize,
-    /// Texts per encoder call when batching concurrent requests.
-    #[arg(long, value_name = "N", default_value_t = 64, value_parser = at_least_one)]
+    /// Texts per encoder call when batching concurrent requests (1 to 1024).
+    #[arg(long, value_name = "N", default_value_t = 64, value_parser = count(1, 1024))]
     max_batch: usize,
-    /// How long to wait for more requests to batch, in milliseconds.
-    #[arg(long, value_name = "MS", default_value_t = 2)]
+    /// How long to wait for more requests to batch, in milliseconds (0 to 1000: a longer wait
+    /// would hold every request for it).
+    #[arg(long, value_name = "MS", default_value_t = 2,
+          value_parser = clap::value_parser!(u64).range(0..=1000))]
     batch_wait_ms: u64,
     /// Seconds a client may take to send a request's headers; then the connection is closed.
     #[arg(long, value_name = "S", default_value_t = 10, value_parser = seconds)]
@@ -341,11 +344,12 @@ fn seconds(s: &str) -> Result<u64, String> {
     }
 }
 
-/// A count flag of at least 1.
-fn at_least_one(s: &str) -> Result<usize, String> {
-    match s.parse::<usize>() {
-        Ok(0) => Err("must be at least 1".into()),
-        Ok(n) => Ok(n),
+/// A count flag from `lo` to `hi`: past `hi` it means nothing here, and only exhausts memory
+/// or overflows a limit downstream.
+fn count(lo: usize, hi: usize) -> impl Fn(&str) -> Result<usize, String> + Clone + Send + Sync {
+    move |s| match s.parse::<usize>() {
+        Ok(n) if (lo..=hi).contains(&n) => Ok(n),
+        Ok(n) => Err(format!("expected {lo} to {hi}, found {n}")),
         Err(e) => Err(e.to_string()),
     }
 }
