@@ -735,7 +735,7 @@ mod tests {
         let e = err(&[&train[..], &["--class-weight", "heavy"]].concat());
         assert!(e.contains("none") && e.contains("balanced"), "{e}");
         assert!(err(&[&train[..], &["--c", "1,2"]].concat()).contains("expected 1 or 28"));
-        assert!(err(&["serve", "--max-batch", "0"]).contains("at least 1"));
+        assert!(err(&["serve", "--max-batch", "0"]).contains("expected 1 to 1024, found 0"));
         assert!(err(&["classify"]).contains("nothing to classify"));
         assert!(err(&["embed", "--text", "x", "--output", "e.txt"]).contains(".npy"));
     }
