@@ -58,6 +58,9 @@ pub enum KernelErrorKind {
         #[source]
         source: rayon::ThreadPoolBuildError,
     },
+    /// A kernel was handed slices or tensors of the wrong sizes (a caller's bug).
+    #[error("{message}")]
+    Operands { message: String },
     /// tract-linalg's own kernels (erf, the f32 matmul) failed.
     #[error("tract-linalg failed: {message}")]
     Linalg { message: String },

@@ -6,7 +6,7 @@
 //! [`F32Weights::pack`] asks tract-linalg once for the kernel a concrete plan would use, packs
 //! the weights for it, and [`F32Weights::run`] runs any row count with them.
 
-use crate::KernelError;
+use crate::{KernelError, KernelErrorKind};
 use std::sync::Arc;
 use tract_data::internal::TensorView;
 use tract_data::prelude::*;
@@ -85,10 +85,12 @@ impl F32Weights {
             && residual.is_none_or(|r| f32_of(r, m * self.n))
             && bias.is_none_or(|b| f32_of(b, self.n));
         if !fits {
-            return Err(KernelError::linalg(format!(
-                "f32 rows: operands do not fit {m} rows of [{}, {}]",
-                self.k, self.n
-            )));
+            return Err(KernelError::new(KernelErrorKind::Operands {
+                message: format!(
+                    "f32 rows: operands do not fit {m} rows of [{}, {}]",
+                    self.k, self.n
+                ),
+            }));
         }
         let y: &Tensor = y;
         let rows = |first: usize, len: usize| {

@@ -6,6 +6,7 @@
 //! gets its rows back on its own channel.
 
 use crate::backend::{Backend, BackendError};
+use crate::config::ServerConfig;
 use crate::metrics::Metrics;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -34,20 +35,15 @@ pub(crate) struct Batcher {
     alive: Arc<AtomicBool>,
 }
 
-/// How the batcher groups jobs.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct Batching {
-    pub(crate) max_batch: usize,
-    pub(crate) batch_wait: Duration,
-}
-
 impl Batcher {
-    /// Starts the batcher's thread.
+    /// Starts the batcher's thread, grouping up to `config.max_batch` texts for at most
+    /// `config.batch_wait`.
     pub(crate) fn start(
         backend: Arc<dyn Backend>,
-        batching: Batching,
+        config: &ServerConfig,
         metrics: Arc<Metrics>,
     ) -> std::io::Result<Batcher> {
+        let (max_batch, batch_wait) = (config.max_batch, config.batch_wait);
         let (jobs, rx) = mpsc::channel::<Job>(1024);
         let alive = Arc::new(AtomicBool::new(true));
         let flag = alive.clone();
@@ -62,7 +58,7 @@ impl Batcher {
                     }
                 }
                 let _alive = Alive(flag);
-                run(rx, &*backend, batching, &metrics);
+                run(rx, &*backend, (max_batch, batch_wait), &metrics);
             })?;
         Ok(Batcher { jobs, alive })
     }
@@ -86,7 +82,12 @@ impl Batcher {
 
 /// Collects jobs for up to `batch_wait` (or `max_batch` texts), embeds them in one call, and
 /// hands each job its rows. Ends when every sender is gone.
-fn run(mut rx: mpsc::Receiver<Job>, backend: &dyn Backend, batching: Batching, metrics: &Metrics) {
+fn run(
+    mut rx: mpsc::Receiver<Job>,
+    backend: &dyn Backend,
+    (max_batch, batch_wait): (usize, Duration),
+    metrics: &Metrics,
+) {
     // A runtime of this thread's own, for the deadline: the embedding itself blocks this
     // thread, never the server's.
     let Ok(runtime) = tokio::runtime::Builder::new_current_thread()
@@ -100,8 +101,8 @@ fn run(mut rx: mpsc::Receiver<Job>, backend: &dyn Backend, batching: Batching, m
         while let Some(first) = rx.recv().await {
             let mut jobs = vec![first];
             let mut count = jobs[0].texts.len();
-            let deadline = tokio::time::Instant::now() + batching.batch_wait;
-            while count < batching.max_batch {
+            let deadline = tokio::time::Instant::now() + batch_wait;
+            while count < max_batch {
                 match tokio::time::timeout_at(deadline, rx.recv()).await {
                     Ok(Some(job)) => {
                         count += job.texts.len();

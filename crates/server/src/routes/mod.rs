@@ -10,7 +10,7 @@ pub(crate) mod openapi;
 pub(crate) mod tei;
 
 use crate::backend::{Backend, BackendError};
-use crate::batcher::{Batcher, Batching, Closed, no_panic};
+use crate::batcher::{Batcher, Closed, no_panic};
 use crate::compat::{self, FunctionToApply, LabelScore, TextInputs};
 use crate::config::ServerConfig;
 use crate::metrics::Metrics;
@@ -39,11 +39,7 @@ pub(crate) struct AppState {
 /// cannot be started.
 pub fn router(backend: Arc<dyn Backend>, config: ServerConfig) -> std::io::Result<Router> {
     let metrics = Arc::new(Metrics::default());
-    let batching = Batching {
-        max_batch: config.max_batch,
-        batch_wait: config.batch_wait,
-    };
-    let batcher = Batcher::start(backend.clone(), batching, metrics.clone())?;
+    let batcher = Batcher::start(backend.clone(), &config, metrics.clone())?;
     let state = Arc::new(AppState {
         backend,
         permits: Semaphore::new(config.max_concurrent),
