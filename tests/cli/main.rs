@@ -3,6 +3,7 @@
 mod bad_input;
 mod classify_embeddings;
 mod compat;
+mod durable;
 mod encoders;
 mod isa;
 mod layout;

@@ -166,7 +166,12 @@ impl EncoderAdapter {
     /// Reads an adapter file.
     pub fn from_file(path: impl AsRef<Path>) -> Result<Self, EncoderError> {
         let path = path.as_ref();
-        let bytes = std::fs::read(path).map_err(|source| {
+        let bytes = emotions_io::read_capped(
+            path,
+            emotions_runtime::limits::MAX_ADAPTER_FILE_BYTES,
+            "a LoRA adapter",
+        )
+        .map_err(|source| {
             EncoderError::new(path.display().to_string(), EncoderErrorKind::Io { source })
         })?;
         Self::from_bytes(&bytes, &path.display().to_string())
@@ -323,8 +328,21 @@ impl Encoder {
                     )
                 })?,
         };
+        // Each file is capped by what it can need: the model by protobuf's limit, the
+        // tokenizer (a 250k-word multilingual vocabulary is 17 MB) and the small JSON files.
         let read = |p: PathBuf| {
-            std::fs::read(&p).map_err(|source| {
+            let name = p.file_name().and_then(|n| n.to_str()).unwrap_or("");
+            let (cap, what) = if name.ends_with(".onnx") {
+                (
+                    emotions_runtime::limits::MAX_ENCODER_FILE_BYTES,
+                    "an ONNX encoder",
+                )
+            } else if name == "tokenizer.json" {
+                (64 << 20, "a tokenizer")
+            } else {
+                (1 << 20, "a configuration file")
+            };
+            emotions_io::read_capped(&p, cap, what).map_err(|source| {
                 EncoderError::new(p.display().to_string(), EncoderErrorKind::Io { source })
             })
         };
@@ -609,12 +627,16 @@ impl Encoder {
     }
 
     /// The text's truncated encoding, from only as much of a long text as truncation keeps,
-    /// so that a 50 MB line is not tokenised whole for its first 256 tokens.
+    /// so that a 100 MB line is not tokenised whole for its first 256 tokens.
     ///
     /// A prefix cut just before a whitespace character tokenises to a prefix of the whole
     /// text's tokens (normalisers work per character; pre-tokenisers split at whitespace, or
     /// start a word with it). When such a prefix already overflows the truncation length, the
     /// kept tokens all lie inside it, and its encoding is exactly the whole text's.
+    ///
+    /// A run of more than [`MAX_RUN_BYTES`] without whitespace (or of whitespace) is read as
+    /// its first [`MAX_RUN_BYTES`]: no word is that long, a WordPiece vocabulary reads such a
+    /// run as one `[UNK]` either way, and it is what would otherwise be tokenised whole.
     fn truncated_encoding(
         &self,
         index: usize,
@@ -626,21 +648,27 @@ impl Encoder {
                 .encode_fast(t, true)
                 .map_err(|source| EncoderError::bare(EncoderErrorKind::Tokenize { index, source }))
         };
+        if text.len() <= FIRST_TRY {
+            return encode(text);
+        }
+        let mut runs = CappedRuns { text, at: 0 };
+        let mut kept = String::new();
         let mut budget = FIRST_TRY;
-        while budget < text.len() {
-            let mut end = budget;
-            while !text.is_char_boundary(end) {
-                end -= 1;
+        loop {
+            while kept.len() < budget {
+                match runs.next() {
+                    Some(run) => kept.push_str(run),
+                    None => return encode(&kept),
+                }
             }
-            if let Some(cut) = text[..end].rfind(char::is_whitespace).filter(|&c| c > 0) {
-                let enc = encode(&text[..cut])?;
+            if let Some(cut) = kept.rfind(char::is_whitespace).filter(|&c| c > 0) {
+                let enc = encode(&kept[..cut])?;
                 if !enc.get_overflowing().is_empty() {
                     return Ok(enc);
                 }
             }
             budget *= 4;
         }
-        encode(text)
     }
 
     /// Embeds texts: `texts.len() * dim()` values, row `i` for text `i`.
@@ -788,6 +816,36 @@ impl Encoder {
 /// Splits `order` (longest first) into batches of at most `most` texts and at most
 /// `most` × [`TOKENS_PER_TEXT`] padded tokens, so that a batch of long texts takes no more
 /// memory than one of typical texts: peak memory stays flat over any input.
+/// The longest run of non-whitespace (or of whitespace) characters a text is read with.
+pub const MAX_RUN_BYTES: usize = 1 << 14;
+
+/// A text's maximal runs of whitespace and of non-whitespace characters, in order, each cut to
+/// its first [`MAX_RUN_BYTES`] (at a character boundary).
+struct CappedRuns<'t> {
+    text: &'t str,
+    at: usize,
+}
+
+impl<'t> Iterator for CappedRuns<'t> {
+    type Item = &'t str;
+
+    fn next(&mut self) -> Option<&'t str> {
+        let rest = &self.text[self.at..];
+        let first = rest.chars().next()?;
+        let space = first.is_whitespace();
+        let len = rest
+            .char_indices()
+            .find(|(_, c)| c.is_whitespace() != space)
+            .map_or(rest.len(), |(i, _)| i);
+        let mut end = len.min(MAX_RUN_BYTES);
+        while !rest.is_char_boundary(end) {
+            end -= 1;
+        }
+        self.at += len;
+        Some(&rest[..end])
+    }
+}
+
 fn split_batches(
     order: &[usize],
     len: impl Fn(usize) -> usize,
@@ -849,6 +907,27 @@ fn hash_parts(parts: &[&[u8]]) -> String {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn runs_are_cut_and_short_runs_kept_whole() {
+        use super::{CappedRuns, MAX_RUN_BYTES};
+        let text = "a  bc\té";
+        let runs: Vec<&str> = CappedRuns { text, at: 0 }.collect();
+        assert_eq!(runs, ["a", "  ", "bc", "\t", "é"]);
+        let long = format!(
+            "x {} y{}",
+            "é".repeat(MAX_RUN_BYTES),
+            " ".repeat(MAX_RUN_BYTES + 3)
+        );
+        let runs: Vec<&str> = CappedRuns { text: &long, at: 0 }.collect();
+        assert_eq!(runs.len(), 6);
+        assert_eq!(
+            runs[2].len(),
+            MAX_RUN_BYTES,
+            "é is 2 bytes: cut at a boundary"
+        );
+        assert_eq!(runs[4], "y");
+        assert_eq!(runs[5].len(), MAX_RUN_BYTES);
+    }
     use super::*;
 
     #[test]

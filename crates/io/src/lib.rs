@@ -19,13 +19,95 @@
 
 #![forbid(unsafe_code)]
 
-use std::io::BufRead;
+use std::io::{BufRead, Read};
 use std::path::Path;
 
 mod npy;
 mod stream;
 pub use npy::{NpyWriter, read_npy_f32, read_npy_file, write_npy_f32};
-pub use stream::{JsonlRows, NpyRows, Rows, TextRows, embedding_rows, text_rows};
+pub use stream::{
+    JsonlRows, MAX_TEXT_LINE_BYTES, NpyRows, Rows, TextRows, embedding_rows,
+    max_embedding_line_bytes, text_rows,
+};
+
+/// Reads a whole side file (a model, a thresholds file, a tokenizer) of at most `cap` bytes:
+/// a longer one (or a device such as `/dev/zero`) is refused after `cap + 1` bytes, never
+/// read to its end. `what` names what the file should be, for the error, which is an
+/// `InvalidData` I/O error, so that each crate reports it as it reports any read failure.
+pub fn read_capped(path: &Path, cap: u64, what: &str) -> std::io::Result<Vec<u8>> {
+    let file = std::fs::File::open(path)?;
+    let too_long = || {
+        std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            format!("longer than {cap} bytes, the most {what} can need; stopped reading there"),
+        )
+    };
+    // A regular file says its length: refuse it before reading a byte.
+    if let Ok(meta) = file.metadata()
+        && meta.is_file()
+        && meta.len() > cap
+    {
+        return Err(too_long());
+    }
+    let mut bytes = Vec::new();
+    file.take(cap + 1).read_to_end(&mut bytes)?;
+    if bytes.len() as u64 > cap {
+        return Err(too_long());
+    }
+    Ok(bytes)
+}
+
+/// Reopens a JSON Lines output an interrupted run left, to append to it: its complete lines
+/// are kept, a cut last line is dropped. A missing file is created. Returns the file, placed
+/// at its end, and the number of lines kept, which is how many input rows to skip.
+pub fn resume_lines(path: &Path) -> Result<(std::fs::File, usize), IoError> {
+    use std::io::Seek;
+    let origin = path.display().to_string();
+    let mut file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(path)
+        .map_err(|e| IoError::io(&origin, e))?;
+    let (mut lines, mut kept, mut at) = (0usize, 0u64, 0u64);
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = match file.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(IoError::io(&origin, e)),
+        };
+        for (i, _) in buf[..n].iter().enumerate().filter(|(_, b)| **b == b'\n') {
+            lines += 1;
+            kept = at + i as u64 + 1;
+        }
+        at += n as u64;
+    }
+    file.set_len(kept).map_err(|e| IoError::io(&origin, e))?;
+    file.seek(std::io::SeekFrom::End(0))
+        .map_err(|e| IoError::io(&origin, e))?;
+    Ok((file, lines))
+}
+
+/// Whether two paths name the same file (device and inode, through links); `false` when
+/// either does not exist.
+pub fn is_same_file(a: &Path, b: &Path) -> bool {
+    let (Ok(ma), Ok(mb)) = (std::fs::metadata(a), std::fs::metadata(b)) else {
+        return false;
+    };
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt;
+        ma.dev() == mb.dev() && ma.ino() == mb.ino()
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = (ma, mb);
+        matches!((a.canonicalize(), b.canonicalize()), (Ok(x), Ok(y)) if x == y)
+    }
+}
 
 /// Everything that can go wrong reading or writing `emotions` files: the file (or `-`) and
 /// what went wrong. Displays as `origin: kind`.
@@ -99,6 +181,12 @@ pub enum IoErrorKind {
     Npy { message: String },
     #[error("expected {expected} columns, found {found}")]
     Columns { expected: usize, found: usize },
+    #[error("line {line}: longer than {cap} bytes, {what}; stopped reading there")]
+    LineTooLong {
+        line: usize,
+        cap: usize,
+        what: String,
+    },
 }
 
 /// A dense row-major `[rows, dim]` f32 matrix of embeddings.
@@ -182,9 +270,10 @@ pub fn read_embeddings_jsonl(
     let mut dim = expected_dim;
     let mut data = Vec::new();
     let mut rows = 0;
-    for (i, line) in reader.split(b'\n').enumerate() {
-        let line = line.map_err(|e| IoError::io(origin, e))?;
-        parse_embedding_line(&line, origin, i + 1, &mut dim, &mut data)?;
+    for row in JsonlRows::new(reader, origin, expected_dim) {
+        let row = row?;
+        dim.get_or_insert(row.len());
+        data.extend_from_slice(&row);
         rows += 1;
     }
     let dim = dim.unwrap_or(0);

@@ -246,6 +246,29 @@ pub fn read_npy_file(path: &Path) -> Result<Embeddings, IoError> {
     finish(data, &h, origin)
 }
 
+/// The rest of a stream after its header, read once (a pipe cannot be reopened), as the whole
+/// array: for a Fortran-order array, whose rows are not contiguous. Memory grows with the bytes
+/// that are there, not with the rows the header claims.
+pub(crate) fn read_rest(
+    reader: &mut impl Read,
+    h: &Header,
+    origin: &str,
+) -> Result<Embeddings, IoError> {
+    let len = h.data_len();
+    let mut body = Vec::new();
+    reader
+        .take(len as u64 + 1)
+        .read_to_end(&mut body)
+        .map_err(|e| IoError::io(origin, e))?;
+    if body.len() != len {
+        return Err(size_error(origin, h, body.len()));
+    }
+    let mut data = vec![0f32; h.rows * h.dim];
+    decode_into(&body, h, &mut data, 0, origin)?;
+    drop(body);
+    finish(data, h, origin)
+}
+
 /// Reads and parses the header from the start of a stream, leaving it at the first data byte.
 pub(crate) fn read_header(reader: &mut impl Read, origin: &str) -> Result<Header, IoError> {
     let truncated = |e: std::io::Error| {
@@ -292,8 +315,11 @@ pub(crate) fn decode_row(
 }
 
 /// Writes a `[rows, cols]` f32 `.npy` row block by row block when the number of rows is not
-/// known up front: the header is written with room for any count and rewritten by
-/// [`NpyWriter::finish`]. The file must be seekable (a regular file, not a pipe).
+/// known up front: the header has room for any count, and [`NpyWriter::commit`] rewrites it
+/// with the rows written so far. The file must be seekable (a regular file, not a pipe).
+///
+/// A run killed between commits leaves a valid `.npy` of every committed row (and perhaps
+/// some bytes after them, which numpy ignores and [`NpyWriter::resume`] cuts off).
 pub struct NpyWriter {
     file: std::io::BufWriter<std::fs::File>,
     origin: String,
@@ -304,18 +330,22 @@ pub struct NpyWriter {
 /// Header bytes of a streamed `.npy`: enough for any row count, a multiple of 64.
 const STREAM_HEADER: usize = 128;
 
+fn not_seekable(origin: &str, e: std::io::Error) -> IoError {
+    npy_err(
+        origin,
+        format!(
+            "cannot seek ({e}): .npy output is written with its header patched after every chunk, so it needs a regular file, not a pipe; write JSON Lines to a pipe instead"
+        ),
+    )
+}
+
 impl NpyWriter {
     pub fn create(path: &Path, cols: usize) -> Result<Self, IoError> {
         use std::io::Seek;
         let origin = path.display().to_string();
         let mut file = std::fs::File::create(path).map_err(|e| IoError::io(&origin, e))?;
         if let Err(e) = file.seek(std::io::SeekFrom::Start(0)) {
-            return Err(npy_err(
-                &origin,
-                format!(
-                    "cannot seek ({e}): .npy output is written with its header patched at the end, so it needs a regular file, not a pipe; write JSON Lines to a pipe instead"
-                ),
-            ));
+            return Err(not_seekable(&origin, e));
         }
         let mut writer = NpyWriter {
             file: std::io::BufWriter::with_capacity(1 << 20, file),
@@ -325,6 +355,57 @@ impl NpyWriter {
         };
         writer.write_header()?;
         Ok(writer)
+    }
+
+    /// Reopens a `.npy` an interrupted run left, to append to it: its header's row count is
+    /// what is kept, and anything after those rows is cut off. A missing file is created.
+    /// [`NpyWriter::rows`] then says how many input rows to skip.
+    pub fn resume(path: &Path, cols: usize) -> Result<Self, IoError> {
+        use std::io::Seek;
+        let origin = path.display().to_string();
+        let mut file = match std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(path)
+        {
+            Ok(file) => file,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Self::create(path, cols),
+            Err(e) => return Err(IoError::io(&origin, e)),
+        };
+        let len = file.metadata().map_err(|e| IoError::io(&origin, e))?.len();
+        if len == 0 {
+            drop(file);
+            return Self::create(path, cols);
+        }
+        let h = read_header(&mut file, &origin)?;
+        if h.fortran || h.width != 4 || h.data_start != STREAM_HEADER {
+            return Err(npy_err(
+                &origin,
+                "cannot resume: not a .npy that emotions streams (f32, C order, 128-byte header)",
+            ));
+        }
+        if h.dim != cols {
+            return Err(IoError::new(
+                &origin,
+                IoErrorKind::Columns {
+                    expected: cols,
+                    found: h.dim,
+                },
+            ));
+        }
+        let end = (STREAM_HEADER + h.data_len()) as u64;
+        if len < end {
+            return Err(size_error(&origin, &h, len as usize - STREAM_HEADER));
+        }
+        file.set_len(end).map_err(|e| IoError::io(&origin, e))?;
+        file.seek(std::io::SeekFrom::End(0))
+            .map_err(|e| not_seekable(&origin, e))?;
+        Ok(NpyWriter {
+            file: std::io::BufWriter::with_capacity(1 << 20, file),
+            origin,
+            cols,
+            rows: h.rows,
+        })
     }
 
     fn write_header(&mut self) -> Result<(), IoError> {
@@ -344,7 +425,7 @@ impl NpyWriter {
             .map_err(|e| IoError::io(&self.origin, e))
     }
 
-    /// Appends rows (`data.len()` a multiple of the width).
+    /// Appends rows (`data.len()` a multiple of the width). They count once committed.
     pub fn write_rows(&mut self, data: &[f32]) -> Result<(), IoError> {
         if !data.len().is_multiple_of(self.cols.max(1)) {
             return Err(npy_err(
@@ -360,20 +441,31 @@ impl NpyWriter {
         Ok(())
     }
 
-    /// Rows written so far.
+    /// Rows written so far (with [`NpyWriter::resume`], those the file already held too).
     pub fn rows(&self) -> usize {
         self.rows
     }
 
-    /// Writes the final row count into the header and flushes: the file is then a complete
-    /// `.npy` of every row written.
-    pub fn finish(mut self) -> Result<(), IoError> {
+    /// Makes every row written so far part of the file: the rows reach the file first, then
+    /// the header that counts them, so that the header never counts a row that is not there.
+    pub fn commit(&mut self) -> Result<(), IoError> {
         use std::io::Seek;
-        self.file
-            .seek(std::io::SeekFrom::Start(0))
-            .map_err(|e| IoError::io(&self.origin, e))?;
+        let io = |e| IoError::io(&self.origin, e);
+        self.file.flush().map_err(io)?;
+        self.file.seek(std::io::SeekFrom::Start(0)).map_err(io)?;
         self.write_header()?;
-        self.file.flush().map_err(|e| IoError::io(&self.origin, e))
+        self.file
+            .flush()
+            .map_err(|e| IoError::io(&self.origin, e))?;
+        self.file
+            .seek(std::io::SeekFrom::End(0))
+            .map_err(|e| IoError::io(&self.origin, e))?;
+        Ok(())
+    }
+
+    /// Commits and closes: the file is then a complete `.npy` of every row written.
+    pub fn finish(mut self) -> Result<(), IoError> {
+        self.commit()
     }
 }
 
@@ -605,5 +697,38 @@ mod tests {
         let err = NpyWriter::create(&fifo, 2).err().unwrap();
         assert!(err.to_string().contains("needs a regular file"), "{err}");
         let _ = reader.join();
+    }
+}
+
+#[cfg(test)]
+mod fifo_tests {
+    #[test]
+    fn a_fortran_array_from_a_fifo_is_read_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let fifo = dir.path().join("f.npy");
+        let made = std::process::Command::new("mkfifo").arg(&fifo).status();
+        if !made.is_ok_and(|s| s.success()) {
+            return;
+        }
+        // [[1, 2, 3], [4, 5, 6]] in Fortran order: columns stored one after the other.
+        let header = "{'descr': '<f4', 'fortran_order': True, 'shape': (2, 3), }\n";
+        let mut bytes = super::MAGIC.to_vec();
+        bytes.extend_from_slice(&[1, 0]);
+        bytes.extend_from_slice(&(header.len() as u16).to_le_bytes());
+        bytes.extend_from_slice(header.as_bytes());
+        for x in [1f32, 4., 2., 5., 3., 6.] {
+            bytes.extend_from_slice(&x.to_le_bytes());
+        }
+        // The writer writes once and closes: a second open would block for ever.
+        let writer = {
+            let fifo = fifo.clone();
+            std::thread::spawn(move || std::fs::write(fifo, bytes))
+        };
+        let rows: Vec<Vec<f32>> = crate::embedding_rows(fifo.to_str().unwrap(), Some(3))
+            .unwrap()
+            .map(|r| r.unwrap())
+            .collect();
+        writer.join().unwrap().unwrap();
+        assert_eq!(rows, [[1., 2., 3.], [4., 5., 6.]]);
     }
 }

@@ -10,6 +10,79 @@ use crate::npy::{Header, decode_row, read_header};
 use crate::{IoError, IoErrorKind, parse_embedding_line};
 use std::io::{BufRead, Read};
 
+/// The longest text line read: a text is cut to its model's window (256 tokens) anyway, and a
+/// longer line is a wrong file (`/dev/zero`, a binary) more often than a text.
+pub const MAX_TEXT_LINE_BYTES: usize = 256 << 20;
+
+/// The longest JSON Lines row of `dim` numbers: 64 bytes a number (`-1.2345678901234567e-123`
+/// and spaces is 26), plus room for an `{"embedding": ...}` wrapper and other fields.
+pub fn max_embedding_line_bytes(dim: Option<usize>) -> usize {
+    match dim {
+        Some(d) => d.saturating_mul(64).saturating_add(64 << 10),
+        // The first row sets the width: allow the widest a head accepts.
+        None => 16_384 * 64 + (64 << 10),
+    }
+}
+
+/// Lines of a reader, each at most `cap` bytes without its `\n`: a longer line ends the
+/// reading with an error, having held no more than `cap` bytes of it.
+struct CappedLines<R> {
+    reader: R,
+    cap: usize,
+}
+
+/// What one call of [`CappedLines::next_line`] found.
+enum Line {
+    Some(Vec<u8>),
+    TooLong,
+    End,
+}
+
+impl<R: BufRead> CappedLines<R> {
+    fn next_line(&mut self) -> std::io::Result<Line> {
+        let mut line = Vec::new();
+        let mut any = false;
+        loop {
+            let buf = match self.reader.fill_buf() {
+                Ok(buf) => buf,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
+            };
+            if buf.is_empty() {
+                return Ok(if any { Line::Some(line) } else { Line::End });
+            }
+            any = true;
+            let (take, done) = match memchr_newline(buf) {
+                Some(i) => (i, true),
+                None => (buf.len(), false),
+            };
+            if line.len() + take > self.cap {
+                return Ok(Line::TooLong);
+            }
+            line.extend_from_slice(&buf[..take]);
+            self.reader.consume(take + usize::from(done));
+            if done {
+                return Ok(Line::Some(line));
+            }
+        }
+    }
+}
+
+fn memchr_newline(buf: &[u8]) -> Option<usize> {
+    buf.iter().position(|&b| b == b'\n')
+}
+
+fn too_long(origin: &str, line: usize, cap: usize, what: &str) -> IoError {
+    IoError::new(
+        origin,
+        IoErrorKind::LineTooLong {
+            line,
+            cap,
+            what: what.to_string(),
+        },
+    )
+}
+
 impl IoError {
     /// Whether this error is about one row only, so that the rows after it can still be read.
     pub fn is_row_error(&self) -> bool {
@@ -21,8 +94,9 @@ impl IoError {
 }
 
 /// Texts, one per line, as [`crate::read_texts`] reads them.
+/// A line longer than [`MAX_TEXT_LINE_BYTES`] ends the reading with an error.
 pub struct TextRows<R> {
-    lines: std::io::Split<R>,
+    lines: CappedLines<R>,
     origin: String,
     line: usize,
     done: bool,
@@ -30,8 +104,13 @@ pub struct TextRows<R> {
 
 impl<R: BufRead> TextRows<R> {
     pub fn new(reader: R, origin: &str) -> Self {
+        Self::with_cap(reader, origin, MAX_TEXT_LINE_BYTES)
+    }
+
+    /// As [`TextRows::new`], with lines of at most `cap` bytes.
+    pub fn with_cap(reader: R, origin: &str, cap: usize) -> Self {
         TextRows {
-            lines: reader.split(b'\n'),
+            lines: CappedLines { reader, cap },
             origin: origin.to_string(),
             line: 0,
             done: false,
@@ -46,14 +125,24 @@ impl<R: BufRead> Iterator for TextRows<R> {
         if self.done {
             return None;
         }
-        let mut line = match self.lines.next()? {
-            Ok(line) => line,
+        self.line += 1;
+        let mut line = match self.lines.next_line() {
+            Ok(Line::Some(line)) => line,
+            Ok(Line::End) => return None,
+            Ok(Line::TooLong) => {
+                self.done = true;
+                return Some(Err(too_long(
+                    &self.origin,
+                    self.line,
+                    self.lines.cap,
+                    "the most read for one text",
+                )));
+            }
             Err(e) => {
                 self.done = true;
                 return Some(Err(IoError::io(&self.origin, e)));
             }
         };
-        self.line += 1;
         if line.last() == Some(&b'\r') {
             line.pop();
         }
@@ -69,8 +158,10 @@ impl<R: BufRead> Iterator for TextRows<R> {
 
 /// JSON Lines embeddings, as [`crate::read_embeddings_jsonl`] reads them: every row
 /// `expected_dim` wide, or as wide as the first good row.
+/// A line longer than a row of that width can be ([`max_embedding_line_bytes`]) ends the
+/// reading with an error.
 pub struct JsonlRows<R> {
-    lines: std::io::Split<R>,
+    lines: CappedLines<R>,
     origin: String,
     line: usize,
     dim: Option<usize>,
@@ -80,7 +171,10 @@ pub struct JsonlRows<R> {
 impl<R: BufRead> JsonlRows<R> {
     pub fn new(reader: R, origin: &str, expected_dim: Option<usize>) -> Self {
         JsonlRows {
-            lines: reader.split(b'\n'),
+            lines: CappedLines {
+                reader,
+                cap: max_embedding_line_bytes(expected_dim),
+            },
             origin: origin.to_string(),
             line: 0,
             dim: expected_dim,
@@ -96,19 +190,33 @@ impl<R: BufRead> Iterator for JsonlRows<R> {
         if self.done {
             return None;
         }
-        let line = match self.lines.next()? {
-            Ok(line) => line,
+        self.line += 1;
+        let line = match self.lines.next_line() {
+            Ok(Line::Some(line)) => line,
+            Ok(Line::End) => return None,
+            Ok(Line::TooLong) => {
+                self.done = true;
+                let what = match self.dim {
+                    Some(d) => format!("more than a row of {d} numbers can need"),
+                    None => "more than a row of numbers can need".to_string(),
+                };
+                return Some(Err(too_long(
+                    &self.origin,
+                    self.line,
+                    self.lines.cap,
+                    &what,
+                )));
+            }
             Err(e) => {
                 self.done = true;
                 return Some(Err(IoError::io(&self.origin, e)));
             }
         };
-        self.line += 1;
         let mut row = Vec::new();
-        Some(
-            parse_embedding_line(&line, &self.origin, self.line, &mut self.dim, &mut row)
-                .map(|()| row),
-        )
+        let parsed = parse_embedding_line(&line, &self.origin, self.line, &mut self.dim, &mut row);
+        // The first good row fixes the width, and with it the longest line to read.
+        self.lines.cap = max_embedding_line_bytes(self.dim);
+        Some(parsed.map(|()| row))
     }
 }
 
@@ -146,11 +254,12 @@ pub fn embedding_rows(path: &str, expected_dim: Option<usize>) -> Result<Rows<Ve
     if !is_npy {
         return Ok(Box::new(JsonlRows::new(reader, path, expected_dim)));
     }
-    let rows = NpyRows::new(reader, path, expected_dim)?;
+    let mut rows = NpyRows::new(reader, path, expected_dim)?;
     if !rows.header.fortran {
         return Ok(Box::new(rows));
     }
-    let whole = crate::read_npy_file(std::path::Path::new(path))?;
+    // Read from the same stream: a FIFO reopened would start again, or block.
+    let whole = crate::npy::read_rest(&mut rows.reader, &rows.header, path)?;
     let dim = whole.dim();
     let data = whole.into_data();
     Ok(Box::new(

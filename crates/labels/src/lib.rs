@@ -150,9 +150,15 @@ impl Thresholds {
     /// Reads `thresholds.json`: either `{label: t}` with every label, or an array in label order.
     pub fn from_path(path: impl AsRef<Path>) -> Result<Self, LabelsError> {
         let path = path.as_ref();
-        let text = std::fs::read_to_string(path).map_err(|source| {
-            LabelsError::new(path.display().to_string(), LabelsErrorKind::Io { source })
-        })?;
+        // 28 labels and their thresholds are under 2 KB.
+        let text = emotions_io::read_capped(path, 1 << 20, "a thresholds file")
+            .and_then(|bytes| {
+                String::from_utf8(bytes)
+                    .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))
+            })
+            .map_err(|source| {
+                LabelsError::new(path.display().to_string(), LabelsErrorKind::Io { source })
+            })?;
         Self::from_json_str(&text, &path.display().to_string())
     }
 

@@ -84,6 +84,11 @@ struct StreamArgs {
     /// first (after writing every row before it). Exits 0 when the rest succeeds.
     #[arg(long)]
     skip_bad_lines: bool,
+    /// Continue an interrupted run into the same --output: keep the rows it holds (a .npy's
+    /// counted rows, a JSON Lines file's complete lines), skip that many input rows, append
+    /// the rest. The result is the same as one uninterrupted run's.
+    #[arg(long, requires = "output")]
+    resume: bool,
 }
 
 /// Encoder plans, as the command line names them.
@@ -147,8 +152,9 @@ struct ClassifyArgs {
     /// an object with an "embedding" array, per line); '-' reads JSON Lines from stdin.
     #[arg(long, value_name = "FILE", conflicts_with_all = ["text", "texts", "encoder"])]
     embeddings: Option<String>,
-    /// Write the [N, 28] positive scores in label order to this .npy instead of JSON Lines.
-    #[arg(long, value_name = "FILE.npy")]
+    /// Write to this file instead of stdout: FILE.npy for the [N, 28] positive scores in
+    /// label order, FILE.jsonl for the JSON Lines. Never one of the inputs.
+    #[arg(long, value_name = "FILE")]
     output: Option<PathBuf>,
     #[command(flatten)]
     stream: StreamArgs,
@@ -162,8 +168,9 @@ struct ClassifyArgs {
 struct EmbedArgs {
     #[command(flatten)]
     texts: TextArgs,
-    /// Write an [N, D] f32 .npy instead of JSON Lines.
-    #[arg(long, value_name = "FILE.npy")]
+    /// Write to this file instead of stdout: FILE.npy for an [N, D] f32 array, FILE.jsonl for
+    /// the JSON Lines. Never one of the inputs.
+    #[arg(long, value_name = "FILE")]
     output: Option<PathBuf>,
     #[command(flatten)]
     stream: StreamArgs,
@@ -396,9 +403,26 @@ pub struct StreamSpec {
     pub skip_bad_lines: bool,
 }
 
+/// Where results go: stdout (JSON Lines) or a file.
+pub enum OutputSpec {
+    Stdout,
+    File {
+        path: PathBuf,
+        format: OutputFormat,
+        /// Continue what an interrupted run wrote there.
+        resume: bool,
+    },
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum OutputFormat {
+    Npy,
+    JsonLines,
+}
+
 pub struct ClassifyPlan {
     pub input: Input,
-    pub output: Option<PathBuf>,
+    pub output: OutputSpec,
     pub stream: StreamSpec,
     pub head: HeadSpec,
     pub encoder: EncoderSpec,
@@ -406,7 +430,7 @@ pub struct ClassifyPlan {
 
 pub struct EmbedPlan {
     pub input: Input,
-    pub output: Option<PathBuf>,
+    pub output: OutputSpec,
     pub stream: StreamSpec,
     pub encoder: EncoderSpec,
 }
@@ -466,7 +490,6 @@ impl HiArgs {
     pub fn from_low(low: LowArgs) -> anyhow::Result<HiArgs> {
         Ok(match low.command {
             LowCommand::Classify(a) => {
-                check_npy_output(&a.output)?;
                 let encoder = a.encoder.spec();
                 let (input, encoder) = match (a.embeddings, Input::from_text_args(a.texts)) {
                     (Some(path), _) => (
@@ -481,24 +504,31 @@ impl HiArgs {
                         "nothing to classify: give --text TEXT, --texts FILE or --embeddings FILE"
                     ),
                 };
+                let mut inputs = input.paths();
+                inputs.extend(a.head.model.iter().chain(&a.head.thresholds).cloned());
+                inputs.extend(encoder_paths(&encoder.choice));
+                let output = output_spec(a.output, a.stream.resume, &inputs)?;
                 HiArgs::Classify(ClassifyPlan {
                     input,
-                    output: a.output,
+                    output,
                     stream: a.stream.spec(),
                     head: a.head.spec(),
                     encoder,
                 })
             }
             LowCommand::Embed(a) => {
-                check_npy_output(&a.output)?;
                 let Some(input) = Input::from_text_args(a.texts) else {
                     bail!("nothing to embed: give --text TEXT or --texts FILE");
                 };
+                let encoder = a.encoder.spec();
+                let mut inputs = input.paths();
+                inputs.extend(encoder_paths(&encoder.choice));
+                let output = output_spec(a.output, a.stream.resume, &inputs)?;
                 HiArgs::Embed(EmbedPlan {
                     input,
-                    output: a.output,
+                    output,
                     stream: a.stream.spec(),
-                    encoder: a.encoder.spec(),
+                    encoder,
                 })
             }
             LowCommand::Train(a) => {
@@ -670,15 +700,67 @@ impl Input {
     }
 }
 
-fn check_npy_output(out: &Option<PathBuf>) -> anyhow::Result<()> {
-    if let Some(out) = out
-        && !out
-            .extension()
-            .is_some_and(|e| e.eq_ignore_ascii_case("npy"))
-    {
-        bail!("--output {}: expected a .npy path", out.display());
+impl Input {
+    /// The files this input reads.
+    fn paths(&self) -> Vec<PathBuf> {
+        match self {
+            Input::Embeddings(p) | Input::TextsFile(p) if p != "-" => vec![PathBuf::from(p)],
+            _ => Vec::new(),
+        }
     }
-    Ok(())
+}
+
+/// The files of an encoder folder that a run reads.
+fn encoder_paths(choice: &EncoderChoice) -> Vec<PathBuf> {
+    let dir = match choice {
+        EncoderChoice::Dir(dir) | EncoderChoice::DirFile { dir, .. } => dir,
+        _ => return Vec::new(),
+    };
+    let mut files = vec![
+        dir.join("model.onnx"),
+        dir.join("onnx/model.onnx"),
+        dir.join("tokenizer.json"),
+        dir.join("config.json"),
+    ];
+    if let EncoderChoice::DirFile { onnx, .. } = choice {
+        files.push(dir.join(onnx));
+    }
+    files
+}
+
+/// The output's format from its extension; refused when it is the same file as an input
+/// (device and inode, so a link to the input is caught too), before anything is written.
+fn output_spec(
+    output: Option<PathBuf>,
+    resume: bool,
+    inputs: &[PathBuf],
+) -> anyhow::Result<OutputSpec> {
+    let Some(path) = output else {
+        return Ok(OutputSpec::Stdout);
+    };
+    let ext = path
+        .extension()
+        .map(|e| e.to_string_lossy().to_ascii_lowercase());
+    let format = match ext.as_deref() {
+        Some("npy") => OutputFormat::Npy,
+        Some("jsonl") => OutputFormat::JsonLines,
+        _ => bail!(
+            "--output {}: expected a .npy or .jsonl path",
+            path.display()
+        ),
+    };
+    if let Some(input) = inputs.iter().find(|i| emotions_io::is_same_file(i, &path)) {
+        bail!(
+            "--output {}: it is the same file as the input {}; writing it would destroy the input",
+            path.display(),
+            input.display()
+        );
+    }
+    Ok(OutputSpec::File {
+        path,
+        format,
+        resume,
+    })
 }
 
 /// `--c`: one positive value, or one per label.
@@ -737,7 +819,7 @@ mod tests {
         assert!(err(&[&train[..], &["--c", "1,2"]].concat()).contains("expected 1 or 28"));
         assert!(err(&["serve", "--max-batch", "0"]).contains("expected 1 to 1024, found 0"));
         assert!(err(&["classify"]).contains("nothing to classify"));
-        assert!(err(&["embed", "--text", "x", "--output", "e.txt"]).contains(".npy"));
+        assert!(err(&["embed", "--text", "x", "--output", "e.txt"]).contains(".npy or .jsonl"));
     }
 
     #[test]

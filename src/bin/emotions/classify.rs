@@ -7,23 +7,24 @@
 //! is written (JSON Lines: whole lines only; `.npy`: the header patched to the rows written),
 //! or, with `--skip-bad-lines`, is reported on stderr and skipped.
 
-use crate::args::{ClassifyPlan, EmbedPlan, Input, StreamSpec};
+use crate::args::{ClassifyPlan, EmbedPlan, Input, OutputFormat, OutputSpec, StreamSpec};
 use crate::load;
 use anyhow::Context;
 use emotions::NUM_LABELS;
 use emotions_io::{IoError, IoErrorKind, Rows};
 use std::io::{IsTerminal, Write};
-use std::path::Path;
 
 pub fn classify(plan: ClassifyPlan) -> anyhow::Result<()> {
     let classifier = load::classifier(&plan.head, &plan.encoder)?;
-    let mut sink = Sink::open(plan.output.as_deref(), NUM_LABELS)?;
+    let mut sink = Sink::open(&plan.output, NUM_LABELS)?;
+    let skip = sink.rows_kept();
     let result = match plan.input {
         Input::Embeddings(path) => {
             let dim = classifier.input_dim();
             stream_chunks(
                 move || emotions_io::embedding_rows(&path, Some(dim)),
                 plan.stream,
+                skip,
                 |rows: Vec<Vec<f32>>, _| {
                     let flat: Vec<f32> = rows.concat();
                     let scores = classifier.scores(&flat, rows.len())?;
@@ -34,6 +35,7 @@ pub fn classify(plan: ClassifyPlan) -> anyhow::Result<()> {
         texts => stream_chunks(
             move || text_rows(texts),
             plan.stream,
+            skip,
             |texts: Vec<String>, lines| {
                 let features = classifier.features(&texts).map_err(|e| at_line(e, lines))?;
                 let scores = classifier.scores(&features, texts.len())?;
@@ -49,10 +51,12 @@ pub fn embed(plan: EmbedPlan) -> anyhow::Result<()> {
         anyhow::bail!("embed needs an encoder");
     };
     let dim = encoder.dim();
-    let mut sink = Sink::open(plan.output.as_deref(), dim)?;
+    let mut sink = Sink::open(&plan.output, dim)?;
+    let skip = sink.rows_kept();
     let result = stream_chunks(
         move || text_rows(plan.input),
         plan.stream,
+        skip,
         |texts: Vec<String>, lines| {
             let embeddings = encoder
                 .embed(&texts)
@@ -94,11 +98,14 @@ fn at_line(e: emotions::Error, lines: &[usize]) -> anyhow::Error {
 }
 
 /// Reads rows on their own thread, `spec.chunk_size` at a time, and hands each chunk to
-/// `process` in input order, with each row's line (or row) number, from 1. The first unreadable row ends the run after the rows before it are
-/// processed, unless `spec.skip_bad_lines`.
+/// `process` in input order, with each row's line (or row) number, from 1. The first
+/// unreadable row ends the run after the rows before it are processed, unless
+/// `spec.skip_bad_lines`. The first `skip` good rows are read and dropped: a resumed run has
+/// their results already.
 fn stream_chunks<T: Send>(
     open: impl FnOnce() -> Result<Rows<T>, IoError> + Send,
     spec: StreamSpec,
+    skip: usize,
     mut process: impl FnMut(Vec<T>, &[usize]) -> anyhow::Result<()>,
 ) -> anyhow::Result<()> {
     let progress = Progress::new();
@@ -114,9 +121,11 @@ fn stream_chunks<T: Send>(
                 }
             };
             let mut chunk = (Vec::with_capacity(spec.chunk_size), Vec::new());
+            let mut to_skip = skip;
             // Each item of the readers is one line (or `.npy` row), good or bad.
             for (line, row) in (1..).zip(rows) {
                 match row {
+                    Ok(_) if to_skip > 0 => to_skip -= 1,
                     Ok(row) => {
                         chunk.0.push(row);
                         chunk.1.push(line);
@@ -144,6 +153,17 @@ fn stream_chunks<T: Send>(
             }
             if !chunk.0.is_empty() {
                 let _ = tx.send(Ok(chunk));
+            } else if to_skip > 0 {
+                let _ = tx.send(Err(IoError::new(
+                    "--resume",
+                    IoErrorKind::Line {
+                        line: skip - to_skip,
+                        message: format!(
+                            "the output holds {skip} rows, but the input ends after {} good rows; is it the same input?",
+                            skip - to_skip
+                        ),
+                    },
+                )));
             }
         });
         for chunk in rx {
@@ -186,22 +206,58 @@ impl Progress {
     }
 }
 
-/// Where results go: JSON Lines on stdout, flushed after every chunk, or a `.npy` file whose
-/// header is patched with the row count at the end.
+/// Where results go: JSON Lines (on stdout or in a file), flushed after every chunk, or a
+/// `.npy` file whose header is rewritten after every chunk to count the rows written.
 enum Sink {
-    Lines(std::io::BufWriter<std::io::StdoutLock<'static>>),
+    Lines {
+        out: std::io::BufWriter<Box<dyn Write>>,
+        origin: String,
+        kept: usize,
+    },
     Npy(emotions_io::NpyWriter),
 }
 
 impl Sink {
-    fn open(output: Option<&Path>, cols: usize) -> anyhow::Result<Sink> {
+    fn open(output: &OutputSpec, cols: usize) -> anyhow::Result<Sink> {
+        let lines = |out: Box<dyn Write>, origin: String, kept| Sink::Lines {
+            out: std::io::BufWriter::with_capacity(1 << 16, out),
+            origin,
+            kept,
+        };
         Ok(match output {
-            Some(path) => Sink::Npy(emotions_io::NpyWriter::create(path, cols)?),
-            None => Sink::Lines(std::io::BufWriter::with_capacity(
-                1 << 16,
-                std::io::stdout().lock(),
-            )),
+            OutputSpec::Stdout => lines(Box::new(std::io::stdout().lock()), "stdout".into(), 0),
+            OutputSpec::File {
+                path,
+                format: OutputFormat::Npy,
+                resume,
+            } => Sink::Npy(if *resume {
+                emotions_io::NpyWriter::resume(path, cols)?
+            } else {
+                emotions_io::NpyWriter::create(path, cols)?
+            }),
+            OutputSpec::File {
+                path,
+                format: OutputFormat::JsonLines,
+                resume,
+            } => {
+                let origin = path.display().to_string();
+                let (file, kept) = if *resume {
+                    emotions_io::resume_lines(path)?
+                } else {
+                    let file = std::fs::File::create(path).with_context(|| origin.clone())?;
+                    (file, 0)
+                };
+                lines(Box::new(file), origin, kept)
+            }
         })
+    }
+
+    /// Rows a resumed output already holds: that many input rows are skipped.
+    fn rows_kept(&self) -> usize {
+        match self {
+            Sink::Lines { kept, .. } => *kept,
+            Sink::Npy(npy) => npy.rows(),
+        }
     }
 
     fn write_predictions(
@@ -210,27 +266,25 @@ impl Sink {
         scores: &[f32],
     ) -> anyhow::Result<()> {
         match self {
-            Sink::Lines(out) => {
-                for p in classifier.policy().decide_rows(scores) {
-                    serde_json::to_writer(&mut *out, &p).context("writing to stdout")?;
-                    out.write_all(b"\n").context("writing to stdout")?;
-                }
-                out.flush().context("writing to stdout")
+            Sink::Lines { out, origin, .. } => {
+                write_json_lines(out, origin, classifier.policy().decide_rows(scores))
             }
-            Sink::Npy(npy) => Ok(npy.write_rows(scores)?),
+            Sink::Npy(npy) => {
+                npy.write_rows(scores)?;
+                Ok(npy.commit()?)
+            }
         }
     }
 
     fn write_rows(&mut self, values: &[f32], dim: usize) -> anyhow::Result<()> {
         match self {
-            Sink::Lines(out) => {
-                for row in values.chunks_exact(dim.max(1)) {
-                    serde_json::to_writer(&mut *out, row).context("writing to stdout")?;
-                    out.write_all(b"\n").context("writing to stdout")?;
-                }
-                out.flush().context("writing to stdout")
+            Sink::Lines { out, origin, .. } => {
+                write_json_lines(out, origin, values.chunks_exact(dim.max(1)))
             }
-            Sink::Npy(npy) => Ok(npy.write_rows(values)?),
+            Sink::Npy(npy) => {
+                npy.write_rows(values)?;
+                Ok(npy.commit()?)
+            }
         }
     }
 
@@ -238,9 +292,28 @@ impl Sink {
     /// (a `.npy` gets the count of rows written), then the run's error, if any, is returned.
     fn finish(self, result: anyhow::Result<()>) -> anyhow::Result<()> {
         let finished = match self {
-            Sink::Lines(mut out) => out.flush().context("writing to stdout"),
+            Sink::Lines {
+                mut out, origin, ..
+            } => out.flush().with_context(|| origin),
             Sink::Npy(npy) => npy.finish().map_err(anyhow::Error::from),
         };
         result.and(finished)
     }
+}
+
+/// Writes one JSON value per line and flushes. A write error comes back as the
+/// `std::io::Error` it is (not wrapped in serde_json's), so that a closed pipe is seen as one.
+fn write_json_lines<T: serde::Serialize>(
+    out: &mut impl Write,
+    origin: &str,
+    rows: impl IntoIterator<Item = T>,
+) -> anyhow::Result<()> {
+    for row in rows {
+        serde_json::to_writer(&mut *out, &row)
+            .map_err(std::io::Error::from)
+            .with_context(|| format!("writing to {origin}"))?;
+        out.write_all(b"\n")
+            .with_context(|| format!("writing to {origin}"))?;
+    }
+    out.flush().with_context(|| format!("writing to {origin}"))
 }

@@ -38,10 +38,18 @@ fn main() -> ExitCode {
     }
 }
 
-/// A closed stdout (`emotions ... | head`) is not an error worth reporting.
+/// A closed stdout (`emotions ... | head`) is not an error worth reporting, however the OS
+/// error came back wrapped.
 fn is_broken_pipe(err: &anyhow::Error) -> bool {
+    use std::io::ErrorKind::BrokenPipe;
     err.chain().any(|e| {
         e.downcast_ref::<std::io::Error>()
-            .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+            .is_some_and(|io| io.kind() == BrokenPipe)
+            || e.downcast_ref::<emotions_io::IoError>()
+                .and_then(emotions_io::IoError::io_error)
+                .is_some_and(|io| io.kind() == BrokenPipe)
+            || e.downcast_ref::<serde_json::Error>()
+                .and_then(serde_json::Error::io_error_kind)
+                == Some(BrokenPipe)
     })
 }

@@ -55,8 +55,12 @@ impl HeadBuilder {
         let (bytes, origin) = match self.source {
             Source::Path(path) => {
                 let origin = path.display().to_string();
-                let bytes = std::fs::read(&path)
-                    .map_err(|source| RuntimeError::new(&origin, ErrorKind::Io { source }))?;
+                let bytes = emotions_io::read_capped(
+                    &path,
+                    crate::onnx::limits::MAX_HEAD_FILE_BYTES,
+                    "a head",
+                )
+                .map_err(|source| RuntimeError::new(&origin, ErrorKind::Io { source }))?;
                 (bytes, origin)
             }
             Source::Bytes { bytes, name } => (bytes, name),

@@ -8,6 +8,14 @@
 use crate::error::{ErrorKind, RuntimeError};
 use tract_onnx::pb;
 
+/// Bytes in a head file: a 4096-wide hidden layer over a 4096-wide input is 64 MiB.
+pub const MAX_HEAD_FILE_BYTES: u64 = 256 << 20;
+/// Bytes in an encoder file: protobuf's own limit (larger models keep external data).
+pub const MAX_ENCODER_FILE_BYTES: u64 = 2 << 30;
+/// Bytes in a LoRA adapter file (rank 64 on every projection of a 24-layer 1024-wide encoder
+/// is under 100 MiB).
+pub const MAX_ADAPTER_FILE_BYTES: u64 = 256 << 20;
+
 /// Nodes in a head graph. The model card's head has under 100; a 10,000-node chain of
 /// Identity ops took 21 s and 6 GB to load.
 pub const MAX_HEAD_NODES: usize = 4096;
