@@ -34,7 +34,10 @@ pub use emotions_encoder::{
     Pooling, Precision, set_threads,
 };
 pub use emotions_labels::{DecisionPolicy, LABELS, NUM_LABELS, Prediction, Thresholds};
-pub use emotions_runtime::{Head, HeadInfo, Isa, IsaClass, limit_heap_arenas, release_free_memory};
+pub use emotions_runtime::{
+    Head, HeadInfo, Isa, IsaClass, limit_heap_arenas, quiet_caught_panics, release_free_memory,
+    show_caught_panics,
+};
 
 /// The models compiled into the binary (the `bundled-models` feature).
 #[cfg(feature = "bundled-models")]

@@ -226,3 +226,37 @@ fn numeric_flags_out_of_range_are_refused_up_front() {
         );
     }
 }
+
+#[test]
+fn a_caught_panic_is_one_line_and_its_trace_is_for_verbose() {
+    // A tokenizer.json that makes the tokenizers crate panic while loading (found by fuzzing).
+    let s = Scratch::new("quiet-panic");
+    let dir = s.path("enc");
+    minilm_copy(&dir, |_, text| text);
+    std::fs::copy(
+        repo("crates/encoder/tests/data/tokenizer_bad_decoder.json"),
+        dir.join("tokenizer.json"),
+    )
+    .unwrap();
+    let d = dir.to_str().unwrap();
+    let quiet = |extra: &[&str]| {
+        let mut args = vec!["embed", "--encoder", d, "--text", "hi"];
+        args.extend(extra);
+        std::process::Command::new(BIN)
+            .args(&args)
+            .env_remove("RUST_BACKTRACE")
+            .output()
+            .unwrap()
+    };
+    let o = quiet(&[]);
+    assert_eq!(o.status.code(), Some(1));
+    let err = stderr(&o);
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(
+        err.starts_with("emotions: error: loading the encoder: ")
+            && err.contains("tokenizer.json: cannot load the tokenizer"),
+        "{err}"
+    );
+    let verbose = stderr(&quiet(&["-v"]));
+    assert!(verbose.contains("panicked at"), "{verbose}");
+}

@@ -487,16 +487,21 @@ impl Encoder {
             (e, _) => EncoderError::from(e),
         })?;
         let tables = graph.tables();
-        // Every id the tokenizer can produce must index the model's token table.
-        let vocabulary = tokenizer.get_vocab_size(true);
+        // Every id the tokenizer can produce must index the model's token table: the largest
+        // id, not the count, since a vocabulary may skip ids.
         if let Some(rows) = tables.vocabulary
-            && vocabulary > rows
+            && let Some((token, id)) = tokenizer
+                .get_vocab(true)
+                .into_iter()
+                .max_by_key(|(_, id)| *id)
+            && id as usize >= rows
         {
             return Err(EncoderError::new(
                 at("tokenizer.json"),
                 EncoderErrorKind::Config {
                     message: format!(
-                        "the vocabulary has {vocabulary} tokens, but the model's token embedding table has {rows} rows"
+                        "token {token:?} has id {id}, but the model's token embedding table has {rows} rows (ids 0 to {})",
+                        rows.saturating_sub(1)
                     ),
                 },
             ));

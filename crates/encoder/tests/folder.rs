@@ -51,7 +51,27 @@ fn a_vocabulary_past_the_token_table_is_refused() {
     assert!(matches!(err.kind, EncoderErrorKind::Config { .. }), "{err}");
     assert!(
         err.to_string().ends_with(
-            "the vocabulary has 30523 tokens, but the model's token embedding table has 30522 rows"
+            "token \"[EXTRA]\" has id 30522, but the model's token embedding table has 30522 rows (ids 0 to 30521)"
+        ),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_word_whose_id_is_past_the_token_table_is_refused() {
+    // The same number of words, one of them moved far out: the count alone looks fine.
+    let dir = copy_with(|f, text| {
+        if f != "tokenizer.json" {
+            return text;
+        }
+        let mut v: serde_json::Value = serde_json::from_str(&text).unwrap();
+        v["model"]["vocab"]["hi"] = serde_json::json!(999_999);
+        v.to_string()
+    });
+    let err = Encoder::from_dir(dir.path()).unwrap_err();
+    assert!(
+        err.to_string().ends_with(
+            "token \"hi\" has id 999999, but the model's token embedding table has 30522 rows (ids 0 to 30521)"
         ),
         "{err}"
     );

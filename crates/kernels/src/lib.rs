@@ -40,7 +40,7 @@ pub mod u8xi8;
 mod x86_64;
 
 pub use error::{KernelError, KernelErrorKind};
-pub use guard::{catch_panic, panic_message};
+pub use guard::{catch_panic, panic_message, quiet_caught_panics, show_caught_panics};
 pub use isa::{ISA_VARIABLE, Isa, IsaClass};
 pub use memory::{limit_heap_arenas, release_free_memory};
 pub use pool::{set_threads, single_threaded};

@@ -487,6 +487,18 @@ fn cores() -> usize {
 }
 
 impl HiArgs {
+    /// Whether `-v` was given.
+    pub fn verbose(&self) -> bool {
+        match self {
+            HiArgs::Classify(p) => p.encoder.verbose,
+            HiArgs::Embed(p) => p.encoder.verbose,
+            HiArgs::Train(p) => p.encoder.verbose,
+            HiArgs::Tune(p) => p.encoder.verbose,
+            HiArgs::Eval(p) => p.encoder.verbose,
+            HiArgs::Serve(p) => p.encoder.verbose,
+        }
+    }
+
     pub fn from_low(low: LowArgs) -> anyhow::Result<HiArgs> {
         Ok(match low.command {
             LowCommand::Classify(a) => {

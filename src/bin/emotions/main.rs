@@ -16,10 +16,17 @@ mod training;
 fn main() -> ExitCode {
     // Streaming and serving run batch after batch for hours: keep the heap from growing.
     emotions::limit_heap_arenas();
+    // A panic inside tract or tokenizers that a boundary catches is reported once, as the
+    // error it becomes; its trace is for `-v` or RUST_BACKTRACE.
+    emotions::quiet_caught_panics();
     // A forced instruction-set class the CPU lacks is refused before any flag is read.
     let result = emotions::Isa::selected()
         .map_err(anyhow::Error::new)
         .and_then(|_| args::parse())
+        .and_then(|command| {
+            emotions::show_caught_panics(command.verbose());
+            Ok(command)
+        })
         .and_then(|command| match command {
             args::HiArgs::Classify(plan) => classify::classify(plan),
             args::HiArgs::Embed(plan) => classify::embed(plan),
