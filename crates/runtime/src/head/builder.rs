@@ -70,14 +70,6 @@ impl HeadBuilder {
             .map_err(|e| RuntimeError::new(&origin, ErrorKind::Decode { source: e.into() }))?;
         crate::onnx::limits::check_model(&proto, &origin, crate::onnx::limits::MAX_HEAD_NODES)?;
         let signature = Signature::validate(&proto, &origin, self.expected_dim)?;
-        if let Some(graph) = &proto.graph {
-            crate::onnx::limits::check_linear_classifiers(
-                graph,
-                &signature.input_name,
-                signature.input_dim,
-                &origin,
-            )?;
-        }
         let isa = Isa::selected().map_err(|e| RuntimeError::from(e.at(&origin)))?;
         let (threads, plan) = (self.threads, self.plan);
         let origin_c = origin.clone();
@@ -101,6 +93,11 @@ fn build_head(
     threads: usize,
     isa: Isa,
 ) -> Result<Head, RuntimeError> {
+    // Typed once, for the checks that need every tensor's shape, and for tract's plan.
+    let typed = signature.typed_model(&proto, &origin)?;
+    if let Some(graph) = &proto.graph {
+        crate::onnx::limits::check_linear_classifiers(graph, &typed, &origin)?;
+    }
     let fused = if fuse && signature.input_dim <= MAX_FUSED_WIDTH {
         super::fusion::extract_linear_logistic(&proto, &signature)
     } else {
@@ -132,7 +129,7 @@ fn build_head(
             columns: Columns::Fused,
         },
         (None, _) => Engine::Tract {
-            runnable: optimise(signature.typed_model(&proto, &origin)?)?,
+            runnable: optimise(typed)?,
             columns: signature.columns,
         },
     };

@@ -455,6 +455,57 @@ mod tests {
     }
 
     #[test]
+    fn a_linear_classifier_behind_a_slice_is_checked_against_the_sliced_width() {
+        use prost::Message;
+        let path = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../conformance/fixtures/heads/linear_classifier_shuffled.onnx"
+        );
+        let base = pb::ModelProto::decode(&std::fs::read(path).unwrap()[..]).unwrap();
+        // logits[:, start:end] in front of the classifier, whose 384-wide coefficients stay.
+        let sliced = |start: i64, end: i64| {
+            let mut p = base.clone();
+            let g = p.graph.as_mut().unwrap();
+            let int = |name: &str, v: i64| pb::TensorProto {
+                name: name.into(),
+                dims: vec![1],
+                data_type: pb::tensor_proto::DataType::Int64 as i32,
+                int64_data: vec![v],
+                ..Default::default()
+            };
+            g.initializer
+                .extend([int("s0", start), int("e0", end), int("ax", 1)]);
+            for n in &mut g.node {
+                if n.op_type == "LinearClassifier" {
+                    n.input[0] = "sliced".into();
+                }
+            }
+            g.node.insert(
+                0,
+                pb::NodeProto {
+                    op_type: "Slice".into(),
+                    name: "cut".into(),
+                    input: vec!["logits".into(), "s0".into(), "e0".into(), "ax".into()],
+                    output: vec!["sliced".into()],
+                    ..Default::default()
+                },
+            );
+            build(&p, Some(384))
+        };
+        assert!(sliced(0, 384).is_ok());
+        let err = sliced(0, 0).unwrap_err();
+        assert!(
+            err.to_string().contains("reads a zero-width input"),
+            "{err}"
+        );
+        let err = sliced(0, 100).unwrap_err();
+        assert!(
+            matches!(err.kind, ErrorKind::Coefficients { width: 100, .. }),
+            "{err}"
+        );
+    }
+
+    #[test]
     fn a_huge_constant_shape_is_refused_before_anything_is_allocated() {
         let mut p = head_proto(0.01);
         let g = p.graph.as_mut().unwrap();

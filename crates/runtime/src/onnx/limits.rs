@@ -112,12 +112,13 @@ pub(crate) fn check_model(
     Ok(())
 }
 
-/// LinearClassifier nodes that read the graph input must have `intercepts × width`
-/// coefficients (onnxruntime refuses any other count; tract would reshape them).
+/// Every LinearClassifier must have `intercepts × width` coefficients, where the width is
+/// that of its input as tract types it: the graph input's, or what a Slice, Gather or MatMul
+/// in front of it makes (onnxruntime refuses any other count; tract would reshape them, and
+/// score a zero-column Slice as a constant).
 pub(crate) fn check_linear_classifiers(
     graph: &pb::GraphProto,
-    input: &str,
-    width: usize,
+    typed: &tract_onnx::prelude::TypedModel,
     origin: &str,
 ) -> Result<(), RuntimeError> {
     for node in graph
@@ -125,9 +126,42 @@ pub(crate) fn check_linear_classifiers(
         .iter()
         .filter(|n| n.op_type == "LinearClassifier")
     {
-        if node.input.first().map(String::as_str) != Some(input) {
+        let Some(input) = node.input.first() else {
             continue;
-        }
+        };
+        let width = typed
+            .find_outlet_label(input)
+            .or_else(|| {
+                // The graph input is labelled by its node's name.
+                typed
+                    .node_by_name(input)
+                    .ok()
+                    .map(|n| tract_onnx::prelude::OutletId::new(n.id, 0))
+            })
+            .and_then(|outlet| typed.outlet_fact(outlet).ok())
+            .and_then(|fact| {
+                fact.shape
+                    .last()
+                    .and_then(|d| d.as_i64().and_then(|v| usize::try_from(v).ok()))
+            });
+        let width = match width {
+            Some(0) => {
+                return Err(limit(
+                    origin,
+                    format!("LinearClassifier '{}' reads a zero-width input", node.name),
+                ));
+            }
+            Some(width) => width,
+            None => {
+                return Err(limit(
+                    origin,
+                    format!(
+                        "LinearClassifier '{}': the width of its input '{input}' is not known",
+                        node.name
+                    ),
+                ));
+            }
+        };
         let floats = |name: &str| {
             node.attribute
                 .iter()
