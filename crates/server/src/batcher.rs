@@ -24,13 +24,19 @@ struct Job {
     reply: oneshot::Sender<Reply>,
 }
 
-/// The batcher has stopped: the server is shutting down (or the thread died).
+/// Why a job was not queued.
 #[derive(Debug)]
-pub(crate) struct Closed;
+pub(crate) enum Refused {
+    /// The queue holds this many jobs, its bound: the client should retry later (429).
+    Full(usize),
+    /// The batcher has stopped: the server is shutting down (or the thread died).
+    Closed,
+}
 
 /// The handlers' end of the batcher.
 pub(crate) struct Batcher {
     jobs: mpsc::Sender<Job>,
+    metrics: Arc<Metrics>,
     /// False once the batcher thread has ended (it should not); `/health` then says 503.
     alive: Arc<AtomicBool>,
 }
@@ -44,7 +50,10 @@ impl Batcher {
         metrics: Arc<Metrics>,
     ) -> std::io::Result<Batcher> {
         let (max_batch, batch_wait) = (config.max_batch, config.batch_wait);
-        let (jobs, rx) = mpsc::channel::<Job>(1024);
+        // As many jobs as requests may be in flight: more are only there after timeouts,
+        // and are refused (429) rather than queued behind answers nobody waits for.
+        let (jobs, rx) = mpsc::channel::<Job>(config.max_concurrent.max(1));
+        let handle_metrics = metrics.clone();
         let alive = Arc::new(AtomicBool::new(true));
         let flag = alive.clone();
         std::thread::Builder::new()
@@ -60,7 +69,11 @@ impl Batcher {
                 let _alive = Alive(flag);
                 run(rx, &*backend, (max_batch, batch_wait), &metrics);
             })?;
-        Ok(Batcher { jobs, alive })
+        Ok(Batcher {
+            jobs,
+            metrics: handle_metrics,
+            alive,
+        })
     }
 
     pub(crate) fn is_alive(&self) -> bool {
@@ -68,15 +81,25 @@ impl Batcher {
     }
 
     /// Embeds `texts` in the next batch, for the head or for an embedding endpoint.
-    pub(crate) async fn submit(&self, texts: Vec<String>, for_head: bool) -> Result<Reply, Closed> {
+    pub(crate) async fn submit(
+        &self,
+        texts: Vec<String>,
+        for_head: bool,
+    ) -> Result<Reply, Refused> {
         let (reply, wait) = oneshot::channel();
         let job = Job {
             texts,
             for_head,
             reply,
         };
-        self.jobs.send(job).await.map_err(|_| Closed)?;
-        wait.await.map_err(|_| Closed)
+        match self.jobs.try_send(job) {
+            Ok(()) => self.metrics.queued(1),
+            Err(mpsc::error::TrySendError::Full(_)) => {
+                return Err(Refused::Full(self.jobs.max_capacity()));
+            }
+            Err(mpsc::error::TrySendError::Closed(_)) => return Err(Refused::Closed),
+        }
+        wait.await.map_err(|_| Refused::Closed)
     }
 }
 
@@ -99,12 +122,14 @@ fn run(
     let dim = backend.dim();
     runtime.block_on(async {
         while let Some(first) = rx.recv().await {
+            metrics.queued(-1);
             let mut jobs = vec![first];
             let mut count = jobs[0].texts.len();
             let deadline = tokio::time::Instant::now() + batch_wait;
             while count < max_batch {
                 match tokio::time::timeout_at(deadline, rx.recv()).await {
                     Ok(Some(job)) => {
+                        metrics.queued(-1);
                         count += job.texts.len();
                         jobs.push(job);
                     }

@@ -61,6 +61,8 @@ pub(crate) struct Metrics {
     batch_texts: Histogram<8>,
     /// Jobs the batcher dropped because their clients were gone.
     abandoned: std::sync::atomic::AtomicU64,
+    /// Jobs waiting in the batcher's queue.
+    queue_depth: std::sync::atomic::AtomicI64,
 }
 
 impl Default for Metrics {
@@ -70,6 +72,7 @@ impl Default for Metrics {
             latency_ms: Histogram::new(LATENCY_BUCKETS_MS),
             batch_texts: Histogram::new(BATCH_BUCKETS),
             abandoned: Default::default(),
+            queue_depth: Default::default(),
         }
     }
 }
@@ -96,6 +99,11 @@ impl Metrics {
 
     pub(crate) fn observe_abandoned(&self, jobs: usize) {
         self.abandoned.fetch_add(jobs as u64, Relaxed);
+    }
+
+    /// A job joined (`1`) or left (`-1`) the batcher's queue.
+    pub(crate) fn queued(&self, change: i64) {
+        self.queue_depth.fetch_add(change, Relaxed);
     }
 
     pub(crate) fn render(&self) -> String {
@@ -129,6 +137,10 @@ impl Metrics {
         out.push_str(&format!(
             "# HELP emotions_abandoned_jobs_total Requests dropped before they were computed: their clients had gone (a timeout, a disconnect).\n# TYPE emotions_abandoned_jobs_total counter\nemotions_abandoned_jobs_total {}\n",
             self.abandoned.load(Relaxed)
+        ));
+        out.push_str(&format!(
+            "# HELP emotions_queue_depth Requests waiting for the encoder.\n# TYPE emotions_queue_depth gauge\nemotions_queue_depth {}\n",
+            self.queue_depth.load(Relaxed).max(0)
         ));
         out
     }

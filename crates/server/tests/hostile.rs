@@ -173,6 +173,81 @@ fn after_an_overload_the_next_request_is_answered_at_once() {
     assert!(abandoned >= 20, "{abandoned} jobs dropped");
 }
 
+fn queue_depth(server: &Server) -> u64 {
+    let (_, metrics) = server.request("GET", "/metrics", "application/json", "");
+    metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("emotions_queue_depth "))
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no queue depth in {metrics}"))
+}
+
+/// The queue holds as many jobs as requests may be in flight. Requests that timed out leave
+/// their jobs queued until the batcher reaches them; while those fill it, new requests get a
+/// 429 at once rather than waiting behind them, and `/metrics` shows the depth.
+#[test]
+fn a_full_queue_answers_429_and_shows_its_depth() {
+    let server = Arc::new(Server::start(ServerConfig {
+        max_concurrent: 4,
+        request_timeout: Duration::from_millis(100),
+        max_batch: 1,
+        batch_wait: Duration::from_millis(0),
+        ..ServerConfig::default()
+    }));
+    let wave = |n: usize| -> Vec<(u16, String)> {
+        let clients: Vec<_> = (0..n)
+            .map(|_| {
+                let server = server.clone();
+                std::thread::spawn(move || server.post(r#"{"inputs": "slow"}"#))
+            })
+            .collect();
+        clients.into_iter().map(|c| c.join().unwrap()).collect()
+    };
+    // One slow job runs for 300 ms; the three behind it stay queued after their 503s.
+    for (status, body) in wave(4) {
+        assert_eq!(
+            (status, error_type(&body)),
+            (503, "deadline_exceeded".into())
+        );
+    }
+    assert!(queue_depth(&server) >= 2, "{}", queue_depth(&server));
+    let second = wave(4);
+    let full = second
+        .iter()
+        .filter(|(status, body)| *status == 429 && error_type(body) == "queue_full")
+        .count();
+    assert!(full >= 1, "{second:?}");
+    // The batcher drops the abandoned jobs; then the queue is empty and requests succeed.
+    std::thread::sleep(Duration::from_millis(1000));
+    let (status, body) = server.post(r#"{"inputs": "fine"}"#);
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(queue_depth(&server), 0);
+}
+
+/// A body that breaks HTTP's framing is the client's error (400, JSON), not "too large".
+#[test]
+fn a_badly_framed_body_is_a_400_with_a_json_error() {
+    let server = Server::start(ServerConfig::default());
+    let (status, body) = server.raw(
+        b"POST /classify HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\nzz\r\n{}\r\n0\r\n\r\n",
+    );
+    assert_eq!(
+        (status, error_type(&body)),
+        (400, "bad_body".into()),
+        "{body}"
+    );
+    // A body cut short: fewer bytes than Content-Length, then the client stops sending.
+    let mut s = server.connect();
+    s.write_all(b"POST /classify HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{\"inputs\"")
+        .unwrap();
+    s.shutdown(std::net::Shutdown::Write).unwrap();
+    let mut raw = Vec::new();
+    let _ = s.read_to_end(&mut raw);
+    let text = String::from_utf8_lossy(&raw);
+    assert!(text.starts_with("HTTP/1.1 400"), "{text}");
+    assert!(text.contains("\"error_type\":\"bad_body\""), "{text}");
+}
+
 #[test]
 fn an_encoder_panic_fails_one_request_and_the_server_goes_on() {
     let server = Server::start(ServerConfig::default());

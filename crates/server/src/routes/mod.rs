@@ -10,7 +10,7 @@ pub(crate) mod openapi;
 pub(crate) mod tei;
 
 use crate::backend::{Backend, BackendError};
-use crate::batcher::{Batcher, Closed, no_panic};
+use crate::batcher::{Batcher, Refused, no_panic};
 use crate::compat::{self, FunctionToApply, LabelScore, TextInputs};
 use crate::config::ServerConfig;
 use crate::metrics::Metrics;
@@ -226,7 +226,15 @@ where
             .await
         {
             Ok(Ok(body)) => body,
-            Ok(Err(_)) => return too_large(),
+            // Over the limit is 413; a body cut short or badly chunked is the client's 400.
+            Ok(Err(e)) if is_length_limit(&e) => return too_large(),
+            Ok(Err(e)) => {
+                return error(
+                    StatusCode::BAD_REQUEST,
+                    "bad_body",
+                    format!("the request body could not be read: {}", error_chain(&e)),
+                );
+            }
             Err(_) => {
                 return error(
                     StatusCode::REQUEST_TIMEOUT,
@@ -255,6 +263,33 @@ where
     }
 }
 
+/// Whether a body read failed on the size limit (not on the client's framing).
+fn is_length_limit(e: &axum::Error) -> bool {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(err) = source {
+        if err.is::<http_body_util::LengthLimitError>() {
+            return true;
+        }
+        source = err.source();
+    }
+    false
+}
+
+/// An error and its sources, as one line.
+fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut out = e.to_string();
+    let mut source = e.source();
+    while let Some(err) = source {
+        let text = err.to_string();
+        if !out.contains(&text) {
+            out.push_str(": ");
+            out.push_str(&text);
+        }
+        source = err.source();
+    }
+    out
+}
+
 /// Embeds texts through the micro-batcher, each cut to `max_text_chars` first: for the head
 /// ([`Backend::features`]) or for an embedding endpoint ([`Backend::embed`]).
 pub(crate) async fn embed_texts(
@@ -276,7 +311,12 @@ pub(crate) async fn embed_texts(
     match state.batcher.submit(texts, for_head).await {
         Ok(Ok(e)) => Ok(e),
         Ok(Err(e)) => Err(e.response("encoder")),
-        Err(Closed) => Err(shutting_down()),
+        Err(Refused::Full(depth)) => Err(error(
+            StatusCode::TOO_MANY_REQUESTS,
+            "queue_full",
+            format!("{depth} requests are waiting for the encoder; retry later"),
+        )),
+        Err(Refused::Closed) => Err(shutting_down()),
     }
 }
 
