@@ -88,7 +88,7 @@ pub enum FunctionToApply {
 /// `parameters` of a Hugging Face text-classification request.
 #[derive(Debug, Default, Deserialize, ToSchema)]
 pub struct ClassificationParameters {
-    #[serde(default)]
+    #[serde(default, deserialize_with = "whole_number")]
     pub top_k: Option<usize>,
     #[serde(default)]
     pub function_to_apply: Option<FunctionToApply>,
@@ -99,6 +99,14 @@ pub struct ClassificationParameters {
 pub struct TextClassificationRequest {
     pub inputs: TextInputs,
     pub parameters: ClassificationParameters,
+    /// The feature-extraction fields, checked as there and unused here, so that `POST /`
+    /// takes one shape of body whether `parameters` is there or not.
+    #[serde(default = "yes")]
+    pub normalize: bool,
+    #[serde(default)]
+    pub truncate: Option<bool>,
+    #[serde(default)]
+    pub truncation_direction: Option<String>,
 }
 
 /// `POST /embed` (TEI), and `POST /` without `parameters` (`InferenceClient.feature_extraction`).
@@ -118,6 +126,25 @@ pub struct EmbedRequest {
 
 fn yes() -> bool {
     true
+}
+
+/// A JSON integer: `3` or `3.0`, as JSON Schema's `integer` (and Python's JSON) allow.
+fn whole_number<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<usize>, D::Error> {
+    let Some(v) = Option::<serde_json::Number>::deserialize(d)? else {
+        return Ok(None);
+    };
+    whole(&v)
+        .map(Some)
+        .ok_or_else(|| serde::de::Error::custom(format!("expected a whole number, found {v}")))
+}
+
+/// `n` as a whole number, if it is one (`3.0` is; `3.5` and `-1` are not).
+pub(crate) fn whole(n: &serde_json::Number) -> Option<usize> {
+    if let Some(u) = n.as_u64() {
+        return usize::try_from(u).ok();
+    }
+    let f = n.as_f64()?;
+    (f >= 0.0 && f.fract() == 0.0 && f < 2f64.powi(53)).then_some(f as usize)
 }
 
 /// How OpenAI embeddings are encoded in the response.
@@ -140,7 +167,7 @@ pub struct OpenAiEmbeddingsRequest {
     #[serde(default)]
     pub encoding_format: Option<EncodingFormat>,
     /// Only the encoder's own width is available.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "whole_number")]
     pub dimensions: Option<usize>,
     #[serde(default)]
     pub user: Option<String>,

@@ -141,8 +141,10 @@ pub fn parse_request(
     let top_k = match map.get("top_k") {
         None | Some(Value::Null) => None,
         Some(v) => Some(
-            v.as_u64()
-                .ok_or_else(|| field_type("top_k", "a non-negative integer", v))?
+            v.as_number()
+                .and_then(crate::compat::whole)
+                .filter(|k| (1..=emotions_labels::LABELS.len()).contains(k))
+                .ok_or_else(|| field_type("top_k", "a whole number from 1 to 28", v))?
                 as usize,
         ),
     };

@@ -18,8 +18,16 @@ pub(crate) async fn hf_inference(State(state): State<Arc<AppState>>, request: Re
     guarded(state, "/", request, |state, body| async move {
         let run = async {
             let value: serde_json::Value = parse_json(&body)?;
-            if value.get("parameters").is_none() {
-                return embed_body(&state, &body).await;
+            match value.get("parameters") {
+                None => return embed_body(&state, &body).await,
+                Some(p) if !p.is_object() => {
+                    return Err(bad_request(RequestError::FieldType {
+                        field: "parameters".into(),
+                        expected: "an object",
+                        found: p.to_string().chars().take(40).collect(),
+                    }));
+                }
+                Some(_) => {}
             }
             let req: TextClassificationRequest = parse_json(&body)?;
             let function = req.parameters.function_to_apply.unwrap_or_default();
