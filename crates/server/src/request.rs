@@ -144,8 +144,7 @@ pub fn parse_request(
             v.as_number()
                 .and_then(crate::compat::whole)
                 .filter(|k| (1..=emotions_labels::LABELS.len()).contains(k))
-                .ok_or_else(|| field_type("top_k", "a whole number from 1 to 28", v))?
-                as usize,
+                .ok_or_else(|| field_type("top_k", "a whole number from 1 to 28", v))?,
         ),
     };
     if threshold.is_some() && top_k.is_some() {
