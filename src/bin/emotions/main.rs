@@ -23,10 +23,7 @@ fn main() -> ExitCode {
     let result = emotions::Isa::selected()
         .map_err(anyhow::Error::new)
         .and_then(|_| args::parse())
-        .and_then(|command| {
-            emotions::show_caught_panics(command.verbose());
-            Ok(command)
-        })
+        .inspect(|command| emotions::show_caught_panics(command.verbose()))
         .and_then(|command| match command {
             args::HiArgs::Classify(plan) => classify::classify(plan),
             args::HiArgs::Embed(plan) => classify::embed(plan),
