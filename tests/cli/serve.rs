@@ -237,16 +237,19 @@ fn holds_800_requests_from_8_clients() {
 }
 
 #[test]
-fn sigterm_shuts_down_gracefully() {
-    let mut server = Server::start(&[]);
-    assert_eq!(server.request("GET", "/health", b"").0, 200);
-    let status = Command::new("kill")
-        .args(["-TERM", &server.child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success());
-    let exit = server.child.wait().unwrap();
-    assert!(exit.success(), "{exit:?}");
+fn sigterm_sighup_and_sigusr1_shut_down_gracefully() {
+    for signal in ["-TERM", "-HUP", "-USR1"] {
+        let mut server = Server::start(&[]);
+        assert_eq!(server.request("GET", "/health", b"").0, 200);
+        let status = Command::new("kill")
+            .args([signal, &server.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+        // Exit 0 after "shut down", not death by the signal.
+        let exit = server.child.wait().unwrap();
+        assert!(exit.success(), "{signal}: {exit:?}");
+    }
 }
 
 /// An empty text through a tokenizer that adds no special tokens has nothing to pool: the

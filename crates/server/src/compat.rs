@@ -133,18 +133,9 @@ fn whole_number<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<usize>,
     let Some(v) = Option::<serde_json::Number>::deserialize(d)? else {
         return Ok(None);
     };
-    whole(&v)
+    crate::request::whole(&v)
         .map(Some)
         .ok_or_else(|| serde::de::Error::custom(format!("expected a whole number, found {v}")))
-}
-
-/// `n` as a whole number, if it is one (`3.0` is; `3.5` and `-1` are not).
-pub(crate) fn whole(n: &serde_json::Number) -> Option<usize> {
-    if let Some(u) = n.as_u64() {
-        return usize::try_from(u).ok();
-    }
-    let f = n.as_f64()?;
-    (f >= 0.0 && f.fract() == 0.0 && f < 2f64.powi(53)).then_some(f as usize)
 }
 
 /// How OpenAI embeddings are encoded in the response.

@@ -142,7 +142,7 @@ pub fn parse_request(
         None | Some(Value::Null) => None,
         Some(v) => Some(
             v.as_number()
-                .and_then(crate::compat::whole)
+                .and_then(whole)
                 .filter(|k| (1..=emotions_labels::LABELS.len()).contains(k))
                 .ok_or_else(|| field_type("top_k", "a whole number from 1 to 28", v))?,
         ),
@@ -161,6 +161,15 @@ pub fn parse_request(
         top_k,
         raw_scores,
     })
+}
+
+/// `n` as a whole number, if it is one (`3.0` is; `3.5` and `-1` are not).
+pub(crate) fn whole(n: &serde_json::Number) -> Option<usize> {
+    if let Some(u) = n.as_u64() {
+        return usize::try_from(u).ok();
+    }
+    let f = n.as_f64()?;
+    (f >= 0.0 && f.fract() == 0.0 && f < 2f64.powi(53)).then_some(f as usize)
 }
 
 fn texts(v: &Value, max: usize) -> Result<Vec<String>, RequestError> {
@@ -348,8 +357,15 @@ mod tests {
             (r.threshold, r.top_k, r.raw_scores),
             (Some(0.25), None, true)
         );
-        let r = parse_request(br#"{"inputs": ["", "x"], "top_k": 0}"#, 3, 2).unwrap();
+        // JSON Schema's integers: 3.0 is one. A top_k of 0 would predict nothing, and more
+        // than 28 labels there are not: both refused, as the CLI's --top-k.
+        let r = parse_request(br#"{"inputs": ["", "x"], "top_k": 3.0}"#, 3, 2).unwrap();
         assert_eq!(r.inputs, Inputs::Texts(vec![String::new(), "x".into()]));
-        assert_eq!(r.top_k, Some(0));
+        assert_eq!(r.top_k, Some(3));
+        for bad in ["0", "29", "2.5", "-1"] {
+            let body = format!(r#"{{"inputs": "x", "top_k": {bad}}}"#);
+            let err = parse_request(body.as_bytes(), 3, 2).unwrap_err();
+            assert_eq!(err.error_type(), "invalid_request", "{bad}");
+        }
     }
 }

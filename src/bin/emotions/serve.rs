@@ -33,7 +33,8 @@ pub fn serve(plan: ServePlan) -> anyhow::Result<()> {
     })
 }
 
-/// Resolves on SIGTERM, SIGHUP (a closed terminal: the same graceful stop) or Ctrl-C.
+/// Resolves on SIGTERM, SIGHUP (a closed terminal), SIGUSR1 or Ctrl-C: each the same graceful
+/// stop, since a signal whose default action kills the process should not cut requests off.
 async fn shutdown_signal() {
     let ctrl_c = async {
         let _ = tokio::signal::ctrl_c().await;
@@ -41,22 +42,17 @@ async fn shutdown_signal() {
     #[cfg(unix)]
     let term = async {
         use tokio::signal::unix::{SignalKind, signal};
-        let (term, hup) = (
-            signal(SignalKind::terminate()),
-            signal(SignalKind::hangup()),
-        );
-        match (term, hup) {
-            (Ok(mut term), Ok(mut hup)) => {
-                tokio::select! {
-                    _ = term.recv() => {},
-                    _ = hup.recv() => {},
-                }
-            }
-            (Ok(mut term), Err(_)) => {
-                term.recv().await;
-            }
-            _ => std::future::pending::<()>().await,
+        let kinds = [
+            SignalKind::terminate(),
+            SignalKind::hangup(),
+            SignalKind::user_defined1(),
+        ];
+        let mut streams: Vec<_> = kinds.into_iter().filter_map(|k| signal(k).ok()).collect();
+        if streams.is_empty() {
+            std::future::pending::<()>().await;
         }
+        let any = streams.iter_mut().map(|s| Box::pin(s.recv()));
+        futures_select_all(any).await;
     };
     #[cfg(not(unix))]
     let term = std::future::pending::<()>();
@@ -64,4 +60,19 @@ async fn shutdown_signal() {
         _ = ctrl_c => {},
         _ = term => {},
     }
+}
+
+/// The first of several futures to finish.
+#[cfg(unix)]
+async fn futures_select_all<F: std::future::Future + Unpin>(futures: impl Iterator<Item = F>) {
+    let mut futures: Vec<F> = futures.collect();
+    std::future::poll_fn(|cx| {
+        for f in &mut futures {
+            if std::pin::Pin::new(f).poll(cx).is_ready() {
+                return std::task::Poll::Ready(());
+            }
+        }
+        std::task::Poll::Pending
+    })
+    .await
 }

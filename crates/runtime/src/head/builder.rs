@@ -93,10 +93,14 @@ fn build_head(
     threads: usize,
     isa: Isa,
 ) -> Result<Head, RuntimeError> {
-    // Typed once, for the checks that need every tensor's shape, and for tract's plan.
-    let typed = signature.typed_model(&proto, &origin)?;
+    // Typed once, when a check needs a tensor's shape, and then for tract's plan too.
+    let graph_input = (signature.input_name.as_str(), signature.input_dim);
+    let mut typed = None;
     if let Some(graph) = &proto.graph {
-        crate::onnx::limits::check_linear_classifiers(graph, &typed, &origin)?;
+        if crate::onnx::limits::linear_classifiers_need_types(graph, graph_input.0) {
+            typed = Some(signature.typed_model(&proto, &origin)?);
+        }
+        crate::onnx::limits::check_linear_classifiers(graph, graph_input, typed.as_ref(), &origin)?;
     }
     let fused = if fuse && signature.input_dim <= MAX_FUSED_WIDTH {
         super::fusion::extract_linear_logistic(&proto, &signature)
@@ -129,7 +133,10 @@ fn build_head(
             columns: Columns::Fused,
         },
         (None, _) => Engine::Tract {
-            runnable: optimise(typed)?,
+            runnable: optimise(match typed {
+                Some(typed) => typed,
+                None => signature.typed_model(&proto, &origin)?,
+            })?,
             columns: signature.columns,
         },
     };

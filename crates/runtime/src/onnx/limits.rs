@@ -116,9 +116,13 @@ pub(crate) fn check_model(
 /// that of its input as tract types it: the graph input's, or what a Slice, Gather or MatMul
 /// in front of it makes (onnxruntime refuses any other count; tract would reshape them, and
 /// score a zero-column Slice as a constant).
+///
+/// `graph_input` is the graph's input and its width; `typed` is needed only when some
+/// LinearClassifier reads another tensor ([`linear_classifiers_need_types`]).
 pub(crate) fn check_linear_classifiers(
     graph: &pb::GraphProto,
-    typed: &tract_onnx::prelude::TypedModel,
+    graph_input: (&str, usize),
+    typed: Option<&tract_onnx::prelude::TypedModel>,
     origin: &str,
 ) -> Result<(), RuntimeError> {
     for node in graph
@@ -129,21 +133,11 @@ pub(crate) fn check_linear_classifiers(
         let Some(input) = node.input.first() else {
             continue;
         };
-        let width = typed
-            .find_outlet_label(input)
-            .or_else(|| {
-                // The graph input is labelled by its node's name.
-                typed
-                    .node_by_name(input)
-                    .ok()
-                    .map(|n| tract_onnx::prelude::OutletId::new(n.id, 0))
-            })
-            .and_then(|outlet| typed.outlet_fact(outlet).ok())
-            .and_then(|fact| {
-                fact.shape
-                    .last()
-                    .and_then(|d| d.as_i64().and_then(|v| usize::try_from(v).ok()))
-            });
+        let width = if input == graph_input.0 {
+            Some(graph_input.1)
+        } else {
+            typed.and_then(|typed| tensor_width(typed, input))
+        };
         let width = match width {
             Some(0) => {
                 return Err(limit(
@@ -184,6 +178,24 @@ pub(crate) fn check_linear_classifiers(
         }
     }
     Ok(())
+}
+
+/// Whether some LinearClassifier reads a tensor other than the graph input, whose width only
+/// tract's types can tell.
+pub(crate) fn linear_classifiers_need_types(graph: &pb::GraphProto, graph_input: &str) -> bool {
+    graph.node.iter().any(|n| {
+        n.op_type == "LinearClassifier" && n.input.first().is_some_and(|i| i != graph_input)
+    })
+}
+
+/// The last dimension of a tensor of the typed model, named as in the ONNX graph.
+fn tensor_width(typed: &tract_onnx::prelude::TypedModel, name: &str) -> Option<usize> {
+    let outlet = typed.find_outlet_label(name)?;
+    let fact = typed.outlet_fact(outlet).ok()?;
+    fact.shape
+        .last()
+        .and_then(|d| d.as_i64())
+        .and_then(|v| usize::try_from(v).ok())
 }
 
 /// How many values a tensor declares, checked against its data.
