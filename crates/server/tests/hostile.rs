@@ -224,6 +224,23 @@ fn a_full_queue_answers_429_and_shows_its_depth() {
     assert_eq!(queue_depth(&server), 0);
 }
 
+/// Errors in the request head are answered by hyper before any handler runs, as GUIDE.md
+/// says: a status with an empty body, then the connection closes.
+#[test]
+fn hyper_answers_a_broken_request_head_itself() {
+    let server = Server::start(ServerConfig::default());
+    let mut many = String::from("POST /classify HTTP/1.1\r\nHost: x\r\n");
+    for i in 0..120 {
+        many.push_str(&format!("X-H{i}: v\r\n"));
+    }
+    many.push_str("Content-Length: 2\r\n\r\n{}");
+    let (status, body) = server.raw(many.as_bytes());
+    assert_eq!((status, body.as_str()), (431, ""));
+    let (status, body) =
+        server.raw(b"POST /classify HTTP/1.1\r\nHost: x\r\nContent-Length: abc\r\n\r\n{}");
+    assert_eq!((status, body.as_str()), (400, ""));
+}
+
 /// A body that breaks HTTP's framing is the client's error (400, JSON), not "too large".
 #[test]
 fn a_badly_framed_body_is_a_400_with_a_json_error() {
