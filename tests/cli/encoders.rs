@@ -25,12 +25,9 @@ fn replica_copy(dir: &Path, keep: &[&str]) {
 #[test]
 fn encoder_file_picks_the_graph_and_verbose_reports_its_rewrites() {
     let dir = replica();
-    // 8-bit activations where the graph asks for them and the CPU has VNNI.
-    #[cfg(target_arch = "x86_64")]
-    let vnni =
-        std::is_x86_feature_detected!("avx512vnni") && std::is_x86_feature_detected!("avx512bw");
-    #[cfg(not(target_arch = "x86_64"))]
-    let vnni = false;
+    // 8-bit activations where the graph asks for them and the class that runs has VNNI (the
+    // child reads the same EMOTIONS_ISA as this process).
+    let vnni = emotions::Isa::selected().is_ok_and(|isa| isa.has_u8_dot());
     let quantized = if vnni {
         "attention 2/2, GELU 2, layer norms 5, projections 12 (0 in int16, 12 in u8)"
     } else {
@@ -53,6 +50,9 @@ fn encoder_file_picks_the_graph_and_verbose_reports_its_rewrites() {
                 "--encoder-file",
                 file,
                 "-v",
+                // The integer projections, which the default is only on AVX-512 machines.
+                "--precision",
+                "int16",
             ],
             None,
         );

@@ -7,8 +7,13 @@ use std::process::{Command, Output};
 const TEXT: &str = "Thank you so much, this is wonderful!";
 
 fn classify_with(isa: &str) -> Output {
+    classify_with_args(isa, &[])
+}
+
+fn classify_with_args(isa: &str, extra: &[&str]) -> Output {
     Command::new(BIN)
         .args(["classify", "-v", "--text", TEXT])
+        .args(extra)
         .env("EMOTIONS_ISA", isa)
         .output()
         .unwrap()
@@ -31,13 +36,22 @@ fn every_class_the_cpu_runs_is_run_and_reported() {
             .iter()
             .any(|c| c.class() == emotions::IsaClass::Portable)
     );
-    let widest = classify_with(&classes[0].to_string());
+    // The integer kernels on every class, forced; then each class's own default precision.
+    let int16 = ["--precision", "int16"];
+    let widest = classify_with_args(&classes[0].to_string(), &int16);
     assert!(widest.status.success(), "{}", stderr(&widest));
     let want = scores(&widest);
-    for isa in &classes {
-        let o = classify_with(&isa.to_string());
+    let runs = classes.iter().flat_map(|isa| {
+        let default = match emotions::Precision::for_isa(isa.class()) {
+            emotions::Precision::Int16 => "int16",
+            emotions::Precision::F32 => "f32",
+        };
+        [(*isa, &int16[..], "int16"), (*isa, &[][..], default)]
+    });
+    for (isa, extra, precision) in runs {
+        let o = classify_with_args(&isa.to_string(), extra);
         assert!(o.status.success(), "{isa}: {}", stderr(&o));
-        let reported = format!("kernels {isa}, precision int16");
+        let reported = format!("kernels {isa}, precision {precision}");
         assert!(stderr(&o).contains(&reported), "{isa}: {}", stderr(&o));
         let row = &json_lines(&stdout(&o))[0];
         assert_eq!(

@@ -10,9 +10,16 @@ use emotions_conformance::{
 use emotions_encoder::{Encoder, EncoderOptions, GraphRewrites, PlanShapes, Precision};
 use std::sync::OnceLock;
 
+/// The integer projections, named: the default only where the CPU has AVX-512.
 fn encoder() -> &'static Encoder {
     static ENCODER: OnceLock<Encoder> = OnceLock::new();
-    ENCODER.get_or_init(|| Encoder::from_dir(minilm_dir()).unwrap())
+    ENCODER.get_or_init(|| {
+        let options = EncoderOptions {
+            precision: Precision::Int16,
+            ..Default::default()
+        };
+        Encoder::from_dir_with(minilm_dir(), options).unwrap()
+    })
 }
 
 /// The exact mode: f32 projections, as onnxruntime.

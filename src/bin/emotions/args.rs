@@ -139,9 +139,10 @@ struct EncoderArgs {
     /// Encoder plans.
     #[arg(long, value_name = "MODE", value_enum, default_value_t = PlansArg::Symbolic)]
     plans: PlansArg,
-    /// How the encoder's projections multiply.
-    #[arg(long, value_name = "MODE", value_enum, default_value_t = PrecisionArg::Int16)]
-    precision: PrecisionArg,
+    /// How the encoder's projections multiply. Default: int16 where the CPU has AVX-512, f32
+    /// on AVX2 and portable kernels (the faster there, measured); `-v` says which ran.
+    #[arg(long, value_name = "MODE", value_enum)]
+    precision: Option<PrecisionArg>,
 }
 
 #[derive(Args)]
@@ -672,8 +673,9 @@ impl EncoderArgs {
                 },
                 workers: threads,
                 precision: match self.precision {
-                    PrecisionArg::Int16 => Precision::Int16,
-                    PrecisionArg::F32 => Precision::F32,
+                    Some(PrecisionArg::Int16) => Precision::Int16,
+                    Some(PrecisionArg::F32) => Precision::F32,
+                    None => Precision::default(),
                 },
             },
             threads,

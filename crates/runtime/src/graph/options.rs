@@ -27,7 +27,11 @@ pub struct GraphRewrites {
 }
 
 /// How the projections multiply. Everything else (attention, GELU, layer norm) is f32 in both.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+///
+/// The default is chosen per instruction-set class ([`Precision::for_isa`]), by measurement:
+/// the integer projections win only where the CPU multiplies 16-bit integers in 512-bit
+/// registers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Precision {
     /// In integers, at twice the f32 rate: each token's activations are rounded to 11-16-bit
     /// integers (the widest range whose i32 sums cannot overflow) and multiplied exactly.
@@ -35,10 +39,33 @@ pub enum Precision {
     /// are; f32 weights are rounded to 11-bit integers with a scale per feature. Measured
     /// against onnxruntime f32: cosine ≥ 0.999999 on all-MiniLM-L6-v2 int8 and on a 12-layer
     /// bge-small replica.
-    #[default]
     Int16,
     /// f32 throughout, as onnxruntime computes the graph: the exact mode.
     F32,
+}
+
+impl Precision {
+    /// The faster precision on a class, as measured (`embed` of 500 go_emotions test texts, one
+    /// thread, Zen 4 with each class forced, 2026-12-02): int16 against f32 took 2.02 against
+    /// 3.72 s on avx512-vnni, 2.11 against 4.13 s on avx512, 5.21 against 4.14 s on avx2, and
+    /// 93.6 against 4.88 s on portable (whose f32 matmul is tract-linalg's, SIMD on any CPU).
+    pub fn for_isa(class: emotions_kernels::IsaClass) -> Precision {
+        use emotions_kernels::IsaClass;
+        match class {
+            IsaClass::Avx512Vnni | IsaClass::Avx512 => Precision::Int16,
+            // AVX2, portable, and any class added before it is measured.
+            _ => Precision::F32,
+        }
+    }
+}
+
+impl Default for Precision {
+    /// [`Precision::for_isa`] of the class that runs ([`emotions_kernels::Isa::selected`]).
+    fn default() -> Self {
+        let class = emotions_kernels::Isa::selected()
+            .map_or(emotions_kernels::IsaClass::Portable, |isa| isa.class());
+        Precision::for_isa(class)
+    }
 }
 
 /// Which shapes get their own optimised plan. The projections (weights packed once at load) and
