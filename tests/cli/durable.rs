@@ -7,17 +7,6 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-/// go_emotions dev texts, as a file of `n` lines.
-fn dev_texts(s: &Scratch, n: usize) -> std::path::PathBuf {
-    let text = std::fs::read_to_string(repo("../shared/data/go_emotions/dev.tsv")).unwrap();
-    let lines: Vec<&str> = text
-        .lines()
-        .take(n)
-        .map(|l| l.split('\t').next().unwrap())
-        .collect();
-    s.write("dev.txt", lines.join("\n") + "\n")
-}
-
 #[test]
 fn an_output_that_is_an_input_is_refused_and_the_input_kept() {
     let s = Scratch::new("same-file");

@@ -3,17 +3,6 @@
 
 use crate::util::*;
 
-/// go_emotions dev texts, as a file of `n` lines.
-fn dev_texts(s: &Scratch, n: usize) -> std::path::PathBuf {
-    let text = std::fs::read_to_string(repo("../shared/data/go_emotions/dev.tsv")).unwrap();
-    let lines: Vec<&str> = text
-        .lines()
-        .take(n)
-        .map(|l| l.split('\t').next().unwrap())
-        .collect();
-    s.write("dev.txt", lines.join("\n") + "\n")
-}
-
 #[test]
 fn results_are_bit_identical_for_any_chunk_size() {
     let s = Scratch::new("chunks");

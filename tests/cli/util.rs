@@ -179,3 +179,14 @@ pub fn copy_files(from: &Path, to: &Path, files: &[&str]) {
         std::fs::copy(from.join(f), dest).unwrap();
     }
 }
+
+/// go_emotions dev texts, as a file of `n` lines.
+pub fn dev_texts(s: &Scratch, n: usize) -> std::path::PathBuf {
+    let text = std::fs::read_to_string(repo("../shared/data/go_emotions/dev.tsv")).unwrap();
+    let lines: Vec<&str> = text
+        .lines()
+        .take(n)
+        .map(|l| l.split('\t').next().unwrap())
+        .collect();
+    s.write("dev.txt", lines.join("\n") + "\n")
+}
