@@ -2,6 +2,7 @@
 //! run after the rows before it (or is skipped on request), and `.npy` output is patched.
 
 use crate::util::*;
+use std::io::{BufRead, Write};
 
 #[test]
 fn results_are_bit_identical_for_any_chunk_size() {
@@ -142,4 +143,44 @@ fn a_text_the_encoder_refuses_is_named_by_its_line() {
         None,
     );
     fails_after(o, "input line 3: text 0 has no tokens", 2);
+}
+
+/// The first chunk is small: its results are written while the input is still open, long
+/// before a whole `--chunk-size` of rows has been read.
+#[test]
+fn first_results_come_before_the_input_ends() {
+    let s = Scratch::new("first");
+    let texts = std::fs::read_to_string(dev_texts(&s, 32)).unwrap();
+    let mut child = std::process::Command::new(BIN)
+        .args(["classify", "--texts", "-", "--threads", "1"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    // 32 lines, and stdin stays open: only a first chunk of 32 can be written now.
+    let mut stdin = child.stdin.take().unwrap();
+    stdin.write_all(texts.as_bytes()).unwrap();
+    stdin.flush().unwrap();
+    let out = child.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let lines: Vec<String> = std::io::BufReader::new(out)
+            .lines()
+            .take(32)
+            .map(Result::unwrap)
+            .collect();
+        let _ = tx.send(lines);
+    });
+    // Generous: the point is that they come at all before end of input.
+    let got = rx.recv_timeout(std::time::Duration::from_secs(300));
+    drop(stdin);
+    let status = child.wait().unwrap();
+    let got = got.expect("no 32 result lines while stdin was still open");
+    assert!(status.success());
+    assert_eq!(got.len(), 32);
+    for line in &got {
+        let v: serde_json::Value = serde_json::from_str(line).unwrap();
+        assert!(v["scores"].is_object(), "{line}");
+    }
 }

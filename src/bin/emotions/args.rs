@@ -74,8 +74,9 @@ struct TextArgs {
 /// How `classify` and `embed` stream their input.
 #[derive(Args, Clone)]
 struct StreamArgs {
-    /// Rows read, embedded, scored and written at a time: memory stays bounded by it, and the
-    /// first results appear after one chunk. Results do not depend on it.
+    /// Most rows read, embedded, scored and written at a time: memory stays bounded by it.
+    /// The first chunk is 32 rows (or N, if smaller) and each next one twice the last, up to
+    /// N, so the first results appear at once. Results do not depend on it.
     #[arg(long, value_name = "N", default_value_t = 4096,
           value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
     chunk_size: u32,

@@ -97,7 +97,11 @@ fn at_line(e: emotions::Error, lines: &[usize]) -> anyhow::Error {
     }
 }
 
-/// Reads rows on their own thread, `spec.chunk_size` at a time, and hands each chunk to
+/// Rows in the first chunk of a stream; each next chunk doubles, up to `--chunk-size`.
+const FIRST_CHUNK: usize = 32;
+
+/// Reads rows on their own thread, in chunks growing from [`FIRST_CHUNK`] to
+/// `spec.chunk_size`, and hands each chunk to
 /// `process` in input order, with each row's line (or row) number, from 1. The first
 /// unreadable row ends the run after the rows before it are processed, unless
 /// `spec.skip_bad_lines`. The first `skip` good rows are read and dropped: a resumed run has
@@ -120,7 +124,11 @@ fn stream_chunks<T: Send>(
                     return;
                 }
             };
-            let mut chunk = (Vec::with_capacity(spec.chunk_size), Vec::new());
+            // The first chunk is small and each next one twice as large, up to
+            // `--chunk-size`: the first lines come out at once, and the larger chunks later
+            // keep the throughput (results do not depend on chunking).
+            let mut target = FIRST_CHUNK.min(spec.chunk_size);
+            let mut chunk = (Vec::with_capacity(target), Vec::new());
             let mut to_skip = skip;
             // Each item of the readers is one line (or `.npy` row), good or bad.
             for (line, row) in (1..).zip(rows) {
@@ -129,10 +137,11 @@ fn stream_chunks<T: Send>(
                     Ok(row) => {
                         chunk.0.push(row);
                         chunk.1.push(line);
-                        if chunk.0.len() == spec.chunk_size {
+                        if chunk.0.len() == target {
+                            target = (target * 2).min(spec.chunk_size);
                             let full = std::mem::replace(
                                 &mut chunk,
-                                (Vec::with_capacity(spec.chunk_size), Vec::new()),
+                                (Vec::with_capacity(target), Vec::new()),
                             );
                             if tx.send(Ok(full)).is_err() {
                                 return;
