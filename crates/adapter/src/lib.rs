@@ -86,15 +86,20 @@ impl LowRankDelta {
     /// `(B·A)ᵀ` as `[inputs, outputs]`, row-major: what is added to the ONNX weight.
     pub fn dense_transposed(&self) -> Vec<f32> {
         let (r, k, n) = (self.rank, self.inputs, self.outputs);
+        // Each element sums its r products in order t = 0, 1, ... from zero, as a dot product
+        // would, but a row at a time over B's transpose: contiguous loops that vectorise (the
+        // strided dot products were a fifth of a cold start), with the same bits.
+        let mut b_t = vec![0f32; r * n];
+        for (j, b_row) in self.b.chunks_exact(r.max(1)).enumerate().take(n) {
+            for (t, &v) in b_row.iter().enumerate() {
+                b_t[t * n + j] = v;
+            }
+        }
         let mut out = vec![0f32; k * n];
-        for i in 0..k {
-            let row = &mut out[i * n..(i + 1) * n];
-            for (j, o) in row.iter_mut().enumerate() {
-                let mut acc = 0f32;
-                for t in 0..r {
-                    acc += self.b[j * r + t] * self.a[t * k + i];
-                }
-                *o = acc;
+        for (i, row) in out.chunks_exact_mut(n.max(1)).enumerate().take(k) {
+            for (t, b_row) in b_t.chunks_exact(n.max(1)).enumerate().take(r) {
+                let a = self.a[t * k + i];
+                row.iter_mut().zip(b_row).for_each(|(o, &b)| *o += b * a);
             }
         }
         out
@@ -282,6 +287,33 @@ impl LoraAdapter {
 
 #[cfg(test)]
 mod tests {
+    /// The row-at-a-time product gives each element the bits of its dot product, summed in
+    /// order from zero, on values whose rounding would show a different order.
+    #[test]
+    fn dense_transposed_matches_the_dot_products_to_the_bit() {
+        let (rank, k, n) = (8, 37, 29);
+        let value = |i: usize| ((i * 7919 % 1013) as f32 - 506.0) * 1.37e-3 + 1e-7 * i as f32;
+        let delta = super::LowRankDelta {
+            target: "t".into(),
+            rank,
+            inputs: k,
+            outputs: n,
+            a: (0..rank * k).map(value).collect(),
+            b: (0..n * rank).map(|i| value(i + 5000)).collect(),
+        };
+        let got = delta.dense_transposed();
+        assert_eq!(got.len(), k * n);
+        for i in 0..k {
+            for j in 0..n {
+                let mut acc = 0f32;
+                for t in 0..rank {
+                    acc += delta.b[j * rank + t] * delta.a[t * k + i];
+                }
+                assert_eq!(got[i * n + j].to_bits(), acc.to_bits(), "({i}, {j})");
+            }
+        }
+    }
+
     use super::*;
 
     fn delta(target: &str) -> LowRankDelta {
