@@ -18,10 +18,16 @@ DOC = ROOT / "docs/PERFORMANCE.md"
 
 
 def cpu_model():
+    """The model name, with family and model: a virtual machine's "AMD EPYC" alone does not
+    tell a Zen 3 (family 25, model 1) from a Zen 4 (family 25, model 17)."""
     try:
+        fields = {}
         for line in pathlib.Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
+            key, _, value = line.partition(":")
+            fields.setdefault(key.strip(), value.strip())
+        if "model name" in fields:
+            extra = [f"{k} {fields[k]}" for k in ("cpu family", "model") if k in fields]
+            return fields["model name"] + (f" ({', '.join(extra)})" if extra else "")
     except OSError:
         pass
     return platform.processor() or platform.machine()
