@@ -26,8 +26,10 @@ fn scores(o: &Output) -> Vec<f64> {
 }
 
 /// Every class this CPU runs gives the same labels, and scores within the kernels' tolerance of
-/// the widest class's (the integer projections are identical on every class; the f32 kernels'
-/// copies differ in rounding only).
+/// the widest class's at the same precision (the integer projections are identical on every
+/// class; the f32 kernels' copies differ in rounding only). Int16 against f32 is the
+/// conformance suite's question, with its own tolerance: on an AVX2-only CPU, whose default is
+/// f32, the two precisions' scores differed by 1.2e-4 here.
 #[test]
 fn every_class_the_cpu_runs_is_run_and_reported() {
     let classes = emotions::Isa::all_available();
@@ -40,7 +42,12 @@ fn every_class_the_cpu_runs_is_run_and_reported() {
     let int16 = ["--precision", "int16"];
     let widest = classify_with_args(&classes[0].to_string(), &int16);
     assert!(widest.status.success(), "{}", stderr(&widest));
-    let want = scores(&widest);
+    let widest_f32 = classify_with_args(&classes[0].to_string(), &["--precision", "f32"]);
+    assert!(widest_f32.status.success(), "{}", stderr(&widest_f32));
+    let want = |precision: &str| match precision {
+        "int16" => scores(&widest),
+        _ => scores(&widest_f32),
+    };
     let runs = classes.iter().flat_map(|isa| {
         let default = match emotions::Precision::for_isa(isa.class()) {
             emotions::Precision::Int16 => "int16",
@@ -61,10 +68,17 @@ fn every_class_the_cpu_runs_is_run_and_reported() {
         );
         let worst = scores(&o)
             .iter()
-            .zip(&want)
+            .zip(&want(precision))
             .map(|(a, b)| (a - b).abs())
             .fold(0f64, f64::max);
-        assert!(worst <= 1e-4, "{isa}: worst score difference {worst:e}");
+        // int16: the default precision's stated text-to-scores tolerance (docs/CONFORMANCE.md):
+        // its activation scales follow the f32 kernels' rounding, which differs per class
+        // (portable against avx2 int16 differed by 1.7e-4 on a Zen 3).
+        let tolerance = if precision == "int16" { 1e-3 } else { 1e-4 };
+        assert!(
+            worst <= tolerance,
+            "{isa} {precision}: worst score difference {worst:e}"
+        );
     }
 }
 
