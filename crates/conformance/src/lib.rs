@@ -145,6 +145,29 @@ pub fn fnv1a64(ids: &[u32]) -> u64 {
     h
 }
 
+/// The variable that thins the encoder cases' fixture texts to every N-th one, for runs under
+/// emulation (`scripts/arm/test.sh` sets it); unset, every text is compared.
+pub const EVERY_NTH_TEXT: &str = "EMOTIONS_CONFORMANCE_EVERY";
+
+/// The indices of the fixture texts to compare out of `len`: all, or every N-th from the first
+/// when [`EVERY_NTH_TEXT`] is N.
+///
+/// # Panics
+/// When the variable is set to anything but a positive integer: a typo must not thin a run
+/// silently.
+pub fn sampled_indices(len: usize) -> Vec<usize> {
+    let step = match std::env::var(EVERY_NTH_TEXT) {
+        Err(_) => 1,
+        Ok(v) => v
+            .trim()
+            .parse::<usize>()
+            .ok()
+            .filter(|&n| n > 0)
+            .unwrap_or_else(|| panic!("{EVERY_NTH_TEXT} is '{v}', expected a positive integer")),
+    };
+    (0..len).step_by(step).collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -51,6 +51,8 @@ fn attend_text(isa: Isa, shape: &Shape, scales: Scales, ops: Operands, b: usize,
         F32Lanes::Avx512 => unsafe { x86::attend_avx512(shape, scales, ops, b, out) },
         #[cfg(target_arch = "x86_64")]
         F32Lanes::Avx2 => unsafe { x86::attend_avx2(shape, scales, ops, b, out) },
+        #[cfg(target_arch = "aarch64")]
+        F32Lanes::Neon => unsafe { crate::aarch64::f32::attend_neon(shape, scales, ops, b, out) },
         _ => attend_generic::<false>(shape, scales, ops, b, out),
     }
 }

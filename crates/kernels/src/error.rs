@@ -43,7 +43,8 @@ impl KernelError {
 #[non_exhaustive]
 pub enum KernelErrorKind {
     #[error(
-        "{var} is '{found}', expected one of avx512-vnni, avx512, avx2, portable",
+        "{var} is '{found}', expected one of avx512-vnni, avx512, avx2 (x86-64), neon-i8mm, \
+         neon-dotprod, neon (AArch64), portable",
         var = crate::ISA_VARIABLE
     )]
     UnknownIsa { found: String },

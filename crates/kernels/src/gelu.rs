@@ -41,6 +41,8 @@ fn gelu_chunk(
         F32Lanes::Avx512 => unsafe { x86::gelu_avx512(xs, scratch, erf) },
         #[cfg(target_arch = "x86_64")]
         F32Lanes::Avx2 => unsafe { x86::gelu_avx2(xs, scratch, erf) },
+        #[cfg(target_arch = "aarch64")]
+        F32Lanes::Neon => unsafe { crate::aarch64::f32::gelu_neon(xs, scratch, erf) },
         _ => gelu_body(xs, scratch, erf),
     }
 }

@@ -30,6 +30,8 @@ impl HeadKernel {
             F32Lanes::Avx512 => unsafe { crate::x86_64::head::run_avx512(self, x, out) },
             #[cfg(target_arch = "x86_64")]
             F32Lanes::Avx2 => unsafe { crate::x86_64::head::run_avx2_fma(self, x, out) },
+            #[cfg(target_arch = "aarch64")]
+            F32Lanes::Neon => unsafe { crate::aarch64::f32::head_neon(self, x, out) },
             _ => run_rows::<false>(self, x, out),
         }
     }

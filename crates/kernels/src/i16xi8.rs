@@ -146,6 +146,14 @@ impl Operands<'_> {
                 _ => {}
             }
         }
+        #[cfg(target_arch = "aarch64")]
+        if matches!(
+            isa.class(),
+            IsaClass::NeonI8mm | IsaClass::NeonDotprod | IsaClass::Neon
+        ) {
+            // SAFETY: as the caller promises; every AArch64 class has NEON.
+            return unsafe { crate::aarch64::i16xi8::block_neon(self, b, out) };
+        }
         let _ = isa;
         // SAFETY: as the caller promises.
         unsafe { self.block_portable(b, out) }

@@ -5,8 +5,9 @@
 //! same bits on every class that runs the same arithmetic (the integer kernels on all of them;
 //! the f32 kernels on the two that fuse multiply-adds), and tests force every class the CPU has.
 //!
-//! `EMOTIONS_ISA` forces a lower class (`avx512-vnni`, `avx512`, `avx2`, `portable`), so that
-//! any machine can measure and test what a smaller CPU would run. A class this CPU lacks is
+//! `EMOTIONS_ISA` forces a lower class (`avx512-vnni`, `avx512`, `avx2`, `portable` on x86-64;
+//! `neon-i8mm`, `neon-dotprod`, `neon`, `portable` on AArch64), so that any machine can measure
+//! and test what a smaller CPU would run. A class this CPU lacks is
 //! refused with an error, never run.
 
 use crate::{KernelError, KernelErrorKind};
@@ -25,16 +26,28 @@ pub enum IsaClass {
     Avx512,
     /// AVX2 with FMA: Haswell and later, Zen 1-3, and AVX-512 machines forced down.
     Avx2,
+    /// AArch64 NEON with the 8-bit matrix multiply-accumulate (i8mm: `USMMLA`) and dot product:
+    /// Neoverse N2/V1/V2 (Graviton 3 and 4), Cortex-A710 and later, Apple M2 and later.
+    NeonI8mm,
+    /// AArch64 NEON with the 8-bit dot product (`SDOT`): Cortex-A76/A78, Neoverse N1
+    /// (Graviton 2, Ampere Altra), Apple M1.
+    NeonDotprod,
+    /// AArch64 NEON alone, which every AArch64 CPU has: Cortex-A53/A72 (Raspberry Pi 3 and 4).
+    Neon,
     /// Plain Rust, for every other CPU (and what every SIMD path must agree with).
     Portable,
 }
 
 impl IsaClass {
-    /// Every class, widest first.
-    pub const ALL: [IsaClass; 4] = [
+    /// Every class of every architecture, widest first within each; a CPU runs those of its
+    /// own architecture and `Portable`.
+    pub const ALL: [IsaClass; 7] = [
         IsaClass::Avx512Vnni,
         IsaClass::Avx512,
         IsaClass::Avx2,
+        IsaClass::NeonI8mm,
+        IsaClass::NeonDotprod,
+        IsaClass::Neon,
         IsaClass::Portable,
     ];
 
@@ -44,6 +57,9 @@ impl IsaClass {
             IsaClass::Avx512Vnni => "avx512-vnni",
             IsaClass::Avx512 => "avx512",
             IsaClass::Avx2 => "avx2",
+            IsaClass::NeonI8mm => "neon-i8mm",
+            IsaClass::NeonDotprod => "neon-dotprod",
+            IsaClass::Neon => "neon",
             IsaClass::Portable => "portable",
         }
     }
@@ -60,9 +76,22 @@ impl IsaClass {
                 IsaClass::Avx512 => avx512,
                 IsaClass::Avx2 => avx2,
                 IsaClass::Portable => true,
+                _ => false,
             }
         }
-        #[cfg(not(target_arch = "x86_64"))]
+        #[cfg(target_arch = "aarch64")]
+        {
+            use std::arch::is_aarch64_feature_detected as has;
+            let dotprod = has!("neon") && has!("dotprod");
+            match self {
+                IsaClass::NeonI8mm => dotprod && has!("i8mm"),
+                IsaClass::NeonDotprod => dotprod,
+                IsaClass::Neon => has!("neon"),
+                IsaClass::Portable => true,
+                _ => false,
+            }
+        }
+        #[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
         {
             self == IsaClass::Portable
         }
@@ -147,16 +176,21 @@ impl Isa {
         self.0
     }
 
-    /// Whether the 8-bit-activation kernel (`vpdpbusd`) runs.
+    /// Whether an 8-bit dot-product kernel runs the 8-bit-activation projections (`vpdpbusd`,
+    /// `SDOT` or `USMMLA`).
     pub fn has_u8_dot(self) -> bool {
-        self.0 == IsaClass::Avx512Vnni
+        matches!(
+            self.0,
+            IsaClass::Avx512Vnni | IsaClass::NeonDotprod | IsaClass::NeonI8mm
+        )
     }
 
-    /// The f32 kernels' width: AVX-512 on both AVX-512 classes.
+    /// The f32 kernels' width: AVX-512 on both AVX-512 classes, NEON on the three AArch64 ones.
     pub(crate) fn f32_lanes(self) -> F32Lanes {
         match self.0 {
             IsaClass::Avx512Vnni | IsaClass::Avx512 => F32Lanes::Avx512,
             IsaClass::Avx2 => F32Lanes::Avx2,
+            IsaClass::NeonI8mm | IsaClass::NeonDotprod | IsaClass::Neon => F32Lanes::Neon,
             IsaClass::Portable => F32Lanes::Portable,
         }
     }
@@ -173,6 +207,7 @@ impl std::fmt::Display for Isa {
 pub(crate) enum F32Lanes {
     Avx512,
     Avx2,
+    Neon,
     Portable,
 }
 
@@ -185,6 +220,16 @@ mod tests {
         let all = Isa::all_available();
         assert_eq!(all[0], Isa::widest());
         assert_eq!(all.last().map(|i| i.class()), Some(IsaClass::Portable));
+    }
+
+    /// Where a test run names the class it means to test (`EMOTIONS_EXPECT_WIDEST`, set by
+    /// `scripts/arm/test.sh` for each emulated CPU model), detection finds exactly that one, so a
+    /// run meant for i8mm cannot pass on NEON alone.
+    #[test]
+    fn detection_finds_the_class_the_test_run_expects() {
+        if let Ok(want) = std::env::var("EMOTIONS_EXPECT_WIDEST") {
+            assert_eq!(Isa::widest().class().name(), want);
+        }
     }
 
     #[test]
@@ -203,7 +248,7 @@ mod tests {
             err.contains("EMOTIONS_ISA") && err.contains("sse9"),
             "{err}"
         );
-        assert!(err.contains("avx2") && err.contains("portable"), "{err}");
+        assert!(err.contains("avx2") && err.contains("neon"), "{err}");
         // A class the CPU lacks is refused, naming what it has.
         for class in IsaClass::ALL.into_iter().filter(|c| !c.runs_here()) {
             let err = Isa::from_setting(Some(class.name()))

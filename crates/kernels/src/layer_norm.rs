@@ -29,6 +29,8 @@ fn normalise_block(isa: Isa, rows: &mut [f32], scale: &[f32], bias: &[f32], eps:
         F32Lanes::Avx512 => unsafe { x86::layer_norm_avx512(rows, scale, bias, eps) },
         #[cfg(target_arch = "x86_64")]
         F32Lanes::Avx2 => unsafe { x86::layer_norm_avx2(rows, scale, bias, eps) },
+        #[cfg(target_arch = "aarch64")]
+        F32Lanes::Neon => unsafe { crate::aarch64::f32::layer_norm_neon(rows, scale, bias, eps) },
         _ => block_generic::<false>(rows, scale, bias, eps),
     }
 }

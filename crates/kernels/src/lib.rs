@@ -2,7 +2,7 @@
 //!
 //! The runtime's ops (`emotions-runtime`) check shapes and call these kernels on plain slices.
 //! Each kernel's arithmetic is written once, portably, in its module here; the per-ISA
-//! modules beside it ([`x86_64`](crate#per-isa-modules), and later `aarch64` and `wasm32`)
+//! modules beside it ([`x86_64`](crate#per-isa-modules), `aarch64`, and later `wasm32`)
 //! hold the `#[target_feature]` copies and explicit intrinsics. Which copy runs is an
 //! [`Isa`], detected once; tests force every one the CPU has.
 //!
@@ -16,10 +16,13 @@
 //!   projections) and [`u8xi8`] (8-bit activations on VNNI).
 //!
 //! # Per-ISA modules
-//! `src/x86_64/` holds the AVX-512 and AVX2 copies. No file outside this crate uses
-//! `std::arch` or `#[target_feature]`: a new ISA is a new folder here (`src/aarch64/`,
-//! `src/wasm32/`), a new [`IsaClass`], and a match arm in each kernel's dispatch.
+//! `src/x86_64/` holds the AVX-512 and AVX2 copies, `src/aarch64/` the NEON, dotprod and i8mm
+//! ones. No file outside this crate uses `std::arch` or `#[target_feature]`: a new ISA is a
+//! new folder here (`src/wasm32/`), a new [`IsaClass`], and a match arm in each kernel's
+//! dispatch.
 
+#[cfg(target_arch = "aarch64")]
+mod aarch64;
 pub mod attention;
 mod error;
 pub mod exp;

@@ -31,6 +31,8 @@ impl LowRank {
             F32Lanes::Avx512 => unsafe { x86::low_rank_avx512(self, x, out) },
             #[cfg(target_arch = "x86_64")]
             F32Lanes::Avx2 => unsafe { x86::low_rank_avx2(self, x, out) },
+            #[cfg(target_arch = "aarch64")]
+            F32Lanes::Neon => unsafe { crate::aarch64::f32::low_rank_neon(self, x, out) },
             _ => self.rows_generic::<false>(x, out),
         }
     }

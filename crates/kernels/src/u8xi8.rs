@@ -6,9 +6,10 @@
 //! `round(x / s) + 128`): measured about as accurate as the file's per-tensor asymmetric
 //! rounding (see the conformance suite). `vpdpbusd` multiplies four u8
 //! activations by four int8 weights per lane: twice the rate of [`crate::i16xi8`]. The sums are
-//! exact: `Σ (xq - 128)·w = Σ xq·w - 128·Σ w`, with `Σ w` per feature computed at load. Only the
-//! AVX-512 VNNI path is fast; a portable path gives the same bits for tests and other CPUs
-//! (where the encoder uses the 16-bit kernels instead).
+//! exact: `Σ (xq - 128)·w = Σ xq·w - 128·Σ w`, with `Σ w` per feature computed at load. The
+//! fast paths are AVX-512 VNNI and, on AArch64, `SDOT` (dotprod) and `USMMLA` (i8mm); a
+//! portable path gives the same bits for tests and other CPUs (where the encoder uses the
+//! 16-bit kernels instead).
 
 use crate::generic::i16xi8::Output;
 use crate::generic::u8xi8::{BLOCK, Operands, ZERO};
@@ -20,8 +21,8 @@ pub use crate::generic::u8xi8::Uint8Weights;
 
 impl Uint8Weights {
     /// `y = x · W (+ bias) (+ residual)` for `m` rows of `x` (`m × k`), into `y` (`m × n`), on
-    /// the VNNI kernel where `isa` has it ([`Isa::has_u8_dot`]), else the portable one: the
-    /// same bits. Column blocks are spread over the current pool.
+    /// the 8-bit dot-product kernel where `isa` has one ([`Isa::has_u8_dot`]: VNNI, `SDOT`,
+    /// `USMMLA`), else the portable one: the same bits. Column blocks are spread over the current pool.
     ///
     /// # Panics
     /// When the slices are not those lengths.
@@ -61,6 +62,19 @@ impl Uint8Weights {
                 // SAFETY: an `Isa` comes only from detection, and this one has VNNI; block b
                 // writes only its own columns of y.
                 return unsafe { crate::x86_64::u8xi8::block_vnni(&op, b, out) };
+            }
+            #[cfg(target_arch = "aarch64")]
+            {
+                use crate::{aarch64::u8xi8 as arm, isa::IsaClass};
+                // SAFETY: an `Isa` comes only from detection, and `fast` holds only for the
+                // two classes with dotprod (i8mm too on the first); block b writes only its own
+                // columns of y.
+                if fast {
+                    return match isa.class() {
+                        IsaClass::NeonI8mm => unsafe { arm::block_i8mm(&op, b, out) },
+                        _ => unsafe { arm::block_dotprod(&op, b, out) },
+                    };
+                }
             }
             // SAFETY: block b writes only its own columns of y.
             unsafe { op.block_portable(b, out) }

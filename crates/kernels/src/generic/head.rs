@@ -46,7 +46,9 @@ impl HeadKernel {
 
 /// The SIMD paths' driver: `logits` fills the pre-sigmoid sums (bias included) of one block of
 /// `ROWS` rows; rows left over after the last full block go row by row. `k.dim > 0`.
+/// Only the x86-64 intrinsics copies use it; AArch64 compiles [`run_rows`] for NEON.
 #[inline(always)]
+#[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
 pub(crate) fn by_blocks<const ROWS: usize>(
     k: &HeadKernel,
     x: &[f32],

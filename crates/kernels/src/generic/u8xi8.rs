@@ -6,6 +6,8 @@ use crate::generic::i16xi8::Output;
 /// Output features per packed block: three 16-lane vectors.
 pub(crate) const BLOCK: usize = 48;
 /// Token rows per tile: 8 rows × 3 vectors = 24 accumulators.
+// The x86-64 tiles' shape; the AArch64 ones pick their own.
+#[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
 pub(crate) const ROWS: usize = 8;
 /// The activations' zero: `xq = round(x / s) + 128`, in 1..=255.
 pub(crate) const ZERO: i32 = 128;
@@ -91,7 +93,13 @@ impl Operands<'_> {
     /// One output: the same f32 operations, in the same order, as the vector epilogue.
     #[inline(always)]
     pub(crate) fn value(&self, row: usize, col: usize, sum: i32) -> f32 {
-        let corrected = sum - ZERO * self.w.col_sums[col];
+        self.value_corrected(row, col, sum - ZERO * self.w.col_sums[col])
+    }
+
+    /// One output from its corrected sum `Σ (xq - 128)·w`, which kernels on signed bytes
+    /// compute directly.
+    #[inline(always)]
+    pub(crate) fn value_corrected(&self, row: usize, col: usize, corrected: i32) -> f32 {
         let mut v = corrected as f32 * (self.token_scales[row] * self.w.scales[col]);
         if let Some(bias) = self.bias {
             v += bias[col];
