@@ -287,13 +287,15 @@ impl LoraAdapter {
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+
     /// The row-at-a-time product gives each element the bits of its dot product, summed in
     /// order from zero, on values whose rounding would show a different order.
     #[test]
     fn dense_transposed_matches_the_dot_products_to_the_bit() {
         let (rank, k, n) = (8, 37, 29);
         let value = |i: usize| ((i * 7919 % 1013) as f32 - 506.0) * 1.37e-3 + 1e-7 * i as f32;
-        let delta = super::LowRankDelta {
+        let delta = LowRankDelta {
             target: "t".into(),
             rank,
             inputs: k,
@@ -313,8 +315,6 @@ mod tests {
             }
         }
     }
-
-    use super::*;
 
     fn delta(target: &str) -> LowRankDelta {
         LowRankDelta {
