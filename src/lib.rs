@@ -30,13 +30,15 @@ use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
 pub use emotions_encoder::{
-    Architecture, Encoder, EncoderAdapter, EncoderFiles, EncoderOptions, GraphRewrites, PlanShapes,
-    Pooling, Precision, set_threads,
+    Architecture, Encoder, EncoderAdapter, EncoderError, EncoderErrorKind, EncoderFiles,
+    EncoderOptions, GraphRewrites, KernelThreads, PlanShapes, Pooling, Precision, set_threads,
 };
-pub use emotions_labels::{DecisionPolicy, LABELS, NUM_LABELS, Prediction, Thresholds};
+pub use emotions_labels::{
+    DecisionPolicy, LABELS, LabelsError, LabelsErrorKind, NUM_LABELS, Prediction, Thresholds,
+};
 pub use emotions_runtime::{
-    Head, HeadInfo, Isa, IsaClass, limit_heap_arenas, quiet_caught_panics, release_free_memory,
-    show_caught_panics,
+    ErrorKind as RuntimeErrorKind, Head, HeadInfo, Isa, IsaClass, RuntimeError, limit_heap_arenas,
+    quiet_caught_panics, release_free_memory, show_caught_panics,
 };
 
 /// The models compiled into the binary (the `bundled-models` feature).

@@ -26,7 +26,7 @@ use std::path::{Path, PathBuf};
 
 mod config;
 pub use config::{Architecture, Pooling};
-pub use emotions_runtime::{GraphRewrites, PlanShapes, Precision, set_threads};
+pub use emotions_runtime::{GraphRewrites, KernelThreads, PlanShapes, Precision, set_threads};
 
 /// Everything that can go wrong loading or running an encoder: the file it concerns, when
 /// there is one, and what went wrong. Displays as `origin: kind`; its source is the kind's own.

@@ -29,18 +29,47 @@ thread_local! {
 /// # Ok::<(), emotions_kernels::KernelError>(())
 /// ```
 pub fn set_threads(threads: usize) -> Result<(), KernelError> {
-    let pool = if threads > 1 {
+    let KernelThreads(pool) = KernelThreads::new(threads)?;
+    *DEFAULT_POOL.write().unwrap_or_else(|e| e.into_inner()) = pool;
+    Ok(())
+}
+
+/// A pool of kernel threads that one owner uses in place of the process-wide one, so that two
+/// users in one process (two classifiers in a Python program, say) each keep their own count.
+///
+/// ```
+/// let two = emotions_kernels::KernelThreads::new(2)?;
+/// assert_eq!(two.threads(), 2);
+/// assert_eq!(two.install(|| 1 + 1), 2);
+/// assert_eq!(emotions_kernels::KernelThreads::new(0)?.threads(), 1);
+/// # Ok::<(), emotions_kernels::KernelError>(())
+/// ```
+#[derive(Debug, Clone)]
+pub struct KernelThreads(Option<Arc<ThreadPool>>);
+
+impl KernelThreads {
+    /// `threads` threads (0 or 1: the calling thread alone).
+    pub fn new(threads: usize) -> Result<Self, KernelError> {
+        if threads <= 1 {
+            return Ok(KernelThreads(None));
+        }
         let pool = rayon::ThreadPoolBuilder::new()
             .thread_name(|i| format!("emotions-{i}"))
             .num_threads(threads)
             .build()
             .map_err(|source| KernelError::new(KernelErrorKind::ThreadPool { threads, source }))?;
-        Some(Arc::new(pool))
-    } else {
-        None
-    };
-    *DEFAULT_POOL.write().unwrap_or_else(|e| e.into_inner()) = pool;
-    Ok(())
+        Ok(KernelThreads(Some(Arc::new(pool))))
+    }
+
+    /// How many threads the kernels run on inside [`KernelThreads::install`].
+    pub fn threads(&self) -> usize {
+        self.0.as_ref().map_or(1, |p| p.current_num_threads())
+    }
+
+    /// Runs `work` on this thread with these threads in place of the process-wide pool.
+    pub fn install<R>(&self, work: impl FnOnce() -> R) -> R {
+        scoped(self.0.clone(), work)
+    }
 }
 
 /// Runs `work` with the kernels single-threaded on this thread, for callers that run
@@ -134,6 +163,16 @@ mod tests {
         let pooled = with_threads(2, || thread_names(&mut xs));
         assert_eq!(pooled.len(), 64);
         assert!(pooled.iter().all(|n| *n != here), "{pooled:?}");
+        let owned = KernelThreads::new(2).unwrap();
+        let named = owned.install(|| thread_names(&mut xs));
+        assert!(
+            named.iter().all(|n| n.starts_with("emotions-")),
+            "{named:?}"
+        );
+        let lone = KernelThreads::new(1)
+            .unwrap()
+            .install(|| thread_names(&mut xs));
+        assert!(lone.iter().all(|n| *n == here), "{lone:?}");
         // The scope ends with its closure.
         assert!(SCOPED_POOL.with_borrow(|s| s.is_none()));
     }

@@ -42,8 +42,8 @@ mod testing;
 
 pub use emotions_adapter::{AdapterError, LoraAdapter, LowRankDelta};
 pub use emotions_kernels::{
-    Isa, IsaClass, catch_panic, limit_heap_arenas, panic_message, quiet_caught_panics,
-    release_free_memory, set_threads, show_caught_panics, single_threaded,
+    Isa, IsaClass, KernelThreads, catch_panic, limit_heap_arenas, panic_message,
+    quiet_caught_panics, release_free_memory, set_threads, show_caught_panics, single_threaded,
 };
 pub use error::{ErrorKind, RuntimeError, TractError};
 pub use graph::weights::{NamedTensor, encoder_weights};
