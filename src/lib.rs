@@ -30,15 +30,15 @@ use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
 pub use emotions_encoder::{
-    Architecture, Encoder, EncoderAdapter, EncoderError, EncoderErrorKind, EncoderFiles,
-    EncoderOptions, GraphRewrites, KernelThreads, PlanShapes, Pooling, Precision, set_threads,
+    Architecture, Encoder, EncoderAdapter, EncoderErrorKind, EncoderFiles, EncoderOptions,
+    GraphRewrites, KernelThreads, PlanShapes, Pooling, Precision, set_threads,
 };
 pub use emotions_labels::{
-    DecisionPolicy, LABELS, LabelsError, LabelsErrorKind, NUM_LABELS, Prediction, Thresholds,
+    DecisionPolicy, LABELS, LabelsErrorKind, NUM_LABELS, Prediction, Thresholds,
 };
 pub use emotions_runtime::{
-    ErrorKind as RuntimeErrorKind, Head, HeadInfo, Isa, IsaClass, RuntimeError, limit_heap_arenas,
-    quiet_caught_panics, release_free_memory, show_caught_panics,
+    Head, HeadInfo, Isa, IsaClass, limit_heap_arenas, quiet_caught_panics, release_free_memory,
+    show_caught_panics,
 };
 
 /// The models compiled into the binary (the `bundled-models` feature).
@@ -115,25 +115,32 @@ pub enum Error {
     Adapter(String),
 }
 
-#[cfg(feature = "server")]
 impl Error {
-    /// For the server: the client's fault (bad input) or the model's.
-    fn into_backend(self) -> emotions_server::BackendError {
+    /// Whether the input is at fault (a non-finite or wrong-length embedding, a text the
+    /// tokenizer refuses or one with no tokens to pool) rather than the model.
+    pub fn is_bad_input(&self) -> bool {
         use emotions_runtime::{ErrorKind, RuntimeError};
-        use emotions_server::BackendError;
-        match self {
+        matches!(
+            self,
             Error::Head(RuntimeError {
                 kind: ErrorKind::NonFinite { .. } | ErrorKind::InputLength { .. },
                 ..
-            })
-            // A text the tokenizer refuses, or one with no tokens to pool.
-            | Error::Encoder(emotions_encoder::EncoderError {
-                kind:
-                    emotions_encoder::EncoderErrorKind::Tokenize { .. }
+            }) | Error::Encoder(emotions_encoder::EncoderError {
+                kind: emotions_encoder::EncoderErrorKind::Tokenize { .. }
                     | emotions_encoder::EncoderErrorKind::NoTokens { .. },
                 ..
-            }) => BackendError::Input(Box::new(self)),
-            other => BackendError::Model(Box::new(other)),
+            })
+        )
+    }
+
+    /// For the server: the client's fault (bad input) or the model's.
+    #[cfg(feature = "server")]
+    fn into_backend(self) -> emotions_server::BackendError {
+        use emotions_server::BackendError;
+        if self.is_bad_input() {
+            BackendError::Input(Box::new(self))
+        } else {
+            BackendError::Model(Box::new(self))
         }
     }
 }

@@ -33,35 +33,16 @@ const MAX_THREADS: usize = 256;
 /// The Python exception for a library error: `FileNotFoundError` for a missing file, `ValueError`
 /// for bad input (texts, embeddings, thresholds), `ModelError` for everything a model refused.
 fn py_error(e: emotions::Error) -> PyErr {
-    use emotions::Error;
-    use emotions_errors::*;
     let message = e.to_string();
     if missing_file(&e) {
         return PyFileNotFoundError::new_err(message);
     }
-    let bad_input = match &e {
-        Error::Head(h) => matches!(
-            h.kind,
-            RuntimeKind::NonFinite { .. } | RuntimeKind::InputLength { .. }
-        ),
-        Error::Encoder(enc) => matches!(
-            enc.kind,
-            EncoderKind::Tokenize { .. } | EncoderKind::NoTokens { .. }
-        ),
-        Error::Labels(_) => true,
-        _ => false,
-    };
-    if bad_input {
+    // Thresholds are the caller's input here, unlike the server's.
+    if e.is_bad_input() || matches!(e, emotions::Error::Labels(_)) {
         PyValueError::new_err(message)
     } else {
         ModelError::new_err(message)
     }
-}
-
-/// The error kinds the mapping looks at, under short names.
-mod emotions_errors {
-    pub use emotions::EncoderErrorKind as EncoderKind;
-    pub use emotions::RuntimeErrorKind as RuntimeKind;
 }
 
 /// A file that is not there: an `io::Error` of kind `NotFound` anywhere in the chain, or a

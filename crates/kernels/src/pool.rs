@@ -132,11 +132,9 @@ pub fn for_each_index(count: usize, f: impl Fn(usize) + Send + Sync) {
 /// Runs `work` on this thread with a pool of `threads` threads (1: none), for tests and
 /// benchmarks that compare pooled and single-threaded runs.
 pub fn with_threads<R>(threads: usize, work: impl FnOnce() -> R) -> R {
-    let pool = (threads > 1).then(|| {
-        let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build();
-        Arc::new(pool.expect("a test thread pool"))
-    });
-    scoped(pool, work)
+    KernelThreads::new(threads)
+        .expect("a test thread pool")
+        .install(work)
 }
 
 #[cfg(test)]
