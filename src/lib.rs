@@ -31,7 +31,8 @@ use std::sync::OnceLock;
 
 pub use emotions_encoder::{
     Architecture, Encoder, EncoderAdapter, EncoderErrorKind, EncoderFiles, EncoderOptions,
-    GraphRewrites, KernelThreads, PlanShapes, Pooling, Precision, set_threads,
+    GraphRewrites, KernelThreads, LongTexts, PlanShapes, Pooling, Precision, WindowEmbeddings,
+    set_threads,
 };
 pub use emotions_labels::{
     DecisionPolicy, LABELS, LabelsErrorKind, NUM_LABELS, Prediction, Thresholds,
@@ -143,6 +144,30 @@ impl Error {
             BackendError::Model(Box::new(self))
         }
     }
+}
+
+/// How the scores of a long text's windows ([`LongTexts::Chunk`]) become the text's.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Aggregate {
+    /// Per label, the highest window's: an emotion anywhere in the text counts.
+    #[default]
+    Max,
+    /// Per label, the windows' mean.
+    Mean,
+}
+
+/// Scores of texts, `texts × 28` in label order, and how many were longer than the window.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TextScores {
+    pub scores: Vec<f32>,
+    pub long_texts: usize,
+}
+
+/// Sentence embeddings of texts, `texts × dim`, and how many were longer than the window.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TextEmbeddings {
+    pub embeddings: Vec<f32>,
+    pub long_texts: usize,
 }
 
 /// Which sentence encoder, if any, a classifier carries.
@@ -562,6 +587,80 @@ impl Classifier {
     /// there is one.
     pub fn embed<S: AsRef<str>>(&self, texts: &[S]) -> Result<Vec<f32>, Error> {
         Ok(self.plain_encoder()?.embed(texts)?)
+    }
+
+    /// [`Classifier::embed`], a text longer than the encoder's window read as `long` says:
+    /// in windows, their embeddings are averaged by tokens (normalised again when the encoder
+    /// normalises). A text that fits gives exactly what `embed` gives.
+    pub fn embed_long<S: AsRef<str>>(
+        &self,
+        texts: &[S],
+        long: LongTexts,
+    ) -> Result<TextEmbeddings, Error> {
+        let encoder = self.plain_encoder()?;
+        let windows = encoder.embed_windows(texts, long, &mut |_| {})?;
+        Ok(TextEmbeddings {
+            embeddings: windows.per_text(encoder.normalizes()),
+            long_texts: windows.long_texts,
+        })
+    }
+
+    /// Positive scores of texts (`texts × 28`), a text longer than the encoder's window read
+    /// as `long` says: in windows, each window is scored and the scores are aggregated per
+    /// label. A text that fits gives exactly what [`Classifier::features`] then
+    /// [`Classifier::scores`] give.
+    ///
+    /// ```
+    /// use emotions::{Aggregate, Classifier, LongTexts};
+    ///
+    /// let classifier = Classifier::from_defaults()?;
+    /// let long = format!(
+    ///     "{} Thank you so much for all your help! I really appreciate everything you did for us.",
+    ///     "The meeting was moved to Tuesday. ".repeat(60),
+    /// );
+    /// let gratitude = emotions::LABELS.iter().position(|&l| l == "gratitude").unwrap();
+    /// let chunked = classifier.text_scores(&[&long], LongTexts::Chunk { stride: None }, Aggregate::Max)?;
+    /// let truncated = classifier.text_scores(&[&long], LongTexts::Truncate, Aggregate::Max)?;
+    /// assert_eq!((chunked.long_texts, truncated.long_texts), (1, 1));
+    /// assert!(chunked.scores[gratitude] > 0.5 && truncated.scores[gratitude] < 0.01);
+    /// # Ok::<(), emotions::Error>(())
+    /// ```
+    pub fn text_scores<S: AsRef<str>>(
+        &self,
+        texts: &[S],
+        long: LongTexts,
+        aggregate: Aggregate,
+    ) -> Result<TextScores, Error> {
+        let encoder = self.encoder.as_ref().ok_or(Error::NoEncoder)?;
+        let windows = encoder.embed_windows(texts, long, &mut |_| {})?;
+        let rows = windows.tokens.len();
+        let per_window = self.scores(&windows.pooled, rows)?;
+        if rows == texts.len() {
+            return Ok(TextScores {
+                scores: per_window,
+                long_texts: windows.long_texts,
+            });
+        }
+        let mut scores = vec![0f32; texts.len() * NUM_LABELS];
+        for (out, span) in scores.chunks_exact_mut(NUM_LABELS).zip(&windows.spans) {
+            let rows = &per_window[span.start * NUM_LABELS..span.end * NUM_LABELS];
+            out.copy_from_slice(&rows[..NUM_LABELS]);
+            for row in rows.chunks_exact(NUM_LABELS).skip(1) {
+                for (o, &x) in out.iter_mut().zip(row) {
+                    *o = match aggregate {
+                        Aggregate::Max => o.max(x),
+                        Aggregate::Mean => *o + x,
+                    };
+                }
+            }
+            if aggregate == Aggregate::Mean && span.len() > 1 {
+                out.iter_mut().for_each(|o| *o /= span.len() as f32);
+            }
+        }
+        Ok(TextScores {
+            scores,
+            long_texts: windows.long_texts,
+        })
     }
 
     fn plain_encoder(&self) -> Result<&Encoder, Error> {

@@ -7,6 +7,7 @@ mod durable;
 mod encoders;
 mod isa;
 mod layout;
+mod long_texts;
 mod serve;
 mod streaming;
 mod texts;

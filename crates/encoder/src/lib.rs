@@ -23,10 +23,14 @@
 use emotions_runtime::{EncoderGraph, ErrorKind, LoraAdapter, RuntimeError, TokenRow};
 use std::borrow::Cow;
 use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
 
 mod config;
+mod windows;
 pub use config::{Architecture, Pooling};
 pub use emotions_runtime::{GraphRewrites, KernelThreads, PlanShapes, Precision, set_threads};
+use windows::WindowTemplate;
+pub use windows::{LongTexts, WindowEmbeddings};
 
 /// Everything that can go wrong loading or running an encoder: the file it concerns, when
 /// there is one, and what went wrong. Displays as `origin: kind`; its source is the kind's own.
@@ -100,6 +104,11 @@ pub enum EncoderErrorKind {
     NoTokens { index: usize },
     #[error("the tokenizer failed unexpectedly: {message}")]
     Crashed { message: String },
+    /// `LongTexts::Chunk`'s overlap must leave each window something new.
+    #[error(
+        "a stride of {stride} tokens: expected fewer than the {width} tokens of text a window holds"
+    )]
+    Stride { stride: usize, width: usize },
     /// The ONNX graph: not an encoder, or tract failed on it.
     #[error(transparent)]
     Graph(Box<RuntimeError>),
@@ -244,6 +253,8 @@ pub struct Encoder {
     graph: EncoderGraph,
     fingerprint: String,
     warnings: Vec<String>,
+    /// Built when a text is first read in windows.
+    windows: OnceLock<WindowTemplate>,
 }
 
 impl std::fmt::Debug for Encoder {
@@ -541,6 +552,7 @@ impl Encoder {
             options,
             graph,
             fingerprint,
+            windows: OnceLock::new(),
         })
     }
 
@@ -610,25 +622,52 @@ impl Encoder {
     /// Tokenizes one text as the encoder will: special tokens added, truncated to
     /// `max_seq_length`.
     pub fn tokenize(&self, text: &str) -> Result<Tokens, EncoderError> {
-        self.encode(0, text)
+        Ok(self.encode(0, text)?.0)
     }
 
-    /// Tokenizes text number `index` (named in errors); a panic in the tokenizer is an error.
-    fn encode(&self, index: usize, text: &str) -> Result<Tokens, EncoderError> {
-        emotions_runtime::catch_panic(|| self.encode_unguarded(index, text)).unwrap_or_else(
-            |message| Err(EncoderError::bare(EncoderErrorKind::Crashed { message })),
-        )
+    /// Whether a text is longer than the model's window, i.e. [`LongTexts::Truncate`] cuts it.
+    pub fn is_long(&self, text: &str) -> Result<bool, EncoderError> {
+        Ok(self.encode(0, text)?.1)
     }
 
-    fn encode_unguarded(&self, index: usize, text: &str) -> Result<Tokens, EncoderError> {
+    /// Tokenizes text number `index` (named in errors), and says whether it was cut; a panic
+    /// in the tokenizer is an error.
+    fn encode(&self, index: usize, text: &str) -> Result<(Tokens, bool), EncoderError> {
+        guarded(|| self.encode_unguarded(index, text))
+    }
+
+    fn encode_unguarded(&self, index: usize, text: &str) -> Result<(Tokens, bool), EncoderError> {
         let enc = self.truncated_encoding(index, text)?;
         if enc.get_ids().is_empty() {
             return Err(EncoderError::bare(EncoderErrorKind::NoTokens { index }));
         }
-        Ok(Tokens {
+        let tokens = Tokens {
             ids: enc.get_ids().to_vec(),
             type_ids: enc.get_type_ids().to_vec(),
-        })
+        };
+        Ok((tokens, !enc.get_overflowing().is_empty()))
+    }
+
+    /// The special tokens around a window and a tokenizer that does not truncate, built once.
+    fn window_template(&self) -> Result<&WindowTemplate, EncoderError> {
+        if let Some(t) = self.windows.get() {
+            return Ok(t);
+        }
+        let built = guarded(|| WindowTemplate::new(&self.tokenizer))?;
+        Ok(self.windows.get_or_init(|| built))
+    }
+
+    /// The overlap [`LongTexts::Chunk`] reads with: `stride`, or a quarter of a window's text.
+    pub fn chunk_stride(&self, stride: Option<usize>) -> Result<usize, EncoderError> {
+        let width = self.window_template()?.width(self.max_seq_length);
+        let stride = stride.unwrap_or(width / 4);
+        if stride >= width {
+            return Err(EncoderError::bare(EncoderErrorKind::Stride {
+                stride,
+                width,
+            }));
+        }
+        Ok(stride)
     }
 
     /// The text's truncated encoding, from only as much of a long text as truncation keeps,
@@ -690,10 +729,9 @@ impl Encoder {
         let tokens = texts
             .iter()
             .enumerate()
-            .map(|(index, t)| self.encode(index, t.as_ref()))
-            .collect::<Result<Vec<_>, _>>()?;
-        let mut order: Vec<usize> = (0..tokens.len()).collect();
-        order.sort_by_key(|&i| std::cmp::Reverse(tokens[i].ids.len()));
+            .map(|(index, t)| Ok(self.encode(index, t.as_ref())?.0))
+            .collect::<Result<Vec<_>, EncoderError>>()?;
+        let order = longest_first(&tokens);
         Ok((tokens, order))
     }
 
@@ -712,9 +750,92 @@ impl Encoder {
         texts: &[S],
         progress: &mut dyn FnMut(usize),
     ) -> Result<Vec<f32>, EncoderError> {
-        let (tokens, order) = self.tokens_longest_first(texts)?;
-        let chunks = self.batches(&tokens, &order);
-        let mut out = vec![0f32; texts.len() * self.dim];
+        Ok(self
+            .embed_windows(texts, LongTexts::Truncate, progress)?
+            .pooled)
+    }
+
+    /// Embeds texts, a text longer than the window as `long` says: its first window
+    /// ([`LongTexts::Truncate`]), or all of its windows ([`LongTexts::Chunk`]), batched with
+    /// the other texts. `progress(done)` is called after each batch, `done` in texts (a share
+    /// of the windows done, when there are more windows than texts).
+    pub fn embed_windows<S: AsRef<str>>(
+        &self,
+        texts: &[S],
+        long: LongTexts,
+        progress: &mut dyn FnMut(usize),
+    ) -> Result<WindowEmbeddings, EncoderError> {
+        let stride = self.resolve(long)?;
+        let mut windows = Vec::with_capacity(texts.len());
+        let mut spans = Vec::with_capacity(texts.len());
+        let mut long_texts = 0;
+        for (index, text) in texts.iter().enumerate() {
+            let start = windows.len();
+            long_texts +=
+                usize::from(self.text_windows(index, text.as_ref(), stride, &mut windows)?);
+            spans.push(start..windows.len());
+        }
+        let (n_texts, n_windows) = (texts.len(), windows.len().max(1));
+        let pooled =
+            self.embed_tokens(&windows, &mut |done| progress(done * n_texts / n_windows))?;
+        Ok(WindowEmbeddings {
+            pooled,
+            spans,
+            tokens: windows.iter().map(|w| w.ids.len()).collect(),
+            long_texts,
+            dim: self.dim,
+        })
+    }
+
+    /// The token windows [`Encoder::embed_windows`] reads a text as: its tokens as
+    /// [`Encoder::tokenize`] gives them when it fits the window or `long` truncates, else
+    /// windows of at most `max_seq_length()` tokens with the special tokens in each.
+    pub fn windows(&self, text: &str, long: LongTexts) -> Result<Vec<Tokens>, EncoderError> {
+        let mut windows = Vec::new();
+        self.text_windows(0, text, self.resolve(long)?, &mut windows)?;
+        Ok(windows)
+    }
+
+    /// `long`'s stride, checked, or `None` for truncation.
+    fn resolve(&self, long: LongTexts) -> Result<Option<usize>, EncoderError> {
+        match long {
+            LongTexts::Truncate => Ok(None),
+            LongTexts::Chunk { stride } => Ok(Some(self.chunk_stride(stride)?)),
+        }
+    }
+
+    /// Appends text `index`'s windows to `windows` (one, unless it is long and `stride` is
+    /// given); says whether it was longer than the window.
+    fn text_windows(
+        &self,
+        index: usize,
+        text: &str,
+        stride: Option<usize>,
+        windows: &mut Vec<Tokens>,
+    ) -> Result<bool, EncoderError> {
+        let (tokens, cut) = self.encode(index, text)?;
+        match stride {
+            Some(stride) if cut => {
+                let template = self.window_template()?;
+                windows.extend(guarded(|| {
+                    template.windows(index, text, self.max_seq_length, stride)
+                })?);
+            }
+            _ => windows.push(tokens),
+        }
+        Ok(cut)
+    }
+
+    /// Pooled rows of token sequences, row `i` for `tokens[i]`, in batches longest first;
+    /// `progress(done)` after each batch.
+    fn embed_tokens(
+        &self,
+        tokens: &[Tokens],
+        progress: &mut dyn FnMut(usize),
+    ) -> Result<Vec<f32>, EncoderError> {
+        let order = longest_first(tokens);
+        let chunks = self.batches(tokens, &order);
+        let mut out = vec![0f32; tokens.len() * self.dim];
         let mut done = 0;
         let mut place = |chunk: &[usize], pooled: &[f32], done: &mut usize| {
             for (row, &i) in chunk.iter().enumerate() {
@@ -880,6 +1001,19 @@ impl Tokens {
             type_ids: &self.type_ids,
         }
     }
+}
+
+/// Indices of `tokens`, longest first (ties in input order).
+fn longest_first(tokens: &[Tokens]) -> Vec<usize> {
+    let mut order: Vec<usize> = (0..tokens.len()).collect();
+    order.sort_by_key(|&i| std::cmp::Reverse(tokens[i].ids.len()));
+    order
+}
+
+/// `f()`, with a panic inside the tokenizer turned into an error.
+fn guarded<T>(f: impl FnOnce() -> Result<T, EncoderError>) -> Result<T, EncoderError> {
+    emotions_runtime::catch_panic(f)
+        .unwrap_or_else(|message| Err(EncoderError::bare(EncoderErrorKind::Crashed { message })))
 }
 
 /// A 64-bit hash of every file that shapes an encoder's embeddings.

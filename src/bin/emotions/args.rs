@@ -4,7 +4,7 @@
 
 use anyhow::bail;
 use clap::{Args, Parser, Subcommand, ValueEnum};
-use emotions::{EncoderChoice, EncoderOptions, PlanShapes, Precision};
+use emotions::{Aggregate, EncoderChoice, EncoderOptions, LongTexts, PlanShapes, Precision};
 use emotions_train::{ClassWeight, MlpOptions, TrainOptions};
 use std::path::PathBuf;
 
@@ -92,6 +92,41 @@ struct StreamArgs {
     resume: bool,
 }
 
+/// How a text longer than the encoder's window is read, as the command line names it.
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum LongTextsArg {
+    /// Its first window only, as sentence-transformers reads it.
+    Truncate,
+    /// Every token, in overlapping windows of the encoder's length, batched with the other
+    /// texts.
+    Chunk,
+}
+
+/// How a long text's window scores become its scores, as the command line names it.
+#[derive(Clone, Copy, ValueEnum)]
+enum AggregateArg {
+    /// Per label, the highest window's: an emotion anywhere in the text counts.
+    Max,
+    /// Per label, the windows' mean.
+    Mean,
+}
+
+/// Texts longer than the encoder's window.
+#[derive(Args, Clone)]
+struct LongTextArgs {
+    /// Texts longer than the encoder's window (all-MiniLM-L6-v2: 256 tokens): `truncate` reads
+    /// the first window, as sentence-transformers does; `chunk` reads every token, in windows.
+    /// A text that fits gives the same result either way. How many were longer goes to
+    /// stderr.
+    #[arg(long, value_name = "MODE", value_enum, default_value_t = LongTextsArg::Truncate)]
+    long_texts: LongTextsArg,
+    /// With `--long-texts chunk`: tokens each window repeats from the one before (fewer than a
+    /// window's). Default: a quarter of a window.
+    #[arg(long, value_name = "N",
+          value_parser = clap::value_parser!(u32).range(0..=1_000_000))]
+    stride: Option<u32>,
+}
+
 /// Encoder plans, as the command line names them.
 #[derive(Clone, Copy, ValueEnum)]
 enum PlansArg {
@@ -161,6 +196,11 @@ struct ClassifyArgs {
     #[command(flatten)]
     stream: StreamArgs,
     #[command(flatten)]
+    long: LongTextArgs,
+    /// With `--long-texts chunk`: how a long text's windows' scores become its own, per label.
+    #[arg(long, value_name = "HOW", value_enum)]
+    aggregate: Option<AggregateArg>,
+    #[command(flatten)]
     head: HeadArgs,
     #[command(flatten)]
     encoder: EncoderArgs,
@@ -176,6 +216,8 @@ struct EmbedArgs {
     output: Option<PathBuf>,
     #[command(flatten)]
     stream: StreamArgs,
+    #[command(flatten)]
+    long: LongTextArgs,
     #[command(flatten)]
     encoder: EncoderArgs,
 }
@@ -426,6 +468,8 @@ pub struct ClassifyPlan {
     pub input: Input,
     pub output: OutputSpec,
     pub stream: StreamSpec,
+    pub long: LongTexts,
+    pub aggregate: Aggregate,
     pub head: HeadSpec,
     pub encoder: EncoderSpec,
 }
@@ -434,6 +478,7 @@ pub struct EmbedPlan {
     pub input: Input,
     pub output: OutputSpec,
     pub stream: StreamSpec,
+    pub long: LongTexts,
     pub encoder: EncoderSpec,
 }
 
@@ -522,10 +567,23 @@ impl HiArgs {
                 inputs.extend(a.head.model.iter().chain(&a.head.thresholds).cloned());
                 inputs.extend(encoder_paths(&encoder.choice));
                 let output = output_spec(a.output, a.stream.resume, &inputs)?;
+                let long = a.long.spec()?;
+                if matches!(input, Input::Embeddings(_)) && long != LongTexts::Truncate {
+                    bail!("--long-texts: only for texts, not --embeddings");
+                }
+                let aggregate = match (a.aggregate, long) {
+                    (Some(_), LongTexts::Truncate) => {
+                        bail!("--aggregate: only with --long-texts chunk")
+                    }
+                    (Some(AggregateArg::Mean), _) => Aggregate::Mean,
+                    _ => Aggregate::Max,
+                };
                 HiArgs::Classify(ClassifyPlan {
                     input,
                     output,
                     stream: a.stream.spec(),
+                    long,
+                    aggregate,
                     head: a.head.spec(),
                     encoder,
                 })
@@ -542,6 +600,7 @@ impl HiArgs {
                     input,
                     output,
                     stream: a.stream.spec(),
+                    long: a.long.spec()?,
                     encoder,
                 })
             }
@@ -650,6 +709,18 @@ impl StreamArgs {
             chunk_size: self.chunk_size as usize,
             skip_bad_lines: self.skip_bad_lines,
         }
+    }
+}
+
+impl LongTextArgs {
+    fn spec(&self) -> anyhow::Result<LongTexts> {
+        Ok(match (self.long_texts, self.stride) {
+            (LongTextsArg::Truncate, Some(_)) => bail!("--stride: only with --long-texts chunk"),
+            (LongTextsArg::Truncate, None) => LongTexts::Truncate,
+            (LongTextsArg::Chunk, stride) => LongTexts::Chunk {
+                stride: stride.map(|s| s as usize),
+            },
+        })
     }
 }
 

@@ -32,16 +32,23 @@ pub fn classify(plan: ClassifyPlan) -> anyhow::Result<()> {
                 },
             )
         }
-        texts => stream_chunks(
-            move || text_rows(texts),
-            plan.stream,
-            skip,
-            |texts: Vec<String>, lines| {
-                let features = classifier.features(&texts).map_err(|e| at_line(e, lines))?;
-                let scores = classifier.scores(&features, texts.len())?;
-                sink.write_predictions(&classifier, &scores)
-            },
-        ),
+        texts => {
+            let mut long = LongTextCount::new(plan.long, classifier.encoder());
+            let result = stream_chunks(
+                move || text_rows(texts),
+                plan.stream,
+                skip,
+                |texts: Vec<String>, lines| {
+                    let scored = classifier
+                        .text_scores(&texts, plan.long, plan.aggregate)
+                        .map_err(|e| at_line(e, lines))?;
+                    long.add(texts.len(), scored.long_texts);
+                    sink.write_predictions(&classifier, &scored.scores)
+                },
+            );
+            long.report();
+            result
+        }
     };
     sink.finish(result)
 }
@@ -53,18 +60,62 @@ pub fn embed(plan: EmbedPlan) -> anyhow::Result<()> {
     let dim = encoder.dim();
     let mut sink = Sink::open(&plan.output, dim)?;
     let skip = sink.rows_kept();
+    let mut long = LongTextCount::new(plan.long, Some(&encoder));
     let result = stream_chunks(
         move || text_rows(plan.input),
         plan.stream,
         skip,
         |texts: Vec<String>, lines| {
-            let embeddings = encoder
-                .embed(&texts)
+            let windows = encoder
+                .embed_windows(&texts, plan.long, &mut |_| {})
                 .map_err(|e| at_line(emotions::Error::from(e), lines))?;
-            sink.write_rows(&embeddings, dim)
+            long.add(texts.len(), windows.long_texts);
+            sink.write_rows(&windows.per_text(encoder.normalizes()), dim)
         },
     );
+    long.report();
     sink.finish(result)
+}
+
+/// Texts longer than the encoder's window, said once on stderr at the end: truncation is not
+/// silent.
+struct LongTextCount {
+    mode: emotions::LongTexts,
+    window: usize,
+    texts: usize,
+    long: usize,
+}
+
+impl LongTextCount {
+    fn new(mode: emotions::LongTexts, encoder: Option<&emotions::Encoder>) -> Self {
+        let window = encoder.map_or(0, |e| e.max_seq_length());
+        LongTextCount {
+            mode,
+            window,
+            texts: 0,
+            long: 0,
+        }
+    }
+    fn add(&mut self, texts: usize, long: usize) {
+        self.texts += texts;
+        self.long += long;
+    }
+    fn report(&self) {
+        if self.long == 0 {
+            return;
+        }
+        let (n, of, window) = (self.long, self.texts, self.window);
+        let what = match self.mode {
+            emotions::LongTexts::Truncate => {
+                "truncated to them (--long-texts chunk reads every token)"
+            }
+            emotions::LongTexts::Chunk { .. } => "read in windows",
+        };
+        let texts = if n == 1 { "text was" } else { "texts were" };
+        eprintln!(
+            "emotions: {n} of {of} {texts} longer than the encoder's {window} tokens and {what}"
+        );
+    }
 }
 
 /// The texts an input names, as rows.

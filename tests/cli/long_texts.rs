@@ -1,0 +1,202 @@
+//! `--long-texts truncate|chunk`: a long text's late emotion, the count on stderr, texts that
+//! fit unchanged, and the flags' checks.
+
+use crate::util::*;
+
+/// Neutral go_emotions train texts (label 27 alone), joined until the text is about
+/// `words` words long, then a last paragraph of thanks.
+fn late_thanks(words: usize) -> String {
+    let train = std::fs::read_to_string(repo("../shared/data/go_emotions/train.tsv")).unwrap();
+    let mut filler: Vec<&str> = Vec::new();
+    for line in train.lines() {
+        let mut cols = line.split('\t');
+        let (text, labels) = (cols.next().unwrap(), cols.next().unwrap());
+        if labels == "27" {
+            filler.extend(text.split_whitespace());
+        }
+        if filler.len() >= words {
+            break;
+        }
+    }
+    filler.truncate(words);
+    format!(
+        "{} Thank you so much for all your help! I really appreciate everything you did for us. Thanks again, we are so grateful.",
+        filler.join(" ")
+    )
+}
+
+fn gratitude(line: &serde_json::Value) -> (f64, bool) {
+    let score = line["scores"]["gratitude"].as_f64().unwrap();
+    let labels = line["labels"].as_array().unwrap();
+    (score, labels.iter().any(|l| l == "gratitude"))
+}
+
+/// Some 2,000 tokens, the thanks only at the end: `chunk` finds gratitude and `truncate`
+/// cannot, at several lengths, so that it does not hang on where the last window starts.
+#[test]
+fn chunk_finds_the_late_emotion_truncate_does_not() {
+    let s = Scratch::new("late-thanks");
+    let texts: Vec<String> = [1500, 1550, 1600, 1650, 1700]
+        .iter()
+        .map(|&w| late_thanks(w))
+        .collect();
+    let file = s.write("long.txt", texts.join("\n") + "\n");
+    let file = file.to_str().unwrap();
+
+    let truncated = run(&["classify", "--texts", file], None);
+    let err = stderr(&truncated);
+    assert!(
+        err.contains("5 of 5 texts were longer than the encoder's 256 tokens and truncated"),
+        "{err}"
+    );
+    for line in json_lines(&ok(truncated)) {
+        let (score, found) = gratitude(&line);
+        assert!(
+            !found && score < 0.1,
+            "truncate read the end: gratitude {score}"
+        );
+    }
+
+    let chunked = run(
+        &["classify", "--texts", file, "--long-texts", "chunk"],
+        None,
+    );
+    let err = stderr(&chunked);
+    assert!(
+        err.contains("5 of 5 texts were longer") && err.contains("read in windows"),
+        "{err}"
+    );
+    for (i, line) in json_lines(&ok(chunked)).iter().enumerate() {
+        let (score, found) = gratitude(line);
+        assert!(
+            found,
+            "text {i}: chunk missed the thanks: gratitude {score}"
+        );
+    }
+}
+
+/// Texts that fit the window give the same bytes in both modes, for classify and embed, and
+/// nothing on stderr.
+#[test]
+fn texts_that_fit_are_identical_in_both_modes() {
+    let s = Scratch::new("fit");
+    let texts = dev_texts(&s, 300);
+    let texts = texts.to_str().unwrap();
+    for command in ["classify", "embed"] {
+        let truncate = run(&[command, "--texts", texts], None);
+        assert_eq!(stderr(&truncate), "", "{command}");
+        let chunk = run(
+            &[
+                command,
+                "--texts",
+                texts,
+                "--long-texts",
+                "chunk",
+                "--stride",
+                "10",
+            ],
+            None,
+        );
+        assert_eq!(stderr(&chunk), "", "{command}");
+        assert!(ok(truncate) == ok(chunk), "{command}: the outputs differ");
+    }
+}
+
+/// `embed --long-texts chunk`: a long text's embedding is its windows' token-weighted mean,
+/// normalised as MiniLM's are, and no longer its first window's.
+#[test]
+fn chunked_embeddings_are_unit_length_and_read_the_whole_text() {
+    let text = late_thanks(1500);
+    let first = json_lines(&ok(run(&["embed", "--text", &text], None)));
+    let chunk = run(&["embed", "--text", &text, "--long-texts", "chunk"], None);
+    assert!(
+        stderr(&chunk).contains("1 of 1 text was longer"),
+        "{}",
+        stderr(&chunk)
+    );
+    let chunk = json_lines(&ok(chunk));
+    let vec = |v: &serde_json::Value| -> Vec<f64> {
+        v.as_array()
+            .unwrap()
+            .iter()
+            .map(|x| x.as_f64().unwrap())
+            .collect()
+    };
+    let (a, b) = (vec(&first[0]), vec(&chunk[0]));
+    assert_eq!(b.len(), 384);
+    let norm = b.iter().map(|x| x * x).sum::<f64>().sqrt();
+    assert!((norm - 1.0).abs() < 1e-5, "norm {norm}");
+    let cos: f64 = a.iter().zip(&b).map(|(x, y)| x * y).sum();
+    assert!(
+        cos < 0.999,
+        "the chunked embedding is the first window's: cos {cos}"
+    );
+}
+
+#[test]
+fn long_text_flags_are_checked() {
+    fails_with(
+        run(&["classify", "--text", "hi", "--stride", "8"], None),
+        "--stride: only with --long-texts chunk",
+    );
+    fails_with(
+        run(&["classify", "--text", "hi", "--aggregate", "mean"], None),
+        "--aggregate: only with --long-texts chunk",
+    );
+    fails_with(
+        run(
+            &[
+                "embed",
+                "--text",
+                "hi",
+                "--long-texts",
+                "chunk",
+                "--stride",
+                "254",
+            ],
+            None,
+        ),
+        "a stride of 254 tokens: expected fewer than the 254 tokens of text a window holds",
+    );
+    let npy = head_fixture("inputs.npy");
+    fails_with(
+        run(
+            &[
+                "classify",
+                "--embeddings",
+                npy.to_str().unwrap(),
+                "--long-texts",
+                "chunk",
+            ],
+            None,
+        ),
+        "--long-texts: only for texts, not --embeddings",
+    );
+}
+
+/// `--aggregate mean` never scores a label above `max` does.
+#[test]
+fn mean_is_at_most_max() {
+    let text = late_thanks(1500);
+    let score = |how: &str| {
+        let out = ok(run(
+            &[
+                "classify",
+                "--text",
+                &text,
+                "--long-texts",
+                "chunk",
+                "--aggregate",
+                how,
+            ],
+            None,
+        ));
+        json_lines(&out)[0]["scores"].clone()
+    };
+    let (max, mean) = (score("max"), score("mean"));
+    for label in emotions::LABELS {
+        let (a, b) = (max[label].as_f64().unwrap(), mean[label].as_f64().unwrap());
+        assert!(b <= a, "{label}: mean {b} > max {a}");
+    }
+    assert!(mean["gratitude"].as_f64().unwrap() < max["gratitude"].as_f64().unwrap());
+}
