@@ -728,6 +728,51 @@ impl emotions_server::Backend for Classifier {
     ) -> Result<Vec<f32>, emotions_server::BackendError> {
         Classifier::scores(self, embeddings, rows).map_err(Error::into_backend)
     }
+    fn embed_texts(
+        &self,
+        texts: &[String],
+        long: emotions_server::LongTexts,
+    ) -> Result<emotions_server::TextRows, emotions_server::BackendError> {
+        let e = self
+            .embed_long(texts, long_texts(long))
+            .map_err(Error::into_backend)?;
+        Ok(emotions_server::TextRows {
+            values: e.embeddings,
+            long_texts: e.long_texts,
+        })
+    }
+    fn score_texts(
+        &self,
+        texts: &[String],
+        long: emotions_server::LongTexts,
+    ) -> Result<emotions_server::TextRows, emotions_server::BackendError> {
+        let s = self
+            .text_scores(texts, long_texts(long), Aggregate::Max)
+            .map_err(Error::into_backend)?;
+        Ok(emotions_server::TextRows {
+            values: s.scores,
+            long_texts: s.long_texts,
+        })
+    }
+    fn first_long_text(
+        &self,
+        texts: &[String],
+    ) -> Result<Option<(usize, usize)>, emotions_server::BackendError> {
+        let encoder = self
+            .encoder
+            .as_ref()
+            .ok_or(Error::NoEncoder)
+            .map_err(Error::into_backend)?;
+        for (i, t) in texts.iter().enumerate() {
+            let n = encoder
+                .token_count(t)
+                .map_err(|e| Error::from(e).into_backend())?;
+            if n > encoder.max_seq_length() {
+                return Ok(Some((i, n)));
+            }
+        }
+        Ok(None)
+    }
     fn count_tokens(&self, texts: &[String]) -> Result<Vec<usize>, emotions_server::BackendError> {
         let encoder = self
             .encoder
@@ -760,6 +805,15 @@ impl emotions_server::Backend for Classifier {
         self.encoder
             .as_ref()
             .map_or("none".into(), |e| e.name().to_string())
+    }
+}
+
+/// The server's long-text mode as the encoder's, with the default stride.
+#[cfg(feature = "server")]
+fn long_texts(long: emotions_server::LongTexts) -> LongTexts {
+    match long {
+        emotions_server::LongTexts::Truncate => LongTexts::Truncate,
+        emotions_server::LongTexts::Chunk => LongTexts::Chunk { stride: None },
     }
 }
 

@@ -200,3 +200,115 @@ fn mean_is_at_most_max() {
     }
     assert!(mean["gratitude"].as_f64().unwrap() < max["gratitude"].as_f64().unwrap());
 }
+
+/// The routes: `truncate: false` refuses a long text as TEI does (422 `validation`, TEI's
+/// message), `long_texts: "chunk"` reads it whole with the CLI's result, the default cuts it,
+/// and `/metrics` counts both.
+#[test]
+fn routes_refuse_chunk_or_truncate_long_texts_and_count_them() {
+    let server = crate::serve::Server::start(&[]);
+    let long = late_thanks(1500);
+    let body = |extra: &str| format!(r#"{{"inputs": {}{extra}}}"#, serde_json::json!(long));
+    for (path, extra) in [
+        ("/classify", r#", "truncate": false"#),
+        ("/predict", r#", "truncate": false"#),
+        ("/embed", r#", "truncate": false"#),
+        ("/", r#", "parameters": {}, "truncate": false"#),
+        ("/", r#", "truncate": false, "long_texts": "truncate""#),
+    ] {
+        let (status, text) = server.request("POST", path, body(extra).as_bytes());
+        assert_eq!(status, 422, "{path} {extra}: {text}");
+        let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(v["error_type"], "validation", "{text}");
+        let error = v["error"].as_str().unwrap();
+        assert!(
+            error.starts_with("`inputs` must have less than 256 tokens. Given: "),
+            "{error}"
+        );
+    }
+
+    let cli = json_lines(&ok(run(
+        &["classify", "--text", &long, "--long-texts", "chunk"],
+        None,
+    )));
+    let (status, text) = server.request(
+        "POST",
+        "/classify",
+        body(r#", "long_texts": "chunk", "truncate": false"#).as_bytes(),
+    );
+    assert_eq!(status, 200, "{text}");
+    let served: serde_json::Value = serde_json::from_str(&text).unwrap();
+    assert!(
+        served[0]["labels"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|l| l == "gratitude"),
+        "{text}"
+    );
+    for label in emotions::LABELS {
+        let (a, b) = (
+            served[0]["scores"][label].as_f64().unwrap(),
+            cli[0]["scores"][label].as_f64().unwrap(),
+        );
+        assert!((a - b).abs() <= 1e-6, "{label}: served {a}, CLI {b}");
+    }
+    let (status, text) = server.request("POST", "/classify", body("").as_bytes());
+    assert_eq!(status, 200, "{text}");
+    let cut: serde_json::Value = serde_json::from_str(&text).unwrap();
+    assert!(
+        !cut[0]["labels"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|l| l == "gratitude"),
+        "{text}"
+    );
+
+    let (status, text) = server.request(
+        "POST",
+        "/predict",
+        body(r#", "long_texts": "chunk""#).as_bytes(),
+    );
+    assert_eq!(status, 200, "{text}");
+    let ranked: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let gratitude = ranked
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["label"] == "gratitude")
+        .unwrap();
+    assert!(gratitude["score"].as_f64().unwrap() > 0.68, "{text}");
+
+    let cli = json_lines(&ok(run(
+        &["embed", "--text", &long, "--long-texts", "chunk"],
+        None,
+    )));
+    let (status, text) = server.request(
+        "POST",
+        "/embed",
+        body(r#", "long_texts": "chunk""#).as_bytes(),
+    );
+    assert_eq!(status, 200, "{text}");
+    let served: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let worst = (0..384)
+        .map(|i| (served[0][i].as_f64().unwrap() - cli[0][i].as_f64().unwrap()).abs())
+        .fold(0f64, f64::max);
+    assert!(worst <= 1e-6, "/embed chunk vs the CLI: worst {worst}");
+    let openai = format!(
+        r#"{{"input": {}, "long_texts": "chunk"}}"#,
+        serde_json::json!(long)
+    );
+    let (status, text) = server.request("POST", "/v1/embeddings", openai.as_bytes());
+    assert_eq!(status, 200, "{text}");
+
+    let (_, metrics) = server.request("GET", "/metrics", b"");
+    assert!(
+        metrics.contains("emotions_long_texts_total{read=\"truncated\"} 1\n"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("emotions_long_texts_total{read=\"chunked\"} 4\n"),
+        "{metrics}"
+    );
+}

@@ -630,6 +630,17 @@ impl Encoder {
         Ok(self.encode(0, text)?.1)
     }
 
+    /// A text's tokens with the special tokens, before truncation: `max_seq_length()` or
+    /// fewer for a text that fits.
+    pub fn token_count(&self, text: &str) -> Result<usize, EncoderError> {
+        let (tokens, cut) = self.encode(0, text)?;
+        if !cut {
+            return Ok(tokens.ids.len());
+        }
+        let template = self.window_template()?;
+        guarded(|| template.count(0, text))
+    }
+
     /// Tokenizes text number `index` (named in errors), and says whether it was cut; a panic
     /// in the tokenizer is an error.
     fn encode(&self, index: usize, text: &str) -> Result<(Tokens, bool), EncoderError> {

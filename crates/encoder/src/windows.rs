@@ -139,6 +139,11 @@ impl WindowTemplate {
         Ok(ids)
     }
 
+    /// Tokens of the whole text with its special tokens, uncut.
+    pub(crate) fn count(&self, index: usize, text: &str) -> Result<usize, EncoderError> {
+        Ok(self.content_ids(index, text)?.len() + self.prefix.len() + self.suffix.len())
+    }
+
     /// Text `index` in windows of `max_seq_length` tokens with special tokens, each next one
     /// starting `stride` tokens before the last ended; the last may be shorter.
     pub(crate) fn windows(

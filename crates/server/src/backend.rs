@@ -15,6 +15,25 @@ pub enum BackendError {
     Model(#[source] Box<dyn std::error::Error + Send + Sync>),
 }
 
+/// How a request reads a text longer than the encoder's window.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum LongTexts {
+    /// Its first window (the default, as `emotions classify`).
+    #[default]
+    Truncate,
+    /// Every token, in overlapping windows: scores are each label's highest window's, and
+    /// embeddings the windows' token-weighted mean.
+    Chunk,
+}
+
+/// Rows for texts, and how many of the texts were longer than the encoder's window.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TextRows {
+    pub values: Vec<f32>,
+    pub long_texts: usize,
+}
+
 /// What the server needs from a classifier; the `emotions` crate implements it.
 pub trait Backend: Send + Sync + 'static {
     /// Embedding width the head takes.
@@ -29,6 +48,31 @@ pub trait Backend: Send + Sync + 'static {
     }
     /// Positive scores, `rows * 28`.
     fn scores(&self, embeddings: &[f32], rows: usize) -> Result<Vec<f32>, BackendError>;
+    /// [`Backend::embed`], a long text read as `long` says. The default truncates and does
+    /// not count.
+    fn embed_texts(&self, texts: &[String], long: LongTexts) -> Result<TextRows, BackendError> {
+        let _ = long;
+        Ok(TextRows {
+            values: self.embed(texts)?,
+            long_texts: 0,
+        })
+    }
+    /// Positive scores of texts, `texts.len() * 28`, a long text read as `long` says. The
+    /// default scores [`Backend::features`], truncating, and does not count.
+    fn score_texts(&self, texts: &[String], long: LongTexts) -> Result<TextRows, BackendError> {
+        let _ = long;
+        let features = self.features(texts)?;
+        Ok(TextRows {
+            values: self.scores(&features, texts.len())?,
+            long_texts: 0,
+        })
+    }
+    /// The first text longer than [`Backend::max_input_length`] tokens, as (its index, its
+    /// tokens), for requests that refuse to truncate. The default finds none.
+    fn first_long_text(&self, texts: &[String]) -> Result<Option<(usize, usize)>, BackendError> {
+        let _ = texts;
+        Ok(None)
+    }
     /// Tokens per text after truncation, special tokens included (OpenAI's `usage`).
     fn count_tokens(&self, texts: &[String]) -> Result<Vec<usize>, BackendError>;
     /// Whether [`Backend::embed`] already returns unit-length rows.

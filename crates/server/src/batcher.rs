@@ -5,7 +5,7 @@
 //! are in (a wait with a deadline, not a polling sleep), and embeds them in one call; each job
 //! gets its rows back on its own channel.
 
-use crate::backend::{Backend, BackendError};
+use crate::backend::{Backend, BackendError, LongTexts, TextRows};
 use crate::config::ServerConfig;
 use crate::metrics::Metrics;
 use std::sync::Arc;
@@ -19,9 +19,28 @@ pub(crate) type Reply = Result<Vec<f32>, Arc<BackendError>>;
 
 struct Job {
     texts: Vec<String>,
-    /// For the head ([`Backend::features`]) rather than an embedding endpoint.
-    for_head: bool,
+    kind: JobKind,
     reply: oneshot::Sender<Reply>,
+}
+
+/// What a job wants; jobs of one kind run as one backend call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct JobKind {
+    /// Scores (28 per text, [`Backend::score_texts`]) rather than embeddings
+    /// ([`Backend::embed_texts`]).
+    pub(crate) scores: bool,
+    pub(crate) long: LongTexts,
+}
+
+impl JobKind {
+    /// Values per text in the reply.
+    fn width(self, dim: usize) -> usize {
+        if self.scores {
+            emotions_labels::NUM_LABELS
+        } else {
+            dim
+        }
+    }
 }
 
 /// Why a job was not queued.
@@ -80,18 +99,10 @@ impl Batcher {
         self.alive.load(Ordering::Relaxed)
     }
 
-    /// Embeds `texts` in the next batch, for the head or for an embedding endpoint.
-    pub(crate) async fn submit(
-        &self,
-        texts: Vec<String>,
-        for_head: bool,
-    ) -> Result<Reply, Refused> {
+    /// Embeds or scores `texts` in the next batch of their kind.
+    pub(crate) async fn submit(&self, texts: Vec<String>, kind: JobKind) -> Result<Reply, Refused> {
         let (reply, wait) = oneshot::channel();
-        let job = Job {
-            texts,
-            for_head,
-            reply,
-        };
+        let job = Job { texts, kind, reply };
         match self.jobs.try_send(job) {
             Ok(()) => self.metrics.queued(1),
             Err(mpsc::error::TrySendError::Full(_)) => {
@@ -137,13 +148,13 @@ fn run(
                     Ok(None) | Err(_) => break,
                 }
             }
-            // Jobs for the head and for the embedding endpoints run as two batches.
-            let (for_head, plain): (Vec<Job>, Vec<Job>) =
-                jobs.into_iter().partition(|j| j.for_head);
-            for (jobs, for_head) in [(for_head, true), (plain, false)] {
-                if !jobs.is_empty() {
-                    run_batch(jobs, for_head, backend, metrics, dim);
-                }
+            // Each kind (scores or embeddings, truncated or chunked) runs as its own batch, in
+            // the order its first job came.
+            while let Some(kind) = jobs.first().map(|j| j.kind) {
+                let (same, rest): (Vec<Job>, Vec<Job>) =
+                    jobs.into_iter().partition(|j| j.kind == kind);
+                run_batch(same, kind, backend, metrics, dim);
+                jobs = rest;
             }
         }
     });
@@ -152,30 +163,33 @@ fn run(
 /// Embeds one batch of jobs in one call, and hands each job its rows. Jobs whose clients are
 /// gone (answered already by a timeout, or disconnected) are dropped first: after an overload,
 /// the queue then empties at once instead of computing answers nobody waits for.
-fn run_batch(jobs: Vec<Job>, for_head: bool, backend: &dyn Backend, metrics: &Metrics, dim: usize) {
+fn run_batch(jobs: Vec<Job>, kind: JobKind, backend: &dyn Backend, metrics: &Metrics, dim: usize) {
     let before = jobs.len();
     let jobs: Vec<Job> = jobs.into_iter().filter(|j| !j.reply.is_closed()).collect();
     metrics.observe_abandoned(before - jobs.len());
     if jobs.is_empty() {
         return;
     }
-    let embed = |texts: &[String]| {
-        if for_head {
-            backend.features(texts)
+    let width = kind.width(dim);
+    let embed = |texts: &[String]| -> Result<Vec<f32>, BackendError> {
+        let rows: TextRows = if kind.scores {
+            backend.score_texts(texts, kind.long)?
         } else {
-            backend.embed(texts)
-        }
+            backend.embed_texts(texts, kind.long)?
+        };
+        metrics.observe_long_texts(kind.long, rows.long_texts);
+        Ok(rows.values)
     };
     let texts: Vec<String> = jobs.iter().flat_map(|j| j.texts.iter().cloned()).collect();
     metrics.observe_batch(texts.len());
     match no_panic(|| embed(&texts)) {
-        Ok(all) if all.len() == texts.len() * dim => {
+        Ok(all) if all.len() == texts.len() * width => {
             let mut offset = 0;
             for job in jobs {
                 let n = job.texts.len();
                 let _ = job
                     .reply
-                    .send(Ok(all[offset * dim..(offset + n) * dim].to_vec()));
+                    .send(Ok(all[offset * width..(offset + n) * width].to_vec()));
                 offset += n;
             }
         }

@@ -8,6 +8,7 @@
 //! Scores are the head's own sigmoid probabilities, one per label: go_emotions is multi-label,
 //! so the labels are not made to sum to 1 unless a client asks for `softmax`.
 
+use crate::backend::LongTexts;
 use crate::request::RequestError;
 use emotions_labels::LABELS;
 use serde::{Deserialize, Serialize};
@@ -56,12 +57,17 @@ pub struct PredictRequest {
     /// The logits instead of the probabilities.
     #[serde(default)]
     pub raw_scores: bool,
-    /// Accepted for compatibility: texts are always truncated to the encoder's limit.
+    /// TEI's: `false` refuses (422) a text longer than the encoder's window instead of
+    /// cutting it; the default cuts it (TEI's `--auto-truncate`).
     #[serde(default)]
     pub truncate: Option<bool>,
     /// Accepted for compatibility: truncation keeps the start of a text.
     #[serde(default)]
     pub truncation_direction: Option<String>,
+    /// This server's: `"chunk"` reads a long text whole, in overlapping windows (scores: each
+    /// label's highest window; embeddings: their token-weighted mean). Default `"truncate"`.
+    #[serde(default)]
+    pub long_texts: Option<LongTexts>,
 }
 
 /// One label's score.
@@ -107,6 +113,10 @@ pub struct TextClassificationRequest {
     pub truncate: Option<bool>,
     #[serde(default)]
     pub truncation_direction: Option<String>,
+    /// This server's: `"chunk"` reads a long text whole, in overlapping windows (scores: each
+    /// label's highest window; embeddings: their token-weighted mean). Default `"truncate"`.
+    #[serde(default)]
+    pub long_texts: Option<LongTexts>,
 }
 
 /// `POST /embed` (TEI), and `POST /` without `parameters` (`InferenceClient.feature_extraction`).
@@ -117,11 +127,16 @@ pub struct EmbedRequest {
     /// Normalize module (all-MiniLM-L6-v2), whose rows are unit-length already.
     #[serde(default = "yes")]
     pub normalize: bool,
-    /// Accepted for compatibility: texts are always truncated to the encoder's limit.
+    /// TEI's: `false` refuses (422) a text longer than the encoder's window instead of
+    /// cutting it; the default cuts it (TEI's `--auto-truncate`).
     #[serde(default)]
     pub truncate: Option<bool>,
     #[serde(default)]
     pub truncation_direction: Option<String>,
+    /// This server's: `"chunk"` reads a long text whole, in overlapping windows (scores: each
+    /// label's highest window; embeddings: their token-weighted mean). Default `"truncate"`.
+    #[serde(default)]
+    pub long_texts: Option<LongTexts>,
 }
 
 fn yes() -> bool {
@@ -162,6 +177,9 @@ pub struct OpenAiEmbeddingsRequest {
     pub dimensions: Option<usize>,
     #[serde(default)]
     pub user: Option<String>,
+    /// As on `/embed`: `"chunk"` reads a long text whole. Default `"truncate"`.
+    #[serde(default)]
+    pub long_texts: Option<LongTexts>,
 }
 
 /// An embedding as a list of numbers or base64 bytes.

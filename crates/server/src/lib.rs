@@ -26,7 +26,7 @@ mod request;
 mod routes;
 mod serve;
 
-pub use backend::{Backend, BackendError};
+pub use backend::{Backend, BackendError, LongTexts, TextRows};
 pub use compat::{
     ClassificationParameters, EmbedRequest, EncodingFormat, FunctionToApply, Info, LabelScore,
     OpenAiEmbeddingsRequest, OpenAiEmbeddingsResponse, PredictRequest, TextClassificationRequest,

@@ -63,6 +63,9 @@ pub(crate) struct Metrics {
     abandoned: std::sync::atomic::AtomicU64,
     /// Jobs waiting in the batcher's queue.
     queue_depth: std::sync::atomic::AtomicI64,
+    /// Texts longer than the encoder's window: cut, and read in windows.
+    truncated: AtomicU64,
+    chunked: AtomicU64,
 }
 
 impl Default for Metrics {
@@ -73,6 +76,8 @@ impl Default for Metrics {
             batch_texts: Histogram::new(BATCH_BUCKETS),
             abandoned: Default::default(),
             queue_depth: Default::default(),
+            truncated: Default::default(),
+            chunked: Default::default(),
         }
     }
 }
@@ -99,6 +104,15 @@ impl Metrics {
 
     pub(crate) fn observe_abandoned(&self, jobs: usize) {
         self.abandoned.fetch_add(jobs as u64, Relaxed);
+    }
+
+    /// `n` texts longer than the window, read as `long` says.
+    pub(crate) fn observe_long_texts(&self, long: crate::backend::LongTexts, n: usize) {
+        let counter = match long {
+            crate::backend::LongTexts::Truncate => &self.truncated,
+            crate::backend::LongTexts::Chunk => &self.chunked,
+        };
+        counter.fetch_add(n as u64, Relaxed);
     }
 
     /// A job joined (`1`) or left (`-1`) the batcher's queue.
@@ -141,6 +155,11 @@ impl Metrics {
         out.push_str(&format!(
             "# HELP emotions_queue_depth Requests waiting for the encoder.\n# TYPE emotions_queue_depth gauge\nemotions_queue_depth {}\n",
             self.queue_depth.load(Relaxed).max(0)
+        ));
+        out.push_str(&format!(
+            "# HELP emotions_long_texts_total Texts longer than the encoder's window, by how they were read: truncated to it, or chunked into windows.\n# TYPE emotions_long_texts_total counter\nemotions_long_texts_total{{read=\"truncated\"}} {}\nemotions_long_texts_total{{read=\"chunked\"}} {}\n",
+            self.truncated.load(Relaxed),
+            self.chunked.load(Relaxed)
         ));
         out
     }

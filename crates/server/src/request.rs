@@ -9,6 +9,10 @@ pub struct ClassifyRequest {
     pub threshold: Option<f32>,
     pub top_k: Option<usize>,
     pub raw_scores: bool,
+    /// `false`: refuse a text longer than the encoder's window rather than cut it.
+    pub truncate: Option<bool>,
+    /// How a text longer than the encoder's window is read.
+    pub long_texts: Option<crate::backend::LongTexts>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -33,7 +37,7 @@ pub enum RequestError {
         found: String,
     },
     #[error(
-        "unknown field '{0}'; expected inputs or embeddings, and optionally threshold, top_k, raw_scores"
+        "unknown field '{0}'; expected inputs or embeddings, and optionally threshold, top_k, raw_scores, truncate, long_texts"
     )]
     UnknownField(String),
     #[error("give exactly one of 'inputs' (texts) or 'embeddings'")]
@@ -117,7 +121,16 @@ pub fn parse_request(
         return Err(field_type("(body)", "a JSON object", &value));
     };
     if let Some(k) = map.keys().find(|k| {
-        !["inputs", "embeddings", "threshold", "top_k", "raw_scores"].contains(&k.as_str())
+        ![
+            "inputs",
+            "embeddings",
+            "threshold",
+            "top_k",
+            "raw_scores",
+            "truncate",
+            "long_texts",
+        ]
+        .contains(&k.as_str())
     }) {
         return Err(RequestError::UnknownField(k.clone()));
     }
@@ -155,11 +168,30 @@ pub fn parse_request(
         Some(Value::Bool(b)) => *b,
         Some(v) => return Err(field_type("raw_scores", "a boolean", v)),
     };
+    let truncate = match map.get("truncate") {
+        None | Some(Value::Null) => None,
+        Some(Value::Bool(b)) => Some(*b),
+        Some(v) => return Err(field_type("truncate", "a boolean", v)),
+    };
+    let long_texts = match map.get("long_texts") {
+        None | Some(Value::Null) => None,
+        Some(v) => {
+            Some(
+                serde_json::from_value(v.clone()).map_err(|_| RequestError::FieldType {
+                    field: "long_texts".into(),
+                    expected: "\"truncate\" or \"chunk\"",
+                    found: v.to_string().chars().take(40).collect(),
+                })?,
+            )
+        }
+    };
     Ok(ClassifyRequest {
         inputs,
         threshold,
         top_k,
         raw_scores,
+        truncate,
+        long_texts,
     })
 }
 

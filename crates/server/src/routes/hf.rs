@@ -1,7 +1,9 @@
 //! `POST /`, what `huggingface_hub.InferenceClient` sends to a URL.
 
 use super::tei::embed_body;
-use super::{AppState, bad_request, guarded, json_value, parse_json, ranked_scores};
+use super::{
+    AppState, LongTextRequest, bad_request, guarded, json_value, parse_json, ranked_scores,
+};
 use crate::compat::{LabelScore, TextClassificationRequest};
 use crate::request::RequestError;
 use axum::extract::{Request, State};
@@ -39,7 +41,8 @@ pub(crate) async fn hf_inference(State(state): State<Arc<AppState>>, request: Re
                     found: "0".into(),
                 }));
             }
-            let rows = ranked_scores(&state, req.inputs, function, top_k).await?;
+            let long = LongTextRequest::new(req.truncate, req.long_texts);
+            let rows = ranked_scores(&state, req.inputs, function, top_k, long).await?;
             Ok(json_value(&rows))
         };
         run.await.unwrap_or_else(|r: Response| r)

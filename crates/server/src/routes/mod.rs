@@ -9,8 +9,8 @@ pub(crate) mod openai;
 pub(crate) mod openapi;
 pub(crate) mod tei;
 
-use crate::backend::{Backend, BackendError};
-use crate::batcher::{Batcher, Refused, no_panic};
+use crate::backend::{Backend, BackendError, LongTexts};
+use crate::batcher::{Batcher, JobKind, Refused};
 use crate::compat::{self, FunctionToApply, LabelScore, TextInputs};
 use crate::config::ServerConfig;
 use crate::metrics::Metrics;
@@ -290,17 +290,61 @@ fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
     out
 }
 
-/// Embeds texts through the micro-batcher, each cut to `max_text_chars` first: for the head
-/// ([`Backend::features`]) or for an embedding endpoint ([`Backend::embed`]).
+/// What a request asks of texts longer than the encoder's window: TEI's `truncate` (`false`:
+/// refuse them) and this server's `long_texts` (`chunk`: read them whole).
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct LongTextRequest {
+    pub(crate) long: LongTexts,
+    /// Answer 422 for a text longer than the window instead of cutting it.
+    pub(crate) refuse: bool,
+}
+
+impl LongTextRequest {
+    /// `truncate: false` refuses long texts unless `long_texts` is `chunk`, which reads them
+    /// whole; `truncate: false` wins over `long_texts: "truncate"`, since nothing is then cut.
+    pub(crate) fn new(truncate: Option<bool>, long: Option<LongTexts>) -> Self {
+        let long = long.unwrap_or_default();
+        LongTextRequest {
+            long,
+            refuse: truncate == Some(false) && long == LongTexts::Truncate,
+        }
+    }
+}
+
+/// Embeds or scores texts through the micro-batcher, each cut to `max_text_chars` first:
+/// scores ([`Backend::score_texts`]) or embeddings ([`Backend::embed_texts`]), `width` values
+/// per text. A text longer than the window is read as `long` says, or refused.
 pub(crate) async fn embed_texts(
     state: &AppState,
     texts: Vec<String>,
-    for_head: bool,
+    scores: bool,
+    long: LongTextRequest,
 ) -> Result<Vec<f32>, Response> {
     let texts: Vec<String> = texts
         .into_iter()
         .map(|t| truncate_chars(t, state.config.max_text_chars))
         .collect();
+    if long.refuse {
+        // As TEI answers `truncate: false` (its message; 422 since its #818, 413 before).
+        let first = state
+            .backend
+            .first_long_text(&texts)
+            .map_err(|e| e.response("tokenizer"))?;
+        if let Some((index, tokens)) = first {
+            return Err(error(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "validation",
+                format!(
+                    "`inputs` must have less than {} tokens. Given: {tokens} (input {index}; send \"truncate\": true to cut it, or \"long_texts\": \"chunk\" to read it whole)",
+                    state.backend.max_input_length()
+                ),
+            ));
+        }
+    }
+    let kind = JobKind {
+        scores,
+        long: long.long,
+    };
     let shutting_down = || {
         error(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -308,7 +352,7 @@ pub(crate) async fn embed_texts(
             "the server is shutting down",
         )
     };
-    match state.batcher.submit(texts, for_head).await {
+    match state.batcher.submit(texts, kind).await {
         Ok(Ok(e)) => Ok(e),
         Ok(Err(e)) => Err(e.response("encoder")),
         Err(Refused::Full(depth)) => Err(error(
@@ -324,10 +368,9 @@ pub(crate) async fn embed_texts(
 pub(crate) async fn score_texts(
     state: &AppState,
     texts: Vec<String>,
+    long: LongTextRequest,
 ) -> Result<Vec<f32>, Response> {
-    let rows = texts.len();
-    let embeddings = embed_texts(state, texts, true).await?;
-    no_panic(|| state.backend.scores(&embeddings, rows)).map_err(|e| e.response("model"))
+    embed_texts(state, texts, true, long).await
 }
 
 /// Each text's labels and scores under `function`, highest first, cut at `top_k`.
@@ -336,11 +379,12 @@ pub(crate) async fn ranked_scores(
     inputs: TextInputs,
     function: FunctionToApply,
     top_k: Option<usize>,
+    long: LongTextRequest,
 ) -> Result<Vec<Vec<LabelScore>>, Response> {
     let texts = inputs
         .into_texts("inputs", state.config.max_inputs)
         .map_err(bad_request)?;
-    let scores = score_texts(state, texts).await?;
+    let scores = score_texts(state, texts, long).await?;
     Ok(scores
         .chunks(LABELS.len())
         .map(|p| compat::ranked(p, function, top_k))

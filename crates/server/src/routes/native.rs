@@ -1,6 +1,6 @@
 //! `POST /classify`, this server's own route.
 
-use super::{AppState, ScoresOnly, bad_request, guarded, json_value, score_texts};
+use super::{AppState, LongTextRequest, ScoresOnly, bad_request, guarded, json_value, score_texts};
 use crate::batcher::no_panic;
 use crate::request::{Inputs, parse_request};
 use axum::extract::{Request, State};
@@ -34,7 +34,10 @@ async fn classify_body(state: &AppState, body: &[u8]) -> Result<Response, Respon
         Inputs::Embeddings { rows, data } => {
             no_panic(|| state.backend.scores(&data, rows)).map_err(|e| e.response("model"))?
         }
-        Inputs::Texts(texts) => score_texts(state, texts).await?,
+        Inputs::Texts(texts) => {
+            let long = LongTextRequest::new(req.truncate, req.long_texts);
+            score_texts(state, texts, long).await?
+        }
     };
     let predictions = policy.decide_rows(&scores);
     Ok(if req.raw_scores {

@@ -1,6 +1,9 @@
 //! `POST /v1/embeddings`, as OpenAI's embeddings API.
 
-use super::{AppState, bad_request, embed_texts, guarded, json_value, parse_json, truncate_chars};
+use super::{
+    AppState, LongTextRequest, bad_request, embed_texts, guarded, json_value, parse_json,
+    truncate_chars,
+};
 use crate::compat::{self, EncodingFormat, OpenAiEmbeddingsRequest, OpenAiEmbeddingsResponse};
 use crate::request::RequestError;
 use axum::extract::{Request, State};
@@ -40,7 +43,8 @@ pub(crate) async fn openai_embeddings(
                 .map_err(|e| e.response("tokenizer"))?
                 .iter()
                 .sum();
-            let embeddings = embed_texts(&state, texts, false).await?;
+            let long = LongTextRequest::new(None, req.long_texts);
+            let embeddings = embed_texts(&state, texts, false, long).await?;
             let base64 = req.encoding_format == Some(EncodingFormat::Base64);
             let data = embeddings
                 .chunks(dim.max(1))

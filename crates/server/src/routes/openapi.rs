@@ -97,10 +97,13 @@ pub fn document(config: &ServerConfig, dim: usize) -> Value {
     });
     let paths = &mut doc["paths"];
 
+    let long_texts = json!({"enum": ["truncate", "chunk", null]});
     let classify_options = json!({
         "threshold": {"type": ["number", "null"], "minimum": 0, "maximum": 1},
         "top_k": {"type": ["integer", "null"], "minimum": 1, "maximum": LABELS.len()},
         "raw_scores": {"type": ["boolean", "null"]},
+        "truncate": {"type": ["boolean", "null"]},
+        "long_texts": long_texts.clone(),
     });
     let with = |required: &str, value: Value| {
         let mut properties = classify_options.clone();
@@ -142,6 +145,7 @@ pub fn document(config: &ServerConfig, dim: usize) -> Value {
             "normalize": {"type": "boolean"},
             "truncate": {"type": ["boolean", "null"]},
             "truncation_direction": {"type": ["string", "null"]},
+            "long_texts": long_texts,
         },
     });
     paths["/"]["post"]["responses"]["200"]["content"]["application/json"]["schema"] = json!({
@@ -161,7 +165,10 @@ pub fn document(config: &ServerConfig, dim: usize) -> Value {
         ),
         (413, "A body over --max-body-bytes"),
         (415, "A Content-Type other than application/json"),
-        (422, "A text the encoder cannot use (no tokens)"),
+        (
+            422,
+            "A text the encoder cannot use (no tokens), or one longer than the encoder's window with `truncate: false`",
+        ),
         (
             429,
             "Over --max-concurrent requests in flight, or the encoder's queue full",

@@ -1,8 +1,8 @@
 //! The routes of text-embeddings-inference (TEI): `POST /predict`, `POST /embed`, `GET /info`.
 
 use super::{
-    AppState, bad_request, embed_texts, guarded, json_value, normalise_rows, parse_json,
-    ranked_scores,
+    AppState, LongTextRequest, bad_request, embed_texts, guarded, json_value, normalise_rows,
+    parse_json, ranked_scores,
 };
 use crate::compat::{self, EmbedRequest, FunctionToApply, Info, LabelScore, PredictRequest};
 use axum::extract::{Request, State};
@@ -24,7 +24,8 @@ pub(crate) async fn predict(State(state): State<Arc<AppState>>, request: Request
             } else {
                 FunctionToApply::Sigmoid
             };
-            let rows = ranked_scores(&state, req.inputs, function, None).await?;
+            let long = LongTextRequest::new(req.truncate, req.long_texts);
+            let rows = ranked_scores(&state, req.inputs, function, None, long).await?;
             Ok(json_value(&compat::one_or_many(one, rows)))
         };
         run.await.unwrap_or_else(|r: Response| r)
@@ -52,7 +53,8 @@ pub(crate) async fn embed_body(state: &AppState, body: &[u8]) -> Result<Response
         .into_texts("inputs", state.config.max_inputs)
         .map_err(bad_request)?;
     let dim = state.backend.dim();
-    let mut embeddings = embed_texts(state, texts, false).await?;
+    let long = LongTextRequest::new(req.truncate, req.long_texts);
+    let mut embeddings = embed_texts(state, texts, false, long).await?;
     // Rows that are unit-length already stay bit-identical to `emotions embed`.
     if req.normalize && !state.backend.normalizes() {
         normalise_rows(&mut embeddings, dim);
