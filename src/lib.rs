@@ -32,7 +32,7 @@ use std::sync::OnceLock;
 pub use emotions_encoder::{
     Architecture, Encoder, EncoderAdapter, EncoderErrorKind, EncoderFiles, EncoderOptions,
     GraphRewrites, KernelThreads, LongTexts, PlanShapes, Pooling, Precision, WindowEmbeddings,
-    set_threads,
+    sentences, set_threads,
 };
 pub use emotions_labels::{
     DecisionPolicy, LABELS, LabelsErrorKind, NUM_LABELS, Prediction, Thresholds,

@@ -312,3 +312,71 @@ fn routes_refuse_chunk_or_truncate_long_texts_and_count_them() {
         "{metrics}"
     );
 }
+
+/// `--per-sentence`: a line per sentence with its input line, index and text, each scored
+/// exactly as that sentence alone; an empty line is still one (empty) sentence.
+#[test]
+fn per_sentence_scores_each_sentence_as_itself() {
+    let s = Scratch::new("per-sentence");
+    let file = s.write(
+        "t.txt",
+        "I loved the first half. But the ending made me so angry! Thanks for the tickets though.\n\nWow.\n",
+    );
+    let out = json_lines(&ok(run(
+        &[
+            "classify",
+            "--texts",
+            file.to_str().unwrap(),
+            "--per-sentence",
+        ],
+        None,
+    )));
+    let want = [
+        (1, 0, "I loved the first half."),
+        (1, 1, "But the ending made me so angry!"),
+        (1, 2, "Thanks for the tickets though."),
+        (2, 0, ""),
+        (3, 0, "Wow."),
+    ];
+    assert_eq!(out.len(), want.len());
+    for (got, (line, sentence, text)) in out.iter().zip(want) {
+        assert_eq!(
+            (got["line"].as_u64(), got["sentence"].as_u64()),
+            (Some(line), Some(sentence))
+        );
+        assert_eq!(got["text"], text);
+        let alone = json_lines(&ok(run(&["classify", "--text", text], None)));
+        assert_eq!(got["scores"], alone[0]["scores"], "{text}");
+        assert_eq!(got["labels"], alone[0]["labels"], "{text}");
+    }
+    let late = json_lines(&ok(run(
+        &["classify", "--text", &late_thanks(1500), "--per-sentence"],
+        None,
+    )));
+    let last = late.last().unwrap();
+    assert!(
+        last["labels"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|l| l == "gratitude"),
+        "{last}"
+    );
+
+    let npy = s.path("out.npy");
+    fails_with(
+        run(
+            &[
+                "classify",
+                "--text",
+                "a. b.",
+                "--per-sentence",
+                "--output",
+                npy.to_str().unwrap(),
+            ],
+            None,
+        ),
+        "--per-sentence writes JSON Lines",
+    );
+    assert!(!npy.exists(), "a refused run wrote its output");
+}

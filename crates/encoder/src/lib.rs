@@ -30,7 +30,7 @@ mod windows;
 pub use config::{Architecture, Pooling};
 pub use emotions_runtime::{GraphRewrites, KernelThreads, PlanShapes, Precision, set_threads};
 use windows::WindowTemplate;
-pub use windows::{LongTexts, WindowEmbeddings};
+pub use windows::{LongTexts, WindowEmbeddings, sentences};
 
 /// Everything that can go wrong loading or running an encoder: the file it concerns, when
 /// there is one, and what went wrong. Displays as `origin: kind`; its source is the kind's own.

@@ -65,6 +65,25 @@ impl WindowEmbeddings {
     }
 }
 
+/// A text's sentences, by Unicode's sentence boundaries (UAX #29), each without the
+/// whitespace around it; pieces that are only whitespace are left out, everything else is
+/// kept (`"!!!"` and `"😡"` are sentences). A text with none is one sentence, itself.
+///
+/// ```
+/// let s = emotions_encoder::sentences("I loved it. But the ending?! Ugh.  ");
+/// assert_eq!(s, ["I loved it.", "But the ending?!", "Ugh."]);
+/// assert_eq!(emotions_encoder::sentences(""), [""]);
+/// ```
+pub fn sentences(text: &str) -> Vec<&str> {
+    use unicode_segmentation::UnicodeSegmentation;
+    let found: Vec<&str> = text
+        .split_sentence_bounds()
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .collect();
+    if found.is_empty() { vec![text] } else { found }
+}
+
 /// The special tokens the tokenizer puts around one text, and a tokenizer that does not
 /// truncate: what windows are built from.
 pub(crate) struct WindowTemplate {

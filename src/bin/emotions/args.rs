@@ -200,6 +200,10 @@ struct ClassifyArgs {
     /// With `--long-texts chunk`: how a long text's windows' scores become its own, per label.
     #[arg(long, value_name = "HOW", value_enum)]
     aggregate: Option<AggregateArg>,
+    /// One JSON line per sentence (Unicode sentence boundaries) instead of per text, with
+    /// `line` (the input line, from 1), `sentence` (from 0) and `text`.
+    #[arg(long, conflicts_with_all = ["embeddings", "resume"])]
+    per_sentence: bool,
     #[command(flatten)]
     head: HeadArgs,
     #[command(flatten)]
@@ -470,6 +474,7 @@ pub struct ClassifyPlan {
     pub stream: StreamSpec,
     pub long: LongTexts,
     pub aggregate: Aggregate,
+    pub per_sentence: bool,
     pub head: HeadSpec,
     pub encoder: EncoderSpec,
 }
@@ -567,6 +572,16 @@ impl HiArgs {
                 inputs.extend(a.head.model.iter().chain(&a.head.thresholds).cloned());
                 inputs.extend(encoder_paths(&encoder.choice));
                 let output = output_spec(a.output, a.stream.resume, &inputs)?;
+                if a.per_sentence
+                    && let OutputSpec::File {
+                        format: OutputFormat::Npy,
+                        ..
+                    } = output
+                {
+                    bail!(
+                        "--per-sentence writes JSON Lines (each line says its input line and sentence), not .npy"
+                    );
+                }
                 let long = a.long.spec()?;
                 if matches!(input, Input::Embeddings(_)) && long != LongTexts::Truncate {
                     bail!("--long-texts: only for texts, not --embeddings");
@@ -584,6 +599,7 @@ impl HiArgs {
                     stream: a.stream.spec(),
                     long,
                     aggregate,
+                    per_sentence: a.per_sentence,
                     head: a.head.spec(),
                     encoder,
                 })

@@ -39,6 +39,16 @@ pub fn classify(plan: ClassifyPlan) -> anyhow::Result<()> {
                 plan.stream,
                 skip,
                 |texts: Vec<String>, lines| {
+                    if plan.per_sentence {
+                        return per_sentence(
+                            &classifier,
+                            (plan.long, plan.aggregate),
+                            &mut sink,
+                            &mut long,
+                            &texts,
+                            lines,
+                        );
+                    }
                     let scored = classifier
                         .text_scores(&texts, plan.long, plan.aggregate)
                         .map_err(|e| at_line(e, lines))?;
@@ -75,6 +85,85 @@ pub fn embed(plan: EmbedPlan) -> anyhow::Result<()> {
     );
     long.report();
     sink.finish(result)
+}
+
+/// `classify --per-sentence`: every sentence of a chunk's texts scored in one call, one line
+/// each with its input line and index.
+fn per_sentence(
+    classifier: &emotions::Classifier,
+    (long_texts, aggregate): (emotions::LongTexts, emotions::Aggregate),
+    sink: &mut Sink,
+    long: &mut LongTextCount,
+    texts: &[String],
+    lines: &[usize],
+) -> anyhow::Result<()> {
+    let mut sentences = Vec::new();
+    let mut origin = Vec::new();
+    for (text, &line) in texts.iter().zip(lines) {
+        for (i, s) in emotions::sentences(text).into_iter().enumerate() {
+            sentences.push(s);
+            origin.push((line, i));
+        }
+    }
+    let scored = classifier
+        .text_scores(&sentences, long_texts, aggregate)
+        .map_err(|e| {
+            // The encoder names a sentence; the user's file has lines.
+            let at = text_index(&e).and_then(|i| origin.get(i));
+            match at {
+                Some(&(line, i)) => {
+                    anyhow::Error::new(e).context(format!("input line {line}, sentence {i}"))
+                }
+                None => e.into(),
+            }
+        })?;
+    long.add(sentences.len(), scored.long_texts);
+    let predictions = classifier.policy().decide_rows(&scored.scores);
+    let rows = predictions.iter().zip(&origin).zip(&sentences).map(
+        |((prediction, &(line, sentence)), text)| SentenceLine {
+            line,
+            sentence,
+            text,
+            prediction,
+        },
+    );
+    sink.write_serialised(rows)
+}
+
+/// Which text of a call an encoder error is about (its index in the call).
+fn text_index(e: &emotions::Error) -> Option<usize> {
+    use emotions_encoder::EncoderErrorKind::{NoTokens, Tokenize};
+    match e {
+        emotions::Error::Encoder(err) => match &err.kind {
+            Tokenize { index, .. } | NoTokens { index } => Some(*index),
+            _ => None,
+        },
+        _ => None,
+    }
+}
+
+/// One sentence's line of `classify --per-sentence`.
+struct SentenceLine<'a> {
+    line: usize,
+    sentence: usize,
+    text: &'a str,
+    prediction: &'a emotions::Prediction,
+}
+
+impl serde::Serialize for SentenceLine<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut m = s.serialize_map(Some(5))?;
+        m.serialize_entry("line", &self.line)?;
+        m.serialize_entry("sentence", &self.sentence)?;
+        m.serialize_entry("text", self.text)?;
+        m.serialize_entry("labels", &self.prediction.labels())?;
+        m.serialize_entry(
+            "scores",
+            &emotions_labels::LabelScores(self.prediction.scores()),
+        )?;
+        m.end()
+    }
 }
 
 /// Texts longer than the encoder's window, said once on stderr at the end: truncation is not
@@ -134,15 +223,7 @@ fn text_rows(input: Input) -> Result<Rows<String>, IoError> {
 
 /// An encoder error about text `index` of a chunk, placed at its input line.
 fn at_line(e: emotions::Error, lines: &[usize]) -> anyhow::Error {
-    use emotions_encoder::EncoderErrorKind::{NoTokens, Tokenize};
-    let index = match &e {
-        emotions::Error::Encoder(err) => match &err.kind {
-            Tokenize { index, .. } | NoTokens { index } => Some(*index),
-            _ => None,
-        },
-        _ => None,
-    };
-    match index.and_then(|i| lines.get(i)) {
+    match text_index(&e).and_then(|i| lines.get(i)) {
         Some(line) => anyhow::Error::new(e).context(format!("input line {line}")),
         None => e.into(),
     }
@@ -333,6 +414,17 @@ impl Sink {
                 npy.write_rows(scores)?;
                 Ok(npy.commit()?)
             }
+        }
+    }
+
+    /// Rows that are JSON Lines only (`--per-sentence`; `.npy` is refused before the run).
+    fn write_serialised<T: serde::Serialize>(
+        &mut self,
+        rows: impl IntoIterator<Item = T>,
+    ) -> anyhow::Result<()> {
+        match self {
+            Sink::Lines { out, origin, .. } => write_json_lines(out, origin, rows),
+            Sink::Npy(_) => anyhow::bail!("--per-sentence writes JSON Lines, not .npy"),
         }
     }
 
