@@ -128,7 +128,8 @@ impl Error {
                 ..
             }) | Error::Encoder(emotions_encoder::EncoderError {
                 kind: emotions_encoder::EncoderErrorKind::Tokenize { .. }
-                    | emotions_encoder::EncoderErrorKind::NoTokens { .. },
+                    | emotions_encoder::EncoderErrorKind::NoTokens { .. }
+                    | emotions_encoder::EncoderErrorKind::TokenIds { .. },
                 ..
             })
         )
@@ -754,15 +755,61 @@ impl emotions_server::Backend for Classifier {
             long_texts: s.long_texts,
         })
     }
+    fn tokenize(
+        &self,
+        text: &str,
+        add_special_tokens: bool,
+    ) -> Result<Vec<emotions_server::SimpleToken>, emotions_server::BackendError> {
+        let spans = self
+            .server_encoder()?
+            .token_spans(text, add_special_tokens)
+            .map_err(|e| Error::from(e).into_backend())?;
+        Ok(spans
+            .into_iter()
+            .map(|t| emotions_server::SimpleToken {
+                id: t.id,
+                // TEI's: a special token's own text; any other's, the input's bytes.
+                text: match t.special {
+                    true => t.token,
+                    false => {
+                        String::from_utf8_lossy(&text.as_bytes()[t.start..t.stop]).into_owned()
+                    }
+                },
+                special: t.special,
+                start: (!t.special).then_some(t.start),
+                stop: (!t.special).then_some(t.stop),
+            })
+            .collect())
+    }
+    fn decode(
+        &self,
+        ids: &[u32],
+        skip_special_tokens: bool,
+    ) -> Result<String, emotions_server::BackendError> {
+        self.server_encoder()?
+            .decode(ids, skip_special_tokens)
+            .map_err(|e| Error::from(e).into_backend())
+    }
+    fn embed_token_ids(&self, ids: &[Vec<u32>]) -> Result<Vec<f32>, emotions_server::BackendError> {
+        self.plain_encoder()
+            .map_err(Error::into_backend)?
+            .embed_token_ids(ids)
+            .map_err(|e| Error::from(e).into_backend())
+    }
+    fn token_states(
+        &self,
+        texts: &[String],
+    ) -> Result<Vec<Vec<f32>>, emotions_server::BackendError> {
+        self.plain_encoder()
+            .map_err(Error::into_backend)?
+            .token_states(texts)
+            .map_err(|e| Error::from(e).into_backend())
+    }
     fn first_long_text(
         &self,
         texts: &[String],
     ) -> Result<Option<(usize, usize)>, emotions_server::BackendError> {
-        let encoder = self
-            .encoder
-            .as_ref()
-            .ok_or(Error::NoEncoder)
-            .map_err(Error::into_backend)?;
+        let encoder = self.server_encoder()?;
         for (i, t) in texts.iter().enumerate() {
             let n = encoder
                 .token_count(t)
@@ -795,6 +842,9 @@ impl emotions_server::Backend for Classifier {
     fn max_input_length(&self) -> usize {
         self.encoder.as_ref().map_or(0, Encoder::max_seq_length)
     }
+    fn vocabulary_size(&self) -> Option<usize> {
+        self.encoder.as_ref().map(Encoder::id_bound)
+    }
     fn policy(&self) -> &DecisionPolicy {
         Classifier::policy(self)
     }
@@ -805,6 +855,17 @@ impl emotions_server::Backend for Classifier {
         self.encoder
             .as_ref()
             .map_or("none".into(), |e| e.name().to_string())
+    }
+}
+
+#[cfg(feature = "server")]
+impl Classifier {
+    /// The encoder, for the server's tokenizer routes.
+    fn server_encoder(&self) -> Result<&Encoder, emotions_server::BackendError> {
+        self.encoder
+            .as_ref()
+            .ok_or(Error::NoEncoder)
+            .map_err(Error::into_backend)
     }
 }
 

@@ -10,6 +10,7 @@ mod layout;
 mod long_texts;
 mod serve;
 mod streaming;
+mod tei_routes;
 mod texts;
 mod training;
 mod tuned;

@@ -6,7 +6,12 @@ Starts the server on a free loopback port, then checks that
 - huggingface_hub's InferenceClient.text_classification (with and without top_k) returns the
   scores `emotions classify` prints, within 1e-6;
 - InferenceClient.feature_extraction and OpenAI's embeddings.create (float and base64) return
-  the embeddings `emotions embed` prints, within 1e-6.
+  the embeddings `emotions embed` prints, within 1e-6;
+- OpenAI's models.list names the encoder, and embeddings.create with the token ids TEI's
+  /tokenize gives returns the same embeddings as the texts;
+- TEI's /tokenize, /decode and /embed_all over plain HTTP (urllib), as TEI's users call them: the
+  ids round-trip through /decode and /tokenize, and /embed_all's token vectors, mean-pooled and normalised as MiniLM
+  pools them, are the embeddings.
 Prints one line per check and a closing "N passed, N failed" line; exits 1 on any failure.
 """
 
@@ -16,6 +21,7 @@ import os
 import subprocess
 import sys
 
+import urllib.request
 import numpy as np
 from huggingface_hub import InferenceClient
 from openai import OpenAI
@@ -112,6 +118,57 @@ def main():
                 and resp.usage.prompt_tokens > len(TEXTS) * 2,
                 f"shape {got.shape}, worst |diff| {worst:.2e}, prompt_tokens {resp.usage.prompt_tokens}",
             )
+        models = oa.models.list()
+        ids = [m.id for m in models.data]
+        check("openai models.list", ids == ["all-MiniLM-L6-v2"], f"{ids}")
+
+        # TEI's tokenizer routes, as a TEI user calls them: plain HTTP.
+        def post(path, body):
+            req = urllib.request.Request(url + path, data=json.dumps(body).encode(), headers={"Content-Type": "application/json"})
+            with urllib.request.urlopen(req, timeout=60) as r:
+                return json.loads(r.read())
+
+        tokens = post("/tokenize", {"inputs": TEXTS})
+        token_ids = [[t["id"] for t in row] for row in tokens]
+        spans_ok = all(
+            t["special"] == (t["start"] is None)
+            and (t["special"] or text.encode()[t["start"]:t["stop"]].decode() == t["text"])
+            for row, text in zip(tokens, TEXTS)
+            for t in row
+        )
+        check(
+            "TEI /tokenize",
+            len(tokens) == len(TEXTS) and spans_ok and all(r[0]["text"] == "[CLS]" and r[-1]["text"] == "[SEP]" for r in tokens),
+            f"{[len(r) for r in tokens]} tokens, offsets match the texts: {spans_ok}",
+        )
+        decoded = post("/decode", {"ids": token_ids})
+        again = [[t["id"] for t in row] for row in post("/tokenize", {"inputs": decoded})]
+        check(
+            "TEI /decode of /tokenize's ids, tokenised again",
+            again == token_ids,
+            f"{decoded[1]!r}",
+        )
+        resp = oa.embeddings.create(model="all-MiniLM-L6-v2", input=token_ids, encoding_format="float")
+        got = np.array([d.embedding for d in resp.data], dtype=np.float32)
+        worst = float(np.max(np.abs(got - want_embeddings)))
+        check(
+            "openai embeddings.create with token ids",
+            got.shape == want_embeddings.shape
+            and worst <= TOLERANCE
+            and resp.usage.prompt_tokens == sum(map(len, token_ids)),
+            f"worst |diff| {worst:.2e} from the texts' embeddings, prompt_tokens {resp.usage.prompt_tokens}",
+        )
+        states = post("/embed_all", {"inputs": TEXTS})
+        pooled = np.array([np.asarray(s, dtype=np.float32).mean(0) for s in states])
+        pooled /= np.linalg.norm(pooled, axis=1, keepdims=True)
+        worst = float(np.max(np.abs(pooled - want_embeddings)))
+        check(
+            "TEI /embed_all, mean-pooled",
+            [len(s) for s in states] == [len(r) for r in token_ids]
+            and all(len(v) == 384 for s in states for v in s)
+            and worst <= TOLERANCE,
+            f"{[len(s) for s in states]} token vectors, pooled worst |diff| {worst:.2e}",
+        )
     finally:
         server.terminate()
         server.wait(timeout=30)

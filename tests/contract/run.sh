@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The published contract: schemathesis (PyPI) against a live `emotions serve`'s own
-# /openapi.json, every check, every operation, a fixed seed and a bounded number of examples.
+# /openapi.json, every check, every operation, a fixed seed and a bounded number of examples;
+# then its TEI routes against TEI's own OpenAPI document (tests/contract/tei_schema.py).
 # Usage: tests/contract/run.sh [EMOTIONS_BINARY] [MAX_EXAMPLES] [SEED]
 # Makes its own venv under target/contract-venv. Exits non-zero on any failure or error.
 set -euo pipefail
@@ -34,3 +35,11 @@ fi
 "$venv/bin/schemathesis" run "http://$addr/openapi.json" --checks all \
     --max-examples "$examples" --seed "$seed" --workers 2 \
     --wait-for-schema 30 --no-color
+# The TEI routes against TEI's own document: no 5xx for TEI-valid requests, and every 200
+# body valid under TEI's response schema (tests/contract/tei_schema.py says what is left out).
+tei=$(mktemp --suffix=.json)
+trap 'kill $server 2>/dev/null || true; rm -f "$log" "$tei"' EXIT
+"$venv/bin/python" tests/contract/tei_schema.py "$tei"
+"$venv/bin/schemathesis" run "$tei" --url "http://$addr" \
+    --checks not_a_server_error,response_schema_conformance,content_type_conformance \
+    --max-examples "$examples" --seed "$seed" --workers 2 --no-color

@@ -104,6 +104,9 @@ pub enum EncoderErrorKind {
     NoTokens { index: usize },
     #[error("the tokenizer failed unexpectedly: {message}")]
     Crashed { message: String },
+    /// Token ids given as input (not from a text) that the model cannot take.
+    #[error("token ids {index}: {message}")]
+    TokenIds { index: usize, message: String },
     /// `LongTexts::Chunk`'s overlap must leave each window something new.
     #[error(
         "a stride of {stride} tokens: expected fewer than the {width} tokens of text a window holds"
@@ -255,6 +258,21 @@ pub struct Encoder {
     warnings: Vec<String>,
     /// Built when a text is first read in windows.
     windows: OnceLock<WindowTemplate>,
+    /// Token ids given as input must be below this: the model's token table's rows.
+    id_bound: usize,
+}
+
+/// One token of a text, as TEI's `/tokenize` lists it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TokenSpan {
+    pub id: u32,
+    /// The vocabulary's token (`"##ing"`, `"[CLS]"`).
+    pub token: String,
+    /// Added by the tokenizer (`[CLS]`, `[SEP]`), not from the text.
+    pub special: bool,
+    /// Byte offsets in the text; `(0, 0)` for a special token.
+    pub start: usize,
+    pub stop: usize,
 }
 
 impl std::fmt::Debug for Encoder {
@@ -498,6 +516,9 @@ impl Encoder {
             (e, _) => EncoderError::from(e),
         })?;
         let tables = graph.tables();
+        let id_bound = tables
+            .vocabulary
+            .unwrap_or_else(|| tokenizer.get_vocab_size(true));
         // Every id the tokenizer can produce must index the model's token table: the largest
         // id, not the count, since a vocabulary may skip ids.
         if let Some(rows) = tables.vocabulary
@@ -553,6 +574,7 @@ impl Encoder {
             graph,
             fingerprint,
             windows: OnceLock::new(),
+            id_bound,
         })
     }
 
@@ -628,6 +650,114 @@ impl Encoder {
     /// Whether a text is longer than the model's window, i.e. [`LongTexts::Truncate`] cuts it.
     pub fn is_long(&self, text: &str) -> Result<bool, EncoderError> {
         Ok(self.encode(0, text)?.1)
+    }
+
+    /// Every token of a text, uncut, with the special tokens when `add_special_tokens`: what
+    /// TEI's `/tokenize` answers.
+    pub fn token_spans(
+        &self,
+        text: &str,
+        add_special_tokens: bool,
+    ) -> Result<Vec<TokenSpan>, EncoderError> {
+        let template = self.window_template()?;
+        guarded(|| {
+            let enc = template
+                .untruncated()
+                .encode(text, add_special_tokens)
+                .map_err(|source| {
+                    EncoderError::bare(EncoderErrorKind::Tokenize { index: 0, source })
+                })?;
+            Ok(enc
+                .get_ids()
+                .iter()
+                .zip(enc.get_tokens())
+                .zip(enc.get_special_tokens_mask())
+                .zip(enc.get_offsets())
+                .map(|(((&id, token), &special), &(start, stop))| TokenSpan {
+                    id,
+                    token: token.clone(),
+                    special: special == 1,
+                    start,
+                    stop,
+                })
+                .collect())
+        })
+    }
+
+    /// The text of token ids, as the tokenizer decodes them (TEI's `/decode`).
+    pub fn decode(&self, ids: &[u32], skip_special_tokens: bool) -> Result<String, EncoderError> {
+        self.check_ids(0, ids)?;
+        guarded(|| {
+            self.tokenizer
+                .decode(ids, skip_special_tokens)
+                .map_err(|source| {
+                    EncoderError::bare(EncoderErrorKind::Tokenize { index: 0, source })
+                })
+        })
+    }
+
+    /// Token ids given as input must be below this: the rows of the model's token table.
+    pub fn id_bound(&self) -> usize {
+        self.id_bound
+    }
+
+    /// Token ids given as input must be ones the model has, and fit its window.
+    fn check_ids(&self, index: usize, ids: &[u32]) -> Result<(), EncoderError> {
+        let bad = |message: String| {
+            Err(EncoderError::bare(EncoderErrorKind::TokenIds {
+                index,
+                message,
+            }))
+        };
+        if let Some((at, &id)) = ids
+            .iter()
+            .enumerate()
+            .find(|(_, id)| **id as usize >= self.id_bound)
+        {
+            return bad(format!(
+                "id {id} at position {at}: expected ids below {}, the model's token table",
+                self.id_bound
+            ));
+        }
+        Ok(())
+    }
+
+    /// Sentence embeddings of token-id sequences given as they are, the model's own ids
+    /// (special tokens included if wanted: nothing is added), `ids.len() * dim()` values.
+    /// Each is 1 to `max_seq_length()` ids, each below the model's token table's rows.
+    pub fn embed_token_ids(&self, ids: &[Vec<u32>]) -> Result<Vec<f32>, EncoderError> {
+        let mut tokens = Vec::with_capacity(ids.len());
+        for (index, row) in ids.iter().enumerate() {
+            self.check_ids(index, row)?;
+            if row.is_empty() || row.len() > self.max_seq_length {
+                return Err(EncoderError::bare(EncoderErrorKind::TokenIds {
+                    index,
+                    message: format!(
+                        "expected 1 to {} ids (the model's window), found {}",
+                        self.max_seq_length,
+                        row.len()
+                    ),
+                }));
+            }
+            tokens.push(Tokens {
+                ids: row.clone(),
+                type_ids: vec![0; row.len()],
+            });
+        }
+        self.embed_tokens(&tokens, &mut |_| {})
+    }
+
+    /// Every token's output vector of each text (`tokens × dim()`, truncated to the window,
+    /// special tokens included, before pooling): what TEI's `/embed_all` answers.
+    pub fn token_states<S: AsRef<str>>(&self, texts: &[S]) -> Result<Vec<Vec<f32>>, EncoderError> {
+        let (tokens, order) = self.tokens_longest_first(texts)?;
+        let mut out = vec![Vec::new(); texts.len()];
+        for chunk in self.batches(&tokens, &order) {
+            let rows: Vec<TokenRow> = chunk.iter().map(|&i| tokens[i].row()).collect();
+            self.graph
+                .run(&rows, |row, states| out[chunk[row]] = states.to_vec())?;
+        }
+        Ok(out)
     }
 
     /// A text's tokens with the special tokens, before truncation: `max_seq_length()` or

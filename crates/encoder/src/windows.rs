@@ -125,6 +125,11 @@ impl WindowTemplate {
         })
     }
 
+    /// The tokenizer, without truncation.
+    pub(crate) fn untruncated(&self) -> &tokenizers::Tokenizer {
+        &self.untruncated
+    }
+
     /// Tokens of a window's own text: the model's length less the special tokens.
     pub(crate) fn width(&self, max_seq_length: usize) -> usize {
         max_seq_length.saturating_sub(self.prefix.len() + self.suffix.len())

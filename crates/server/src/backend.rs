@@ -67,6 +67,30 @@ pub trait Backend: Send + Sync + 'static {
             long_texts: 0,
         })
     }
+    /// Every token of a text, uncut (TEI's `/tokenize`).
+    fn tokenize(
+        &self,
+        text: &str,
+        add_special_tokens: bool,
+    ) -> Result<Vec<crate::compat::SimpleToken>, BackendError> {
+        let _ = (text, add_special_tokens);
+        Err(no_tokenizer())
+    }
+    /// The text of token ids (TEI's `/decode`).
+    fn decode(&self, ids: &[u32], skip_special_tokens: bool) -> Result<String, BackendError> {
+        let _ = (ids, skip_special_tokens);
+        Err(no_tokenizer())
+    }
+    /// Sentence embeddings of the model's own token ids, as given, `ids.len() * dim()` values.
+    fn embed_token_ids(&self, ids: &[Vec<u32>]) -> Result<Vec<f32>, BackendError> {
+        let _ = ids;
+        Err(no_tokenizer())
+    }
+    /// Every token's vector of each text before pooling, `tokens × dim()` (TEI's `/embed_all`).
+    fn token_states(&self, texts: &[String]) -> Result<Vec<Vec<f32>>, BackendError> {
+        let _ = texts;
+        Err(no_tokenizer())
+    }
     /// The first text longer than [`Backend::max_input_length`] tokens, as (its index, its
     /// tokens), for requests that refuse to truncate. The default finds none.
     fn first_long_text(&self, texts: &[String]) -> Result<Option<(usize, usize)>, BackendError> {
@@ -79,9 +103,17 @@ pub trait Backend: Send + Sync + 'static {
     fn normalizes(&self) -> bool;
     /// Tokens per text the encoder keeps (TEI's `max_input_length`).
     fn max_input_length(&self) -> usize;
+    /// Token ids given as input must be below this (the model's token table), if known.
+    fn vocabulary_size(&self) -> Option<usize> {
+        None
+    }
     /// The default decision policy.
     fn policy(&self) -> &DecisionPolicy;
     /// Names shown by `/labels`.
     fn model_name(&self) -> String;
     fn encoder_name(&self) -> String;
+}
+
+fn no_tokenizer() -> BackendError {
+    BackendError::Model("this backend serves no encoder".into())
 }

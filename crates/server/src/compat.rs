@@ -1,9 +1,10 @@
 //! The routes other clients speak, so that `emotions serve` drops in for them:
 //!
-//! - text-embeddings-inference (TEI): `POST /predict`, `POST /embed`, `GET /info`;
+//! - text-embeddings-inference (TEI): `POST /predict`, `POST /embed`, `POST /embed_all`,
+//!   `POST /tokenize`, `POST /decode`, `GET /info`;
 //! - the Hugging Face Inference API shape that `huggingface_hub.InferenceClient` sends to a
 //!   URL: `POST /` (text classification with `parameters`, feature extraction without);
-//! - OpenAI: `POST /v1/embeddings`.
+//! - OpenAI: `POST /v1/embeddings` (texts or token ids), `GET /v1/models`.
 //!
 //! Scores are the head's own sigmoid probabilities, one per label: go_emotions is multi-label,
 //! so the labels are not made to sum to 1 unless a client asks for `softmax`.
@@ -48,6 +49,161 @@ impl TextInputs {
     fn is_one(&self) -> bool {
         matches!(self, TextInputs::One(_))
     }
+}
+
+/// Lists of at least one and at most `max` items.
+fn checked<T>(items: Vec<T>, field: &'static str, max: usize) -> Result<Vec<T>, RequestError> {
+    if items.is_empty() {
+        return Err(RequestError::Empty(field));
+    }
+    if items.len() > max {
+        return Err(RequestError::TooMany {
+            max,
+            found: items.len(),
+        });
+    }
+    Ok(items)
+}
+
+/// `POST /tokenize` (TEI): every token, uncut.
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct TokenizeRequest {
+    pub inputs: TextInputs,
+    #[serde(default = "yes")]
+    pub add_special_tokens: bool,
+    /// A sentence-transformers prompt's name; this model has none, so only `null`.
+    #[serde(default)]
+    pub prompt_name: Option<String>,
+}
+
+/// One token, as TEI's `/tokenize` answers it: a special token has its vocabulary text and no
+/// offsets; any other, the text's bytes `start..stop`.
+#[derive(Debug, Clone, Serialize, ToSchema, PartialEq)]
+pub struct SimpleToken {
+    pub id: u32,
+    pub text: String,
+    pub special: bool,
+    pub start: Option<usize>,
+    pub stop: Option<usize>,
+}
+
+/// A token id: a JSON integer (`7592` or `7592.0`, as JSON Schema's `integer` allows) that
+/// fits in 32 bits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TokenId(pub u32);
+
+impl<'de> Deserialize<'de> for TokenId {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let n = serde_json::Number::deserialize(d)?;
+        crate::request::whole(&n)
+            .and_then(|v| u32::try_from(v).ok())
+            .map(TokenId)
+            .ok_or_else(|| serde::de::Error::custom(format!("expected a token id, found {n}")))
+    }
+}
+
+impl utoipa::PartialSchema for TokenId {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        utoipa::openapi::ObjectBuilder::new()
+            .schema_type(utoipa::openapi::schema::Type::Integer)
+            .minimum(Some(0))
+            .into()
+    }
+}
+
+impl ToSchema for TokenId {}
+
+pub(crate) fn ids(tokens: Vec<TokenId>) -> Vec<u32> {
+    tokens.into_iter().map(|t| t.0).collect()
+}
+
+/// Token ids: one sequence or several.
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(untagged)]
+pub enum InputIds {
+    One(Vec<TokenId>),
+    Many(Vec<Vec<TokenId>>),
+}
+
+impl InputIds {
+    pub(crate) fn into_sequences(
+        self,
+        field: &'static str,
+        max: usize,
+    ) -> Result<Vec<Vec<u32>>, RequestError> {
+        match self {
+            InputIds::One(one) => Ok(vec![ids(one)]),
+            InputIds::Many(many) => Ok(checked(many, field, max)?.into_iter().map(ids).collect()),
+        }
+    }
+}
+
+/// `POST /decode` (TEI).
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct DecodeRequest {
+    pub ids: InputIds,
+    #[serde(default = "yes")]
+    pub skip_special_tokens: bool,
+}
+
+/// `POST /embed_all` (TEI): every token's vector, before pooling.
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct EmbedAllRequest {
+    pub inputs: TextInputs,
+    /// As on `/embed`; `long_texts` does not apply, since every token is answered.
+    #[serde(default)]
+    pub truncate: Option<bool>,
+    #[serde(default)]
+    pub truncation_direction: Option<String>,
+    #[serde(default)]
+    pub prompt_name: Option<String>,
+}
+
+/// One OpenAI input: a text, or the model's own token ids (as TEI takes them).
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(untagged)]
+pub enum OpenAiInputItem {
+    Text(String),
+    Ids(Vec<TokenId>),
+}
+
+/// OpenAI's `input`: one text or token-id sequence, or a list of them.
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(untagged)]
+pub enum OpenAiInput {
+    One(OpenAiInputItem),
+    Many(Vec<OpenAiInputItem>),
+}
+
+impl OpenAiInput {
+    pub(crate) fn into_items(
+        self,
+        field: &'static str,
+        max: usize,
+    ) -> Result<Vec<OpenAiInputItem>, RequestError> {
+        match self {
+            OpenAiInput::One(item) => Ok(vec![item]),
+            OpenAiInput::Many(items) => checked(items, field, max),
+        }
+    }
+}
+
+/// `GET /v1/models` (OpenAI): the one model served.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct OpenAiModels {
+    /// Always `"list"`.
+    pub object: &'static str,
+    pub data: Vec<OpenAiModel>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct OpenAiModel {
+    pub id: String,
+    /// Always `"model"`.
+    pub object: &'static str,
+    /// Seconds since the epoch when the server started.
+    pub created: u64,
+    pub owned_by: &'static str,
 }
 
 /// `POST /predict` (TEI). Unknown fields are ignored, as TEI does.
@@ -166,7 +322,7 @@ pub enum EncodingFormat {
 /// `POST /v1/embeddings` (OpenAI).
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct OpenAiEmbeddingsRequest {
-    pub input: TextInputs,
+    pub input: OpenAiInput,
     /// Echoed back; the served encoder answers whatever the name.
     #[serde(default)]
     pub model: Option<String>,
@@ -217,6 +373,8 @@ pub struct OpenAiEmbeddingsResponse {
 #[derive(Debug, Serialize, ToSchema)]
 pub struct Info {
     pub model_id: String,
+    /// The name clients may use for the model (TEI's `--served-model-name`; here the model's).
+    pub served_model_name: String,
     pub model_sha: Option<String>,
     pub model_dtype: &'static str,
     pub model_type: ModelType,

@@ -28,9 +28,10 @@ mod serve;
 
 pub use backend::{Backend, BackendError, LongTexts, TextRows};
 pub use compat::{
-    ClassificationParameters, EmbedRequest, EncodingFormat, FunctionToApply, Info, LabelScore,
-    OpenAiEmbeddingsRequest, OpenAiEmbeddingsResponse, PredictRequest, TextClassificationRequest,
-    TextInputs,
+    ClassificationParameters, DecodeRequest, EmbedAllRequest, EmbedRequest, EncodingFormat,
+    FunctionToApply, Info, InputIds, LabelScore, OpenAiEmbeddingsRequest, OpenAiEmbeddingsResponse,
+    OpenAiInput, OpenAiInputItem, OpenAiModel, OpenAiModels, PredictRequest, SimpleToken,
+    TextClassificationRequest, TextInputs, TokenizeRequest,
 };
 pub use config::ServerConfig;
 pub use request::{ClassifyRequest, Inputs, RequestError, parse_request};

@@ -200,8 +200,14 @@ pub(crate) fn whole(n: &serde_json::Number) -> Option<usize> {
     if let Some(u) = n.as_u64() {
         return usize::try_from(u).ok();
     }
+    // Past 2^53 a JSON number is a float whose every value is whole: it means "very large",
+    // which saturates (a `top_k` past 28 is all 28 labels; ids and widths have their maximum).
     let f = n.as_f64()?;
-    (f >= 0.0 && f.fract() == 0.0 && f < 2f64.powi(53)).then_some(f as usize)
+    (f >= 0.0 && f.fract() == 0.0).then_some(if f < 2f64.powi(53) {
+        f as usize
+    } else {
+        usize::MAX
+    })
 }
 
 fn texts(v: &Value, max: usize) -> Result<Vec<String>, RequestError> {
@@ -270,11 +276,12 @@ fn embeddings(v: &Value, max: usize, dim: usize) -> Result<Inputs, RequestError>
                 .as_f64()
                 .ok_or_else(|| field_type(format!("embeddings[{r}][{c}]"), "a number", item))?;
             let x32 = x as f32;
-            if !x32.is_finite() {
+            // As /openapi.json says: within f32's range, not just rounding into it.
+            if !x32.is_finite() || x.abs() > f64::from(f32::MAX) {
                 return Err(RequestError::NotFinite {
                     row: r,
                     column: c,
-                    found: item.to_string(),
+                    found: format!("{item} (beyond f32's range)"),
                 });
             }
             data.push(x32);

@@ -35,9 +35,9 @@ enum LowCommand {
     Tune(TuneArgs),
     /// Print the model card's metrics on a labelled split.
     Eval(EvalArgs),
-    /// Serve over HTTP: POST /classify; TEI's POST /predict, POST /embed and GET /info; POST /
-    /// (huggingface_hub); OpenAI's POST /v1/embeddings; GET /labels, /health, /metrics and
-    /// /openapi.json.
+    /// Serve over HTTP: POST /classify; TEI's POST /predict, /embed, /embed_all, /tokenize,
+    /// /decode and GET /info; POST / (huggingface_hub); OpenAI's POST /v1/embeddings and GET
+    /// /v1/models; GET /labels, /health, /metrics and /openapi.json.
     Serve(ServeArgs),
 }
 

@@ -33,6 +33,8 @@ pub(crate) struct AppState {
     pub(crate) permits: Semaphore,
     pub(crate) batcher: Batcher,
     pub(crate) metrics: Arc<Metrics>,
+    /// When the server started, in seconds since the epoch (`/v1/models`' `created`).
+    pub(crate) started_unix: u64,
 }
 
 /// The router, with its batcher running on a thread of its own. Fails only when that thread
@@ -46,13 +48,20 @@ pub fn router(backend: Arc<dyn Backend>, config: ServerConfig) -> std::io::Resul
         config,
         batcher,
         metrics,
+        started_unix: std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs()),
     });
     Ok(Router::new()
         .route("/classify", post(native::classify))
         .route("/predict", post(tei::predict))
         .route("/", post(hf::hf_inference))
         .route("/embed", post(tei::embed))
+        .route("/embed_all", post(tei::embed_all))
+        .route("/tokenize", post(tei::tokenize))
+        .route("/decode", post(tei::decode))
         .route("/v1/embeddings", post(openai::openai_embeddings))
+        .route("/v1/models", get(openai::models))
         .route("/info", get(tei::info))
         .route("/openapi.json", get(openapi::openapi_json))
         .route("/health", get(health))
@@ -104,7 +113,7 @@ pub(crate) async fn not_found() -> Response {
     error(
         StatusCode::NOT_FOUND,
         "not_found",
-        "no such endpoint; see /classify, /predict, /embed, /v1/embeddings, / (POST), /info, /labels, /health, /metrics, /openapi.json",
+        "no such endpoint; see /classify, /predict, /embed, /embed_all, /tokenize, /decode, /v1/embeddings, /v1/models, / (POST), /info, /labels, /health, /metrics, /openapi.json",
     )
 }
 
@@ -320,26 +329,9 @@ pub(crate) async fn embed_texts(
     scores: bool,
     long: LongTextRequest,
 ) -> Result<Vec<f32>, Response> {
-    let texts: Vec<String> = texts
-        .into_iter()
-        .map(|t| truncate_chars(t, state.config.max_text_chars))
-        .collect();
+    let texts = char_limited(state, texts);
     if long.refuse {
-        // As TEI answers `truncate: false` (its message; 422 since its #818, 413 before).
-        let first = state
-            .backend
-            .first_long_text(&texts)
-            .map_err(|e| e.response("tokenizer"))?;
-        if let Some((index, tokens)) = first {
-            return Err(error(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                "validation",
-                format!(
-                    "`inputs` must have less than {} tokens. Given: {tokens} (input {index}; send \"truncate\": true to cut it, or \"long_texts\": \"chunk\" to read it whole)",
-                    state.backend.max_input_length()
-                ),
-            ));
-        }
+        refuse_long_texts(state, &texts)?;
     }
     let kind = JobKind {
         scores,
@@ -361,6 +353,51 @@ pub(crate) async fn embed_texts(
             format!("{depth} requests are waiting for the encoder; retry later"),
         )),
         Err(Refused::Closed) => Err(shutting_down()),
+    }
+}
+
+/// Texts cut to `--max-text-chars`.
+pub(crate) fn char_limited(state: &AppState, texts: Vec<String>) -> Vec<String> {
+    texts
+        .into_iter()
+        .map(|t| truncate_chars(t, state.config.max_text_chars))
+        .collect()
+}
+
+/// A 422 for the first text longer than the encoder's window, as TEI answers `truncate:
+/// false` (its message; 422 since its #818, 413 before).
+pub(crate) fn refuse_long_texts(state: &AppState, texts: &[String]) -> Result<(), Response> {
+    let first = state
+        .backend
+        .first_long_text(texts)
+        .map_err(|e| e.response("tokenizer"))?;
+    match first {
+        None => Ok(()),
+        Some((index, tokens)) => Err(error(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "validation",
+            format!(
+                "`inputs` must have less than {} tokens. Given: {tokens} (input {index}; send \"truncate\": true to cut it, or \"long_texts\": \"chunk\" to read it whole)",
+                state.backend.max_input_length()
+            ),
+        )),
+    }
+}
+
+/// Runs `f` on the backend on tokio's blocking pool, so the server's threads go on answering;
+/// a panic in it is a 500, as in the batcher.
+pub(crate) async fn blocking<T: Send + 'static>(
+    state: &AppState,
+    f: impl FnOnce(&dyn Backend) -> Result<T, BackendError> + Send + 'static,
+) -> Result<T, Response> {
+    let backend = state.backend.clone();
+    match tokio::task::spawn_blocking(move || crate::batcher::no_panic(|| f(&*backend))).await {
+        Ok(result) => result.map_err(|e| e.response("encoder")),
+        Err(e) => Err(error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "encoder_error",
+            format!("the encoder's task failed: {e}"),
+        )),
     }
 }
 

@@ -3,9 +3,11 @@
 
 use super::{AppState, json};
 use crate::compat::{
-    ClassificationParameters, ClassifierInfo, EmbedRequest, EmbeddingValue, EncodingFormat,
-    FunctionToApply, Info, LabelScore, ModelType, OpenAiEmbedding, OpenAiEmbeddingsRequest,
-    OpenAiEmbeddingsResponse, OpenAiUsage, PredictRequest, TextClassificationRequest, TextInputs,
+    ClassificationParameters, ClassifierInfo, DecodeRequest, EmbedAllRequest, EmbedRequest,
+    EmbeddingValue, EncodingFormat, FunctionToApply, Info, InputIds, LabelScore, ModelType,
+    OpenAiEmbedding, OpenAiEmbeddingsRequest, OpenAiEmbeddingsResponse, OpenAiInput,
+    OpenAiInputItem, OpenAiModel, OpenAiModels, OpenAiUsage, PredictRequest, SimpleToken,
+    TextClassificationRequest, TextInputs, TokenizeRequest,
 };
 use crate::config::ServerConfig;
 use axum::extract::State;
@@ -28,6 +30,10 @@ use std::sync::Arc;
         super::hf::hf_inference,
         super::tei::embed,
         super::openai::openai_embeddings,
+        super::openai::models,
+        super::tei::tokenize,
+        super::tei::decode,
+        super::tei::embed_all,
         super::tei::info,
         super::health,
         super::labels,
@@ -48,6 +54,15 @@ use std::sync::Arc;
         OpenAiEmbedding,
         OpenAiUsage,
         OpenAiEmbeddingsResponse,
+        OpenAiInput,
+        OpenAiInputItem,
+        OpenAiModels,
+        OpenAiModel,
+        TokenizeRequest,
+        SimpleToken,
+        DecodeRequest,
+        InputIds,
+        EmbedAllRequest,
         Info,
         ModelType,
         ClassifierInfo,
@@ -57,8 +72,20 @@ pub struct ApiDoc;
 
 #[utoipa::path(get, path = "/openapi.json", responses((status = 200, description = "This document")))]
 pub(crate) async fn openapi_json(State(state): State<Arc<AppState>>) -> Response {
-    let doc = document(&state.config, state.backend.dim());
+    let ids = TokenLimits {
+        vocabulary: state.backend.vocabulary_size(),
+        window: state.backend.max_input_length(),
+    };
+    let doc = document(&state.config, state.backend.dim(), ids);
     json(StatusCode::OK, doc.to_string())
+}
+
+/// What token-id inputs must be: below `vocabulary` (when known), and at most `window` long
+/// where they are embedded.
+#[derive(Debug, Clone, Copy)]
+pub struct TokenLimits {
+    pub vocabulary: Option<usize>,
+    pub window: usize,
 }
 
 /// The OpenAPI document as this server keeps it: the derived one, with what the derive cannot
@@ -67,7 +94,7 @@ pub(crate) async fn openapi_json(State(state): State<Arc<AppState>>) -> Response
 /// only the encoder's width, `top_k` from 1. Responses: one list or a list of lists as the
 /// input was one text or several, and every error status a route can answer, with its JSON
 /// body. schemathesis checks the server against it in `.ci/run`.
-pub fn document(config: &ServerConfig, dim: usize) -> Value {
+pub fn document(config: &ServerConfig, dim: usize, limits: TokenLimits) -> Value {
     use utoipa::OpenApi;
     let mut doc = serde_json::to_value(ApiDoc::openapi()).unwrap_or_else(|_| json!({}));
     let max = config.max_inputs;
@@ -81,6 +108,27 @@ pub fn document(config: &ServerConfig, dim: usize) -> Value {
         json!({"type": ["integer", "null"], "minimum": 1});
     schemas["OpenAiEmbeddingsRequest"]["properties"]["dimensions"] =
         json!({"type": ["integer", "null"], "minimum": dim, "maximum": dim});
+    // Token ids: the model's own (below its vocabulary), at least one per sequence, and no more
+    // than its window where they are embedded. This model has no prompts.
+    let mut id = json!({"type": "integer", "minimum": 0});
+    if let Some(v) = limits.vocabulary {
+        id["maximum"] = json!(v.saturating_sub(1));
+    }
+    let sequence = json!({"type": "array", "items": id, "minItems": 1});
+    let mut embedded = sequence.clone();
+    embedded["maxItems"] = json!(limits.window);
+    schemas["InputIds"] = json!({"oneOf": [
+        sequence,
+        {"type": "array", "items": sequence, "minItems": 1, "maxItems": max},
+    ]});
+    schemas["OpenAiInputItem"] = json!({"oneOf": [{"type": "string"}, embedded]});
+    schemas["OpenAiInput"] = json!({"oneOf": [
+        {"$ref": "#/components/schemas/OpenAiInputItem"},
+        {"type": "array", "items": {"$ref": "#/components/schemas/OpenAiInputItem"}, "minItems": 1, "maxItems": max},
+    ]});
+    for request in ["TokenizeRequest", "EmbedAllRequest"] {
+        schemas[request]["properties"]["prompt_name"] = json!({"type": "null"});
+    }
     schemas["ErrorBody"] = json!({
         "type": "object",
         "required": ["error", "error_type"],

@@ -1,10 +1,15 @@
-//! The routes of text-embeddings-inference (TEI): `POST /predict`, `POST /embed`, `GET /info`.
+//! The routes of text-embeddings-inference (TEI): `POST /predict`, `POST /embed`,
+//! `POST /embed_all`, `POST /tokenize`, `POST /decode`, `GET /info`.
 
 use super::{
-    AppState, LongTextRequest, bad_request, embed_texts, guarded, json_value, normalise_rows,
-    parse_json, ranked_scores,
+    AppState, LongTextRequest, bad_request, blocking, char_limited, embed_texts, guarded,
+    json_value, normalise_rows, parse_json, ranked_scores, refuse_long_texts,
 };
-use crate::compat::{self, EmbedRequest, FunctionToApply, Info, LabelScore, PredictRequest};
+use crate::compat::{
+    self, DecodeRequest, EmbedAllRequest, EmbedRequest, FunctionToApply, Info, LabelScore,
+    PredictRequest, SimpleToken, TokenizeRequest,
+};
+use crate::request::RequestError;
 use axum::extract::{Request, State};
 use axum::response::Response;
 use std::sync::Arc;
@@ -69,6 +74,7 @@ pub(crate) async fn info(State(state): State<Arc<AppState>>) -> Response {
     let c = &state.config;
     json_value(&Info {
         model_id: state.backend.model_name(),
+        served_model_name: state.backend.model_name(),
         model_sha: None,
         model_dtype: "float32",
         model_type: compat::ModelType {
@@ -85,4 +91,107 @@ pub(crate) async fn info(State(state): State<Arc<AppState>>) -> Response {
         sha: None,
         docker_label: None,
     })
+}
+
+/// `POST /tokenize` (TEI): every token of each text, uncut; always a list of lists.
+#[utoipa::path(post, path = "/tokenize", request_body = TokenizeRequest,
+    responses((status = 200, description = "The tokens of each input", body = Vec<Vec<SimpleToken>>),
+              (status = 400, description = "Bad request")))]
+pub(crate) async fn tokenize(State(state): State<Arc<AppState>>, request: Request) -> Response {
+    guarded(state, "/tokenize", request, |state, body| async move {
+        let run = async {
+            let req: TokenizeRequest = parse_json(&body)?;
+            no_prompts(req.prompt_name.as_deref())?;
+            let texts = char_limited(
+                &state,
+                req.inputs
+                    .into_texts("inputs", state.config.max_inputs)
+                    .map_err(bad_request)?,
+            );
+            let add = req.add_special_tokens;
+            let tokens = blocking(&state, move |b| {
+                texts
+                    .iter()
+                    .map(|t| b.tokenize(t, add))
+                    .collect::<Result<Vec<_>, _>>()
+            })
+            .await?;
+            Ok(json_value(&tokens))
+        };
+        run.await.unwrap_or_else(|r: Response| r)
+    })
+    .await
+}
+
+/// `POST /decode` (TEI): the text of each token-id sequence; always a list.
+#[utoipa::path(post, path = "/decode", request_body = DecodeRequest,
+    responses((status = 200, description = "The text of each sequence", body = Vec<String>),
+              (status = 400, description = "Bad request")))]
+pub(crate) async fn decode(State(state): State<Arc<AppState>>, request: Request) -> Response {
+    guarded(state, "/decode", request, |state, body| async move {
+        let run = async {
+            let req: DecodeRequest = parse_json(&body)?;
+            let sequences = req
+                .ids
+                .into_sequences("ids", state.config.max_inputs)
+                .map_err(bad_request)?;
+            if sequences.iter().any(Vec::is_empty) {
+                return Err(bad_request(RequestError::Empty("ids")));
+            }
+            let skip = req.skip_special_tokens;
+            let texts = blocking(&state, move |b| {
+                sequences
+                    .iter()
+                    .map(|ids| b.decode(ids, skip))
+                    .collect::<Result<Vec<_>, _>>()
+            })
+            .await?;
+            Ok(json_value(&texts))
+        };
+        run.await.unwrap_or_else(|r: Response| r)
+    })
+    .await
+}
+
+/// `POST /embed_all` (TEI): every token's vector of each text, before pooling.
+#[utoipa::path(post, path = "/embed_all", request_body = EmbedAllRequest,
+    responses((status = 200, description = "Per input, one vector per token", body = Vec<Vec<Vec<f32>>>),
+              (status = 400, description = "Bad request")))]
+pub(crate) async fn embed_all(State(state): State<Arc<AppState>>, request: Request) -> Response {
+    guarded(state, "/embed_all", request, |state, body| async move {
+        let run = async {
+            let req: EmbedAllRequest = parse_json(&body)?;
+            no_prompts(req.prompt_name.as_deref())?;
+            let texts = char_limited(
+                &state,
+                req.inputs
+                    .into_texts("inputs", state.config.max_inputs)
+                    .map_err(bad_request)?,
+            );
+            if req.truncate == Some(false) {
+                refuse_long_texts(&state, &texts)?;
+            }
+            let dim = state.backend.dim();
+            let states = blocking(&state, move |b| b.token_states(&texts)).await?;
+            let rows: Vec<Vec<&[f32]>> = states
+                .iter()
+                .map(|s| s.chunks(dim.max(1)).collect())
+                .collect();
+            Ok(json_value(&rows))
+        };
+        run.await.unwrap_or_else(|r: Response| r)
+    })
+    .await
+}
+
+/// This model has no sentence-transformers prompts: a `prompt_name` cannot be applied.
+fn no_prompts(name: Option<&str>) -> Result<(), Response> {
+    match name {
+        None => Ok(()),
+        Some(name) => Err(super::error(
+            axum::http::StatusCode::UNPROCESSABLE_ENTITY,
+            "validation",
+            format!("prompt_name {name:?}: this model has no prompts"),
+        )),
+    }
 }
