@@ -226,12 +226,15 @@ struct Classifier {
     spec: Spec,
     precision: Precision,
     kernel_threads: KernelThreads,
+    /// How a text longer than the encoder's window is read, and its windows' scores joined.
+    long_texts: emotions::LongTexts,
+    aggregate: emotions::Aggregate,
 }
 
 #[pymethods]
 impl Classifier {
     #[new]
-    #[pyo3(signature = (model=None, encoder=None, thresholds=None, threshold=None, top_k=None, precision=None, threads=None))]
+    #[pyo3(signature = (model=None, encoder=None, thresholds=None, threshold=None, top_k=None, precision=None, threads=None, long_texts="truncate", stride=None, aggregate=None))]
     #[allow(clippy::too_many_arguments)]
     fn new(
         py: Python<'_>,
@@ -242,7 +245,48 @@ impl Classifier {
         top_k: Option<i64>,
         precision: Option<&str>,
         threads: Option<i64>,
+        long_texts: &str,
+        stride: Option<i64>,
+        aggregate: Option<&str>,
     ) -> PyResult<Self> {
+        let stride = stride
+            .map(|s| {
+                usize::try_from(s).map_err(|_| {
+                    PyValueError::new_err(format!(
+                        "stride: expected a whole number >= 0, found {s}"
+                    ))
+                })
+            })
+            .transpose()?;
+        let long_texts = match (long_texts, stride) {
+            ("truncate", None) => emotions::LongTexts::Truncate,
+            ("truncate", Some(_)) => {
+                return Err(PyValueError::new_err(
+                    "stride: only with long_texts='chunk'",
+                ));
+            }
+            ("chunk", stride) => emotions::LongTexts::Chunk { stride },
+            (other, _) => {
+                return Err(PyValueError::new_err(format!(
+                    "long_texts: expected 'truncate' or 'chunk', found {other:?}"
+                )));
+            }
+        };
+        let aggregate = match (aggregate, long_texts) {
+            (None, _) => emotions::Aggregate::Max,
+            (Some(_), emotions::LongTexts::Truncate) => {
+                return Err(PyValueError::new_err(
+                    "aggregate: only with long_texts='chunk'",
+                ));
+            }
+            (Some("max"), _) => emotions::Aggregate::Max,
+            (Some("mean"), _) => emotions::Aggregate::Mean,
+            (Some(other), _) => {
+                return Err(PyValueError::new_err(format!(
+                    "aggregate: expected 'max' or 'mean', found {other:?}"
+                )));
+            }
+        };
         let given = [thresholds.is_some(), threshold.is_some(), top_k.is_some()];
         if given.iter().filter(|g| **g).count() > 1 {
             return Err(PyValueError::new_err(
@@ -296,12 +340,22 @@ impl Classifier {
             KernelThreads::new(threads).map_err(|e| PyValueError::new_err(e.to_string()))?;
         let builder = spec.builder().encoder(choice).encoder_options(options);
         let texts = py.detach(|| builder.build()).map_err(py_error)?;
+        if let emotions::LongTexts::Chunk { stride } = long_texts
+            && let Some(encoder) = texts.encoder()
+        {
+            // A stride too large for the window is a bad argument now, not at the first text.
+            encoder
+                .chunk_stride(stride)
+                .map_err(|e| PyValueError::new_err(format!("stride: {e}")))?;
+        }
         Ok(Classifier {
             texts,
             embeddings: OnceLock::new(),
             spec,
             precision,
             kernel_threads,
+            long_texts,
+            aggregate,
         })
     }
 
@@ -310,7 +364,8 @@ impl Classifier {
         let texts = Texts::from_py(texts)?;
         let mut out = Vec::new();
         texts.for_each_chunk(|chunk| {
-            let predictions = self.run(py, || self.texts.classify_texts(chunk))?;
+            let scores = self.run(py, || self.text_scores(chunk))?;
+            let predictions = self.texts.policy().decide_rows(&scores);
             out.extend(predictions.iter().map(Prediction::from_library));
             Ok(())
         })?;
@@ -394,7 +449,9 @@ impl Classifier {
         let dim = self.texts.input_dim();
         let mut out = Vec::new();
         texts.for_each_chunk(|chunk| {
-            out.extend(self.run(py, || self.texts.embed(chunk))?);
+            out.extend(self.run(py, || {
+                Ok(self.texts.embed_long(chunk, self.long_texts)?.embeddings)
+            })?);
             Ok(())
         })?;
         to_array(py, out, dim, texts.is_one())
@@ -467,8 +524,10 @@ impl Classifier {
 
     /// The text classifier's scores, `texts.len() * 28`.
     fn text_scores(&self, texts: &[String]) -> Result<Vec<f32>, emotions::Error> {
-        let features = self.texts.features(texts)?;
-        self.texts.scores(&features, texts.len())
+        Ok(self
+            .texts
+            .text_scores(texts, self.long_texts, self.aggregate)?
+            .scores)
     }
 
     fn embeddings_classifier(&self, py: Python<'_>) -> PyResult<&emotions::Classifier> {

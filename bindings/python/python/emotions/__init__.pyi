@@ -47,12 +47,20 @@ class Classifier:
         top_k: Optional[int] = None,
         precision: Optional[Literal["int16", "f32"]] = None,
         threads: Optional[int] = None,
+        long_texts: Literal["truncate", "chunk"] = "truncate",
+        stride: Optional[int] = None,
+        aggregate: Optional[Literal["max", "mean"]] = None,
     ) -> None:
         """`model`: a head ONNX file (the card's `model.onnx`, or one `emotions train` wrote),
         with `thresholds.json` beside it if there is one. `encoder`: a sentence-transformers
         folder. At most one of `thresholds` (a `thresholds.json` path, a dict or a list of 28),
         `threshold` (one for every label) and `top_k` (1 to 28). `precision`: the default is
-        the faster on this CPU. `threads`: per call, default the number of cores."""
+        the faster on this CPU. `threads`: per call, default the number of cores.
+        `long_texts`: a text longer than the encoder's window (256 tokens) is cut to it
+        (`"truncate"`, as sentence-transformers does) or read whole in overlapping windows
+        (`"chunk"`, each next one repeating `stride` tokens, default a quarter of a window); its
+        scores are then each label's highest window's (`aggregate="max"`) or their mean, and its
+        embedding the windows' token-weighted mean."""
     @overload
     def predict(self, texts: str) -> Prediction: ...
     @overload
