@@ -259,7 +259,7 @@ fn bad_requests_on_the_new_routes_get_4xx_json() {
         ("/embed", "{\"inputs\": []}", 400, "empty_input"),
         (
             "/v1/embeddings",
-            "{\"input\": [[101, 102]]}",
+            "{\"input\": [[101, \"a\"]]}",
             400,
             "invalid_request",
         ),

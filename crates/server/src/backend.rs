@@ -27,6 +27,17 @@ pub enum LongTexts {
     Chunk,
 }
 
+/// One token, as TEI's `/tokenize` answers it: a special token has its vocabulary text and no
+/// offsets; any other, the text's bytes `start..stop`.
+#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema, PartialEq)]
+pub struct SimpleToken {
+    pub id: u32,
+    pub text: String,
+    pub special: bool,
+    pub start: Option<usize>,
+    pub stop: Option<usize>,
+}
+
 /// Rows for texts, and how many of the texts were longer than the encoder's window.
 #[derive(Debug, Clone, PartialEq)]
 pub struct TextRows {
@@ -72,7 +83,7 @@ pub trait Backend: Send + Sync + 'static {
         &self,
         text: &str,
         add_special_tokens: bool,
-    ) -> Result<Vec<crate::compat::SimpleToken>, BackendError> {
+    ) -> Result<Vec<SimpleToken>, BackendError> {
         let _ = (text, add_special_tokens);
         Err(no_tokenizer())
     }

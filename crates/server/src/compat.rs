@@ -10,6 +10,7 @@
 //! so the labels are not made to sum to 1 unless a client asks for `softmax`.
 
 use crate::backend::LongTexts;
+pub use crate::backend::SimpleToken;
 use crate::request::RequestError;
 use emotions_labels::LABELS;
 use serde::{Deserialize, Serialize};
@@ -74,17 +75,6 @@ pub struct TokenizeRequest {
     /// A sentence-transformers prompt's name; this model has none, so only `null`.
     #[serde(default)]
     pub prompt_name: Option<String>,
-}
-
-/// One token, as TEI's `/tokenize` answers it: a special token has its vocabulary text and no
-/// offsets; any other, the text's bytes `start..stop`.
-#[derive(Debug, Clone, Serialize, ToSchema, PartialEq)]
-pub struct SimpleToken {
-    pub id: u32,
-    pub text: String,
-    pub special: bool,
-    pub start: Option<usize>,
-    pub stop: Option<usize>,
 }
 
 /// A token id: a JSON integer (`7592` or `7592.0`, as JSON Schema's `integer` allows) that
