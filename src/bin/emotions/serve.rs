@@ -17,15 +17,13 @@ pub fn serve(plan: ServePlan) -> anyhow::Result<()> {
             .await
             .with_context(|| format!("binding {}", plan.addr))?;
         let local = listener.local_addr()?;
+        // The handlers are in place before the address is printed: a signal sent as soon as
+        // the server answers must stop it gracefully, not kill it.
+        let stop = shutdown_signal();
         eprintln!(
-            "emotions: serving on http://{local} (POST /classify /predict /embed /v1/embeddings /, GET /info /labels /health /metrics /openapi.json)"
+            "emotions: serving on http://{local} (POST /classify /predict /embed /embed_all /tokenize /decode /v1/embeddings /, GET /info /v1/models /labels /health /metrics /openapi.json)"
         );
-        emotions_server::serve(
-            listener,
-            Arc::new(classifier),
-            plan.server,
-            shutdown_signal(),
-        )
+        emotions_server::serve(listener, Arc::new(classifier), plan.server, stop)
         .await
         .context("serving")?;
         eprintln!("emotions: shut down");
@@ -35,19 +33,23 @@ pub fn serve(plan: ServePlan) -> anyhow::Result<()> {
 
 /// Resolves on SIGTERM, SIGHUP (a closed terminal), SIGUSR1 or Ctrl-C: each the same graceful
 /// stop, since a signal whose default action kills the process should not cut requests off.
-async fn shutdown_signal() {
+/// The Unix handlers are installed when this is called, not when the future is first polled.
+fn shutdown_signal() -> impl std::future::Future<Output = ()> {
     let ctrl_c = async {
         let _ = tokio::signal::ctrl_c().await;
     };
     #[cfg(unix)]
-    let term = async {
+    let mut streams: Vec<_> = {
         use tokio::signal::unix::{SignalKind, signal};
         let kinds = [
             SignalKind::terminate(),
             SignalKind::hangup(),
             SignalKind::user_defined1(),
         ];
-        let mut streams: Vec<_> = kinds.into_iter().filter_map(|k| signal(k).ok()).collect();
+        kinds.into_iter().filter_map(|k| signal(k).ok()).collect()
+    };
+    #[cfg(unix)]
+    let term = async move {
         if streams.is_empty() {
             std::future::pending::<()>().await;
         }
@@ -56,9 +58,11 @@ async fn shutdown_signal() {
     };
     #[cfg(not(unix))]
     let term = std::future::pending::<()>();
-    tokio::select! {
-        _ = ctrl_c => {},
-        _ = term => {},
+    async move {
+        tokio::select! {
+            _ = ctrl_c => {},
+            _ = term => {},
+        }
     }
 }
 
