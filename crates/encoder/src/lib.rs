@@ -41,6 +41,11 @@ pub struct EncoderError {
 }
 
 impl EncoderError {
+    /// The tokenizer's error on text `index`, for `map_err`.
+    pub(crate) fn tokenize(index: usize) -> impl Fn(tokenizers::Error) -> EncoderError {
+        move |source| EncoderError::bare(EncoderErrorKind::Tokenize { index, source })
+    }
+
     /// `kind`, about the file `origin`.
     pub fn new(origin: impl Into<String>, kind: EncoderErrorKind) -> Self {
         EncoderError {
@@ -664,9 +669,7 @@ impl Encoder {
             let enc = template
                 .untruncated()
                 .encode(text, add_special_tokens)
-                .map_err(|source| {
-                    EncoderError::bare(EncoderErrorKind::Tokenize { index: 0, source })
-                })?;
+                .map_err(EncoderError::tokenize(0))?;
             Ok(enc
                 .get_ids()
                 .iter()
@@ -690,9 +693,7 @@ impl Encoder {
         guarded(|| {
             self.tokenizer
                 .decode(ids, skip_special_tokens)
-                .map_err(|source| {
-                    EncoderError::bare(EncoderErrorKind::Tokenize { index: 0, source })
-                })
+                .map_err(EncoderError::tokenize(0))
         })
     }
 
@@ -701,25 +702,18 @@ impl Encoder {
         self.id_bound
     }
 
-    /// Token ids given as input must be ones the model has, and fit its window.
+    /// Token ids given as input (sequence `index`) must be ones the model's token table has.
     fn check_ids(&self, index: usize, ids: &[u32]) -> Result<(), EncoderError> {
-        let bad = |message: String| {
-            Err(EncoderError::bare(EncoderErrorKind::TokenIds {
+        match ids.iter().position(|&id| id as usize >= self.id_bound) {
+            None => Ok(()),
+            Some(at) => Err(EncoderError::bare(EncoderErrorKind::TokenIds {
                 index,
-                message,
-            }))
-        };
-        if let Some((at, &id)) = ids
-            .iter()
-            .enumerate()
-            .find(|(_, id)| **id as usize >= self.id_bound)
-        {
-            return bad(format!(
-                "id {id} at position {at}: expected ids below {}, the model's token table",
-                self.id_bound
-            ));
+                message: format!(
+                    "id {} at position {at}: expected ids below {}, the model's token table",
+                    ids[at], self.id_bound
+                ),
+            })),
         }
-        Ok(())
     }
 
     /// Sentence embeddings of token-id sequences given as they are, the model's own ids
@@ -831,7 +825,7 @@ impl Encoder {
         let encode = |t: &str| {
             self.tokenizer
                 .encode_fast(t, true)
-                .map_err(|source| EncoderError::bare(EncoderErrorKind::Tokenize { index, source }))
+                .map_err(EncoderError::tokenize(index))
         };
         if text.len() <= FIRST_TRY {
             return encode(text);

@@ -2,7 +2,7 @@
 //! default), or split into overlapping windows that are embedded like any other text and
 //! put back together per text.
 
-use crate::{CappedRuns, EncoderError, EncoderErrorKind, Tokens};
+use crate::{CappedRuns, EncoderError, Tokens};
 use std::ops::Range;
 
 /// How a text longer than the model's window (`max_seq_length` tokens, special tokens
@@ -99,12 +99,15 @@ const PIECE_BYTES: usize = 1 << 16;
 
 impl WindowTemplate {
     pub(crate) fn new(tokenizer: &tokenizers::Tokenizer) -> Result<Self, EncoderError> {
-        let tokenize = |source| EncoderError::bare(EncoderErrorKind::Tokenize { index: 0, source });
         let mut untruncated = tokenizer.clone();
-        untruncated.with_truncation(None).map_err(tokenize)?;
+        untruncated
+            .with_truncation(None)
+            .map_err(EncoderError::tokenize(0))?;
         // The special tokens around a one-word text: those before its first own token, and
         // those after its last.
-        let probe = untruncated.encode_fast("a", true).map_err(tokenize)?;
+        let probe = untruncated
+            .encode_fast("a", true)
+            .map_err(EncoderError::tokenize(0))?;
         let special = probe.get_special_tokens_mask();
         let pairs: Vec<(u32, u32)> = probe
             .get_ids()
@@ -145,9 +148,7 @@ impl WindowTemplate {
             let enc = self
                 .untruncated
                 .encode_fast(piece.as_str(), false)
-                .map_err(|source| {
-                    EncoderError::bare(EncoderErrorKind::Tokenize { index, source })
-                })?;
+                .map_err(EncoderError::tokenize(index))?;
             ids.extend_from_slice(enc.get_ids());
             piece.clear();
             Ok(())
