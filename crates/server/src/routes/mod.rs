@@ -171,7 +171,8 @@ pub(crate) async fn metrics_handler(State(state): State<Arc<AppState>>) -> Respo
 }
 
 /// Runs a POST handler under the shared limits (a concurrency slot, else 429; the body size,
-/// else 413) and counts it in the metrics under `route`.
+/// else 413) and counts it in the metrics under `route`. The handler answers `Ok` or, having
+/// stopped early, `Err` with its error response; either is the answer.
 pub(crate) async fn guarded<F, Fut>(
     state: Arc<AppState>,
     route: &'static str,
@@ -180,7 +181,7 @@ pub(crate) async fn guarded<F, Fut>(
 ) -> Response
 where
     F: FnOnce(Arc<AppState>, axum::body::Bytes) -> Fut,
-    Fut: std::future::Future<Output = Response>,
+    Fut: std::future::Future<Output = Result<Response, Response>>,
 {
     let started = Instant::now();
     let response = guarded_inner(&state, request, handle).await;
@@ -193,7 +194,7 @@ where
 async fn guarded_inner<F, Fut>(state: &Arc<AppState>, request: Request, handle: F) -> Response
 where
     F: FnOnce(Arc<AppState>, axum::body::Bytes) -> Fut,
-    Fut: std::future::Future<Output = Response>,
+    Fut: std::future::Future<Output = Result<Response, Response>>,
 {
     let c = &state.config;
     let too_large = || {
@@ -263,7 +264,7 @@ where
         );
     };
     match tokio::time::timeout(c.request_timeout, handle(state.clone(), body)).await {
-        Ok(response) => response,
+        Ok(Ok(response) | Err(response)) => response,
         Err(_) => error(
             StatusCode::SERVICE_UNAVAILABLE,
             "deadline_exceeded",

@@ -15,9 +15,7 @@ use std::sync::Arc;
               (status = 400, description = "Bad request")))]
 pub(crate) async fn classify(State(state): State<Arc<AppState>>, request: Request) -> Response {
     guarded(state, "/classify", request, |state, body| async move {
-        classify_body(&state, &body)
-            .await
-            .unwrap_or_else(|response| response)
+        classify_body(&state, &body).await
     })
     .await
 }

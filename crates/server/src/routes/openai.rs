@@ -23,88 +23,85 @@ pub(crate) async fn openai_embeddings(
     request: Request,
 ) -> Response {
     guarded(state, "/v1/embeddings", request, |state, body| async move {
-        let run = async {
-            let req: OpenAiEmbeddingsRequest = parse_json(&body)?;
-            let dim = state.backend.dim();
-            if let Some(d) = req.dimensions.filter(|&d| d != dim) {
-                return Err(bad_request(RequestError::FieldType {
-                    field: "dimensions".into(),
-                    expected: "the encoder's width",
-                    found: format!("{d} (the encoder makes {dim})"),
-                }));
-            }
-            let items = req
-                .input
-                .into_items("input", state.config.max_inputs)
-                .map_err(bad_request)?;
-            // Texts go through the micro-batcher; token ids straight to the encoder. Each
-            // keeps its place in the answer.
-            let (mut texts, mut ids, mut order) = (Vec::new(), Vec::new(), Vec::new());
-            for item in items {
-                match item {
-                    OpenAiInputItem::Text(t) => {
-                        order.push((true, texts.len()));
-                        texts.push(t);
-                    }
-                    OpenAiInputItem::Ids(i) => {
-                        order.push((false, ids.len()));
-                        ids.push(compat::ids(i));
-                    }
+        let req: OpenAiEmbeddingsRequest = parse_json(&body)?;
+        let dim = state.backend.dim();
+        if let Some(d) = req.dimensions.filter(|&d| d != dim) {
+            return Err(bad_request(RequestError::FieldType {
+                field: "dimensions".into(),
+                expected: "the encoder's width",
+                found: format!("{d} (the encoder makes {dim})"),
+            }));
+        }
+        let items = req
+            .input
+            .into_items("input", state.config.max_inputs)
+            .map_err(bad_request)?;
+        // Texts go through the micro-batcher; token ids straight to the encoder. Each
+        // keeps its place in the answer.
+        let (mut texts, mut ids, mut order) = (Vec::new(), Vec::new(), Vec::new());
+        for item in items {
+            match item {
+                OpenAiInputItem::Text(t) => {
+                    order.push((true, texts.len()));
+                    texts.push(t);
+                }
+                OpenAiInputItem::Ids(i) => {
+                    order.push((false, ids.len()));
+                    ids.push(compat::ids(i));
                 }
             }
-            if ids.iter().any(Vec::is_empty) {
-                return Err(bad_request(RequestError::Empty("input")));
-            }
-            let texts = char_limited(&state, texts);
-            let mut tokens: usize = ids.iter().map(Vec::len).sum();
-            if !texts.is_empty() {
-                tokens += state
-                    .backend
-                    .count_tokens(&texts)
-                    .map_err(|e| e.response("tokenizer"))?
-                    .iter()
-                    .sum::<usize>();
-            }
-            let from_texts = if texts.is_empty() {
-                Vec::new()
-            } else {
-                let long = LongTextRequest::new(None, req.long_texts);
-                embed_texts(&state, texts, false, long).await?
-            };
-            let from_ids = if ids.is_empty() {
-                Vec::new()
-            } else {
-                blocking(&state, move |b| b.embed_token_ids(&ids)).await?
-            };
-            let base64 = req.encoding_format == Some(EncodingFormat::Base64);
-            let data = order
+        }
+        if ids.iter().any(Vec::is_empty) {
+            return Err(bad_request(RequestError::Empty("input")));
+        }
+        let texts = char_limited(&state, texts);
+        let mut tokens: usize = ids.iter().map(Vec::len).sum();
+        if !texts.is_empty() {
+            tokens += state
+                .backend
+                .count_tokens(&texts)
+                .map_err(|e| e.response("tokenizer"))?
                 .iter()
-                .enumerate()
-                .map(|(index, &(text, i))| {
-                    let rows = if text { &from_texts } else { &from_ids };
-                    let e = &rows[i * dim..(i + 1) * dim];
-                    compat::OpenAiEmbedding {
-                        object: "embedding",
-                        index,
-                        embedding: if base64 {
-                            compat::EmbeddingValue::Base64(compat::base64_f32(e))
-                        } else {
-                            compat::EmbeddingValue::Float(e.to_vec())
-                        },
-                    }
-                })
-                .collect();
-            Ok(json_value(&OpenAiEmbeddingsResponse {
-                object: "list",
-                data,
-                model: req.model.unwrap_or_else(|| state.backend.encoder_name()),
-                usage: compat::OpenAiUsage {
-                    prompt_tokens: tokens,
-                    total_tokens: tokens,
-                },
-            }))
+                .sum::<usize>();
+        }
+        let from_texts = if texts.is_empty() {
+            Vec::new()
+        } else {
+            let long = LongTextRequest::new(None, req.long_texts);
+            embed_texts(&state, texts, false, long).await?
         };
-        run.await.unwrap_or_else(|r: Response| r)
+        let from_ids = if ids.is_empty() {
+            Vec::new()
+        } else {
+            blocking(&state, move |b| b.embed_token_ids(&ids)).await?
+        };
+        let base64 = req.encoding_format == Some(EncodingFormat::Base64);
+        let data = order
+            .iter()
+            .enumerate()
+            .map(|(index, &(text, i))| {
+                let rows = if text { &from_texts } else { &from_ids };
+                let e = &rows[i * dim..(i + 1) * dim];
+                compat::OpenAiEmbedding {
+                    object: "embedding",
+                    index,
+                    embedding: if base64 {
+                        compat::EmbeddingValue::Base64(compat::base64_f32(e))
+                    } else {
+                        compat::EmbeddingValue::Float(e.to_vec())
+                    },
+                }
+            })
+            .collect();
+        Ok(json_value(&OpenAiEmbeddingsResponse {
+            object: "list",
+            data,
+            model: req.model.unwrap_or_else(|| state.backend.encoder_name()),
+            usage: compat::OpenAiUsage {
+                prompt_tokens: tokens,
+                total_tokens: tokens,
+            },
+        }))
     })
     .await
 }

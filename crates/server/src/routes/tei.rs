@@ -21,19 +21,16 @@ use std::sync::Arc;
               (status = 400, description = "Bad request")))]
 pub(crate) async fn predict(State(state): State<Arc<AppState>>, request: Request) -> Response {
     guarded(state, "/predict", request, |state, body| async move {
-        let run = async {
-            let req: PredictRequest = parse_json(&body)?;
-            let one = req.is_one();
-            let function = if req.raw_scores {
-                FunctionToApply::None
-            } else {
-                FunctionToApply::Sigmoid
-            };
-            let long = LongTextRequest::new(req.truncate, req.long_texts);
-            let rows = ranked_scores(&state, req.inputs, function, None, long).await?;
-            Ok(json_value(&compat::one_or_many(one, rows)))
+        let req: PredictRequest = parse_json(&body)?;
+        let one = req.is_one();
+        let function = if req.raw_scores {
+            FunctionToApply::None
+        } else {
+            FunctionToApply::Sigmoid
         };
-        run.await.unwrap_or_else(|r: Response| r)
+        let long = LongTextRequest::new(req.truncate, req.long_texts);
+        let rows = ranked_scores(&state, req.inputs, function, None, long).await?;
+        Ok(json_value(&compat::one_or_many(one, rows)))
     })
     .await
 }
@@ -44,9 +41,7 @@ pub(crate) async fn predict(State(state): State<Arc<AppState>>, request: Request
               (status = 400, description = "Bad request")))]
 pub(crate) async fn embed(State(state): State<Arc<AppState>>, request: Request) -> Response {
     guarded(state, "/embed", request, |state, body| async move {
-        embed_body(&state, &body)
-            .await
-            .unwrap_or_else(|response| response)
+        embed_body(&state, &body).await
     })
     .await
 }
@@ -99,26 +94,23 @@ pub(crate) async fn info(State(state): State<Arc<AppState>>) -> Response {
               (status = 400, description = "Bad request")))]
 pub(crate) async fn tokenize(State(state): State<Arc<AppState>>, request: Request) -> Response {
     guarded(state, "/tokenize", request, |state, body| async move {
-        let run = async {
-            let req: TokenizeRequest = parse_json(&body)?;
-            no_prompts(req.prompt_name.as_deref())?;
-            let texts = char_limited(
-                &state,
-                req.inputs
-                    .into_texts("inputs", state.config.max_inputs)
-                    .map_err(bad_request)?,
-            );
-            let add = req.add_special_tokens;
-            let tokens = blocking(&state, move |b| {
-                texts
-                    .iter()
-                    .map(|t| b.tokenize(t, add))
-                    .collect::<Result<Vec<_>, _>>()
-            })
-            .await?;
-            Ok(json_value(&tokens))
-        };
-        run.await.unwrap_or_else(|r: Response| r)
+        let req: TokenizeRequest = parse_json(&body)?;
+        no_prompts(req.prompt_name.as_deref())?;
+        let texts = char_limited(
+            &state,
+            req.inputs
+                .into_texts("inputs", state.config.max_inputs)
+                .map_err(bad_request)?,
+        );
+        let add = req.add_special_tokens;
+        let tokens = blocking(&state, move |b| {
+            texts
+                .iter()
+                .map(|t| b.tokenize(t, add))
+                .collect::<Result<Vec<_>, _>>()
+        })
+        .await?;
+        Ok(json_value(&tokens))
     })
     .await
 }
@@ -129,26 +121,23 @@ pub(crate) async fn tokenize(State(state): State<Arc<AppState>>, request: Reques
               (status = 400, description = "Bad request")))]
 pub(crate) async fn decode(State(state): State<Arc<AppState>>, request: Request) -> Response {
     guarded(state, "/decode", request, |state, body| async move {
-        let run = async {
-            let req: DecodeRequest = parse_json(&body)?;
-            let sequences = req
-                .ids
-                .into_sequences("ids", state.config.max_inputs)
-                .map_err(bad_request)?;
-            if sequences.iter().any(Vec::is_empty) {
-                return Err(bad_request(RequestError::Empty("ids")));
-            }
-            let skip = req.skip_special_tokens;
-            let texts = blocking(&state, move |b| {
-                sequences
-                    .iter()
-                    .map(|ids| b.decode(ids, skip))
-                    .collect::<Result<Vec<_>, _>>()
-            })
-            .await?;
-            Ok(json_value(&texts))
-        };
-        run.await.unwrap_or_else(|r: Response| r)
+        let req: DecodeRequest = parse_json(&body)?;
+        let sequences = req
+            .ids
+            .into_sequences("ids", state.config.max_inputs)
+            .map_err(bad_request)?;
+        if sequences.iter().any(Vec::is_empty) {
+            return Err(bad_request(RequestError::Empty("ids")));
+        }
+        let skip = req.skip_special_tokens;
+        let texts = blocking(&state, move |b| {
+            sequences
+                .iter()
+                .map(|ids| b.decode(ids, skip))
+                .collect::<Result<Vec<_>, _>>()
+        })
+        .await?;
+        Ok(json_value(&texts))
     })
     .await
 }
@@ -159,27 +148,24 @@ pub(crate) async fn decode(State(state): State<Arc<AppState>>, request: Request)
               (status = 400, description = "Bad request")))]
 pub(crate) async fn embed_all(State(state): State<Arc<AppState>>, request: Request) -> Response {
     guarded(state, "/embed_all", request, |state, body| async move {
-        let run = async {
-            let req: EmbedAllRequest = parse_json(&body)?;
-            no_prompts(req.prompt_name.as_deref())?;
-            let texts = char_limited(
-                &state,
-                req.inputs
-                    .into_texts("inputs", state.config.max_inputs)
-                    .map_err(bad_request)?,
-            );
-            if req.truncate == Some(false) {
-                refuse_long_texts(&state, &texts)?;
-            }
-            let dim = state.backend.dim();
-            let states = blocking(&state, move |b| b.token_states(&texts)).await?;
-            let rows: Vec<Vec<&[f32]>> = states
-                .iter()
-                .map(|s| s.chunks(dim.max(1)).collect())
-                .collect();
-            Ok(json_value(&rows))
-        };
-        run.await.unwrap_or_else(|r: Response| r)
+        let req: EmbedAllRequest = parse_json(&body)?;
+        no_prompts(req.prompt_name.as_deref())?;
+        let texts = char_limited(
+            &state,
+            req.inputs
+                .into_texts("inputs", state.config.max_inputs)
+                .map_err(bad_request)?,
+        );
+        if req.truncate == Some(false) {
+            refuse_long_texts(&state, &texts)?;
+        }
+        let dim = state.backend.dim();
+        let states = blocking(&state, move |b| b.token_states(&texts)).await?;
+        let rows: Vec<Vec<&[f32]>> = states
+            .iter()
+            .map(|s| s.chunks(dim.max(1)).collect())
+            .collect();
+        Ok(json_value(&rows))
     })
     .await
 }
