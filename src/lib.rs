@@ -135,14 +135,16 @@ impl Error {
         )
     }
 
-    /// For the server: the client's fault (bad input) or the model's.
+    /// For the server: an error of this crate or of one it wraps (the encoder's, the head's),
+    /// as the client's fault (bad input) or the model's.
     #[cfg(feature = "server")]
-    fn into_backend(self) -> emotions_server::BackendError {
+    fn into_backend(e: impl Into<Error>) -> emotions_server::BackendError {
         use emotions_server::BackendError;
-        if self.is_bad_input() {
-            BackendError::Input(Box::new(self))
+        let e = e.into();
+        if e.is_bad_input() {
+            BackendError::Input(Box::new(e))
         } else {
-            BackendError::Model(Box::new(self))
+            BackendError::Model(Box::new(e))
         }
     }
 }
@@ -719,9 +721,6 @@ impl emotions_server::Backend for Classifier {
     fn embed(&self, texts: &[String]) -> Result<Vec<f32>, emotions_server::BackendError> {
         Classifier::embed(self, texts).map_err(Error::into_backend)
     }
-    fn features(&self, texts: &[String]) -> Result<Vec<f32>, emotions_server::BackendError> {
-        Classifier::features(self, texts).map_err(Error::into_backend)
-    }
     fn scores(
         &self,
         embeddings: &[f32],
@@ -763,7 +762,7 @@ impl emotions_server::Backend for Classifier {
         let spans = self
             .server_encoder()?
             .token_spans(text, add_special_tokens)
-            .map_err(|e| Error::from(e).into_backend())?;
+            .map_err(Error::into_backend)?;
         Ok(spans
             .into_iter()
             .map(|t| emotions_server::SimpleToken {
@@ -788,13 +787,13 @@ impl emotions_server::Backend for Classifier {
     ) -> Result<String, emotions_server::BackendError> {
         self.server_encoder()?
             .decode(ids, skip_special_tokens)
-            .map_err(|e| Error::from(e).into_backend())
+            .map_err(Error::into_backend)
     }
     fn embed_token_ids(&self, ids: &[Vec<u32>]) -> Result<Vec<f32>, emotions_server::BackendError> {
         self.plain_encoder()
             .map_err(Error::into_backend)?
             .embed_token_ids(ids)
-            .map_err(|e| Error::from(e).into_backend())
+            .map_err(Error::into_backend)
     }
     fn token_states(
         &self,
@@ -803,7 +802,7 @@ impl emotions_server::Backend for Classifier {
         self.plain_encoder()
             .map_err(Error::into_backend)?
             .token_states(texts)
-            .map_err(|e| Error::from(e).into_backend())
+            .map_err(Error::into_backend)
     }
     fn first_long_text(
         &self,
@@ -811,9 +810,7 @@ impl emotions_server::Backend for Classifier {
     ) -> Result<Option<(usize, usize)>, emotions_server::BackendError> {
         let encoder = self.server_encoder()?;
         for (i, t) in texts.iter().enumerate() {
-            let n = encoder
-                .token_count(t)
-                .map_err(|e| Error::from(e).into_backend())?;
+            let n = encoder.token_count(t).map_err(Error::into_backend)?;
             if n > encoder.max_seq_length() {
                 return Ok(Some((i, n)));
             }
@@ -832,7 +829,7 @@ impl emotions_server::Backend for Classifier {
                 encoder
                     .tokenize(t)
                     .map(|tokens| tokens.ids.len())
-                    .map_err(|e| Error::from(e).into_backend())
+                    .map_err(Error::into_backend)
             })
             .collect()
     }

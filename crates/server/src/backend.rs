@@ -52,11 +52,6 @@ pub trait Backend: Send + Sync + 'static {
     /// Sentence embeddings of texts, `texts.len() * dim()` values: what the embedding
     /// endpoints return.
     fn embed(&self, texts: &[String]) -> Result<Vec<f32>, BackendError>;
-    /// What the head scores for texts, `texts.len() * dim()` values: the embeddings of an
-    /// encoder adapted to the head, where the head has one.
-    fn features(&self, texts: &[String]) -> Result<Vec<f32>, BackendError> {
-        self.embed(texts)
-    }
     /// Positive scores, `rows * 28`.
     fn scores(&self, embeddings: &[f32], rows: usize) -> Result<Vec<f32>, BackendError>;
     /// [`Backend::embed`], a long text read as `long` says. The default truncates and does
@@ -69,12 +64,13 @@ pub trait Backend: Send + Sync + 'static {
         })
     }
     /// Positive scores of texts, `texts.len() * 28`, a long text read as `long` says. The
-    /// default scores [`Backend::features`], truncating, and does not count.
+    /// default scores [`Backend::embed`]'s rows, truncating, and does not count: right for a
+    /// head over the plain embeddings (a head with an encoder adapter overrides it).
     fn score_texts(&self, texts: &[String], long: LongTexts) -> Result<TextRows, BackendError> {
         let _ = long;
-        let features = self.features(texts)?;
+        let embeddings = self.embed(texts)?;
         Ok(TextRows {
-            values: self.scores(&features, texts.len())?,
+            values: self.scores(&embeddings, texts.len())?,
             long_texts: 0,
         })
     }
