@@ -135,6 +135,22 @@ pub struct EncoderFiles<'a> {
     pub pooling_config_json: &'a str,
 }
 
+/// `(beside(), here())`: `beside` on a second thread while this one runs `here`. WebAssembly
+/// without threads (`wasm32-unknown-unknown`) cannot spawn one, so there both run here.
+fn side_by_side<A: Send, B>(beside: impl FnOnce() -> A + Send, here: impl FnOnce() -> B) -> (A, B) {
+    if cfg!(target_family = "wasm") {
+        return (beside(), here());
+    }
+    std::thread::scope(|scope| {
+        let beside = scope.spawn(beside);
+        let here = here();
+        let beside = beside
+            .join()
+            .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+        (beside, here)
+    })
+}
+
 /// What to say when a folder has neither `model.onnx` nor `onnx/model.onnx`: which ONNX files
 /// it does have, to pick one from.
 fn missing_model_message(dir: &Path) -> String {
@@ -473,8 +489,8 @@ impl Encoder {
         };
         // The tokenizer (~20 ms) and the fingerprint (a hash of the whole graph file, ~15 ms)
         // are made on a second thread while this one loads the graph.
-        let (tokenizer, fingerprint, graph) = std::thread::scope(|scope| {
-            let beside = scope.spawn(|| {
+        let ((tokenizer, fingerprint), graph) = side_by_side(
+            || {
                 // tokenizers panics on some malformed files (found by fuzzing: a broken
                 // "decoder").
                 let tokenizer = emotions_runtime::catch_panic(|| {
@@ -485,20 +501,18 @@ impl Encoder {
                     tokenizer,
                     fingerprint.unwrap_or_else(|| self::fingerprint(&files)),
                 )
-            });
-            let graph = EncoderGraph::load_adapted(
-                bytes,
-                &at(graph_file),
-                cfg.hidden_size,
-                options.plans,
-                options.precision,
-                adapter.map(|a| &a.adapter),
-            );
-            let (tokenizer, fingerprint) = beside
-                .join()
-                .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
-            (tokenizer, fingerprint, graph)
-        });
+            },
+            || {
+                EncoderGraph::load_adapted(
+                    bytes,
+                    &at(graph_file),
+                    cfg.hidden_size,
+                    options.plans,
+                    options.precision,
+                    adapter.map(|a| &a.adapter),
+                )
+            },
+        );
         let mut tokenizer = tokenizer.map_err(|source| {
             EncoderError::new(at("tokenizer.json"), EncoderErrorKind::Tokenizer { source })
         })?;
