@@ -154,6 +154,11 @@ impl Operands<'_> {
             // SAFETY: as the caller promises; every AArch64 class has NEON.
             return unsafe { crate::aarch64::i16xi8::block_neon(self, b, out) };
         }
+        #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+        if isa.class() == IsaClass::Simd128 {
+            // SAFETY: as the caller promises.
+            return unsafe { crate::wasm32::i16xi8::block_simd128(self, b, out) };
+        }
         let _ = isa;
         // SAFETY: as the caller promises.
         unsafe { self.block_portable(b, out) }

@@ -34,6 +34,10 @@ pub enum IsaClass {
     NeonDotprod,
     /// AArch64 NEON alone, which every AArch64 CPU has: Cortex-A53/A72 (Raspberry Pi 3 and 4).
     Neon,
+    /// WebAssembly with SIMD128 (every browser and Node since 2021): the generic bodies, which
+    /// a `wasm32` build with `+simd128` (.cargo/config.toml) compiles to 128-bit lanes, and
+    /// tract-linalg's SIMD128 f32 matmul kernels.
+    Simd128,
     /// Plain Rust, for every other CPU (and what every SIMD path must agree with).
     Portable,
 }
@@ -41,13 +45,14 @@ pub enum IsaClass {
 impl IsaClass {
     /// Every class of every architecture, widest first within each; a CPU runs those of its
     /// own architecture and `Portable`.
-    pub const ALL: [IsaClass; 7] = [
+    pub const ALL: [IsaClass; 8] = [
         IsaClass::Avx512Vnni,
         IsaClass::Avx512,
         IsaClass::Avx2,
         IsaClass::NeonI8mm,
         IsaClass::NeonDotprod,
         IsaClass::Neon,
+        IsaClass::Simd128,
         IsaClass::Portable,
     ];
 
@@ -60,6 +65,7 @@ impl IsaClass {
             IsaClass::NeonI8mm => "neon-i8mm",
             IsaClass::NeonDotprod => "neon-dotprod",
             IsaClass::Neon => "neon",
+            IsaClass::Simd128 => "simd128",
             IsaClass::Portable => "portable",
         }
     }
@@ -91,7 +97,17 @@ impl IsaClass {
                 _ => false,
             }
         }
-        #[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
+        #[cfg(target_arch = "wasm32")]
+        {
+            // Fixed when the module is compiled: a runtime without SIMD128 refuses the module.
+            self == IsaClass::Portable
+                || (self == IsaClass::Simd128 && cfg!(target_feature = "simd128"))
+        }
+        #[cfg(not(any(
+            target_arch = "x86_64",
+            target_arch = "aarch64",
+            target_arch = "wasm32"
+        )))]
         {
             self == IsaClass::Portable
         }
@@ -191,7 +207,7 @@ impl Isa {
             IsaClass::Avx512Vnni | IsaClass::Avx512 => F32Lanes::Avx512,
             IsaClass::Avx2 => F32Lanes::Avx2,
             IsaClass::NeonI8mm | IsaClass::NeonDotprod | IsaClass::Neon => F32Lanes::Neon,
-            IsaClass::Portable => F32Lanes::Portable,
+            IsaClass::Simd128 | IsaClass::Portable => F32Lanes::Portable,
         }
     }
 }

@@ -21,6 +21,13 @@
 //! new folder here (`src/wasm32/`), a new [`IsaClass`], and a match arm in each kernel's
 //! dispatch.
 
+// On targets with no SIMD copies of their own (wasm32: the generic bodies serve SIMD128) the
+// dispatch's ISA names go unused.
+#![cfg_attr(
+    not(any(target_arch = "x86_64", target_arch = "aarch64")),
+    allow(unused_imports, unused_variables)
+)]
+
 #[cfg(target_arch = "aarch64")]
 mod aarch64;
 pub mod attention;
@@ -39,6 +46,8 @@ pub mod memory;
 pub mod pool;
 pub mod softmax;
 pub mod u8xi8;
+#[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+mod wasm32;
 #[cfg(target_arch = "x86_64")]
 mod x86_64;
 
