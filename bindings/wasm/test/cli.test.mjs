@@ -1,7 +1,10 @@
 // The package gives what the `emotions` command line gives, on the conformance texts. The
 // binary is EMOTIONS_BIN (ci.sh passes the one the tests built), else target/release/emotions.
-// Both precisions: f32 (the exact mode) and int16, whose i32 sums are exact on every class, so
-// SIMD128's `i32x4.dot_i16x8_s` kernel must give what the CLI's x86-64 or AArch64 kernels give.
+// Both precisions. The exact mode (f32) within 1e-5. The int16 mode rounds each token's
+// activations to integers, so the last-bit differences between any two builds' f32 parts
+// (WebAssembly's exp and erf are tract-linalg's SIMD128 ones; the CLI's are its CPU's) move
+// some roundings by one step: against the CLI it is held to the mode's stated tolerance of f32
+// (as against onnxruntime), with identical labels.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
@@ -13,7 +16,8 @@ import { assertClose, fixtureTexts, flatten, loadPackage, minCosine, readNpy, ro
 const bin = process.env.EMOTIONS_BIN ?? join(root, 'target', 'release', 'emotions');
 // A text per line for the CLI: the fixture texts that hold no line break.
 const texts = fixtureTexts().filter((t) => !t.includes('\n') && !t.includes('\r'));
-const TOLERANCE = 1e-5;
+const EMBEDDING_TOLERANCE = { f32: 1e-5, int16: 5e-4 };
+const SCORE_TOLERANCE = { f32: 1e-5, int16: 1e-3 };
 const MIN_COSINE = 0.99999;
 
 const dir = mkdtempSync(join(tmpdir(), 'emotions-wasm-'));
@@ -42,7 +46,7 @@ for (const precision of ['f32', 'int16']) {
     });
     const worst = assertClose(
       got.flatMap((g) => Object.values(g.scores)), want.flatMap((w) => Object.values(w.scores)),
-      TOLERANCE, `classify scores against the CLI, ${precision}`, 28);
+      SCORE_TOLERANCE[precision], `classify scores against the CLI, ${precision}`, 28);
     console.log(`classify, ${precision}: worst |Δ| ${worst.toExponential(2)} against the CLI`);
   });
 
@@ -54,9 +58,9 @@ for (const precision of ['f32', 'int16']) {
     assert.equal(got.length, texts.length);
     got.forEach((row) => assert.ok(row instanceof Float32Array && row.length === 384));
     const flat = flatten(got);
-    assertClose(flat, want.data, TOLERANCE, `embeddings against the CLI, ${precision}`, 384);
+    const worst = assertClose(flat, want.data, EMBEDDING_TOLERANCE[precision], `embeddings against the CLI, ${precision}`, 384);
     const cos = minCosine(flat, want.data, 384);
     assert.ok(cos >= MIN_COSINE, `min cosine ${cos} < ${MIN_COSINE}`);
-    console.log(`embed, ${precision}: min cosine ${cos.toFixed(8)} against the CLI`);
+    console.log(`embed, ${precision}: worst |Δ| ${worst.toExponential(2)}, min cosine ${cos.toFixed(8)} against the CLI`);
   });
 }

@@ -109,6 +109,10 @@ fn abs_max(isa: Isa, x: &[f32]) -> f32 {
         // SAFETY: both classes have AVX-512F, and an `Isa` comes only from detection.
         return unsafe { crate::x86_64::i16xi8::abs_max_avx512(x) };
     }
+    #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+    if isa.class() == IsaClass::Simd128 {
+        return crate::wasm32::i16xi8::abs_max_simd128(x);
+    }
     let _ = isa;
     if x.iter().any(|v| v.is_nan()) {
         return f32::NAN;
@@ -122,6 +126,10 @@ fn quantise_row(isa: Isa, x: &[f32], inv: f32, q: &mut [i16]) {
     if matches!(isa.class(), IsaClass::Avx512Vnni | IsaClass::Avx512) {
         // SAFETY: both classes have AVX-512F and BW, and an `Isa` comes only from detection.
         return unsafe { crate::x86_64::i16xi8::quantise_row_avx512(x, inv, q) };
+    }
+    #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+    if isa.class() == IsaClass::Simd128 {
+        return crate::wasm32::i16xi8::quantise_row_simd128(x, inv, q);
     }
     let _ = isa;
     for (q, x) in q.iter_mut().zip(x) {
