@@ -161,12 +161,12 @@ const lines = [
 ];
 for (const [name] of sides) {
   const cos = name === 'emotions-wasm' ? '' : minCos(results[name], results['emotions-wasm']).toFixed(7);
-  lines.push(`| ${name}${name === 'emotions-wasm' ? ` (\`${clf.isa}\`, f32)` : name === 'onnxruntime-web' ? ' (WASM backend)' : ' (`device: \'cpu\'`)'} | ` +
+  lines.push(`| ${name}${name === 'emotions-wasm' ? ` (\`${clf.isa}\`, ${clf.precision})` : name === 'onnxruntime-web' ? ' (WASM backend)' : ' (`device: \'cpu\'`)'} | ` +
     `${t[name].toFixed(2)} s | ${(texts.length / t[name]).toFixed(0)} | **${(t['onnxruntime-web'] / t[name]).toFixed(2)}×** | ${cos} |`);
 }
 lines.push('', `\`emotions_wasm_bg.wasm\`: ${(wasmBytes.length / 2 ** 20).toFixed(2)} MiB raw, ` +
   `${(gzipSync(wasmBytes, { level: 9 }).length / 2 ** 20).toFixed(2)} MiB gzipped, models included; ` +
-  `of it the encoder's model.onnx is ${(onnxBytes / 2 ** 20).toFixed(2)} MiB, so ${((wasmBytes.length - onnxBytes) / 2 ** 20).toFixed(2)} MiB without it (the head and adapter are the rest of the models).`);
+  `of it the encoder's model.onnx is ${(onnxBytes / 2 ** 20).toFixed(2)} MiB, so ${((wasmBytes.length - onnxBytes) / 2 ** 20).toFixed(2)} MiB without it (code, tokenizer, head and adapter).`);
 const table = lines.join('\n');
 console.log(table);
 
