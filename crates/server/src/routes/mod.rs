@@ -357,6 +357,13 @@ pub(crate) async fn embed_texts(
     }
 }
 
+/// A request's texts, at least one and at most `--max-inputs`; a 400 otherwise.
+pub(crate) fn input_texts(state: &AppState, inputs: TextInputs) -> Result<Vec<String>, Response> {
+    inputs
+        .into_texts("inputs", state.config.max_inputs)
+        .map_err(bad_request)
+}
+
 /// Texts cut to `--max-text-chars`.
 pub(crate) fn char_limited(state: &AppState, texts: Vec<String>) -> Vec<String> {
     texts
@@ -402,6 +409,19 @@ pub(crate) async fn blocking<T: Send + 'static>(
     }
 }
 
+/// `f(backend, item)` for each item, in order, on the blocking pool ([`blocking`]); the first
+/// error answers.
+pub(crate) async fn blocking_each<I: Send + 'static, T: Send + 'static>(
+    state: &AppState,
+    items: Vec<I>,
+    f: impl Fn(&dyn Backend, &I) -> Result<T, BackendError> + Send + 'static,
+) -> Result<Vec<T>, Response> {
+    blocking(state, move |b| {
+        items.iter().map(|item| f(b, item)).collect()
+    })
+    .await
+}
+
 /// The 28 positive scores of each text, `texts.len() * 28`.
 pub(crate) async fn score_texts(
     state: &AppState,
@@ -419,9 +439,7 @@ pub(crate) async fn ranked_scores(
     top_k: Option<usize>,
     long: LongTextRequest,
 ) -> Result<Vec<Vec<LabelScore>>, Response> {
-    let texts = inputs
-        .into_texts("inputs", state.config.max_inputs)
-        .map_err(bad_request)?;
+    let texts = input_texts(state, inputs)?;
     let scores = score_texts(state, texts, long).await?;
     Ok(scores
         .chunks(LABELS.len())

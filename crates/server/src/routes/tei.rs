@@ -2,8 +2,8 @@
 //! `POST /embed_all`, `POST /tokenize`, `POST /decode`, `GET /info`.
 
 use super::{
-    AppState, LongTextRequest, bad_request, blocking, char_limited, embed_texts, guarded,
-    json_value, normalise_rows, parse_json, ranked_scores, refuse_long_texts,
+    AppState, LongTextRequest, bad_request, blocking, blocking_each, char_limited, embed_texts,
+    guarded, input_texts, json_value, normalise_rows, parse_json, ranked_scores, refuse_long_texts,
 };
 use crate::compat::{
     self, DecodeRequest, EmbedAllRequest, EmbedRequest, FunctionToApply, Info, LabelScore,
@@ -48,10 +48,7 @@ pub(crate) async fn embed(State(state): State<Arc<AppState>>, request: Request) 
 
 pub(crate) async fn embed_body(state: &AppState, body: &[u8]) -> Result<Response, Response> {
     let req: EmbedRequest = parse_json(body)?;
-    let texts = req
-        .inputs
-        .into_texts("inputs", state.config.max_inputs)
-        .map_err(bad_request)?;
+    let texts = input_texts(state, req.inputs)?;
     let dim = state.backend.dim();
     let long = LongTextRequest::new(req.truncate, req.long_texts);
     let mut embeddings = embed_texts(state, texts, false, long).await?;
@@ -96,20 +93,9 @@ pub(crate) async fn tokenize(State(state): State<Arc<AppState>>, request: Reques
     guarded(state, "/tokenize", request, |state, body| async move {
         let req: TokenizeRequest = parse_json(&body)?;
         no_prompts(req.prompt_name.as_deref())?;
-        let texts = char_limited(
-            &state,
-            req.inputs
-                .into_texts("inputs", state.config.max_inputs)
-                .map_err(bad_request)?,
-        );
+        let texts = char_limited(&state, input_texts(&state, req.inputs)?);
         let add = req.add_special_tokens;
-        let tokens = blocking(&state, move |b| {
-            texts
-                .iter()
-                .map(|t| b.tokenize(t, add))
-                .collect::<Result<Vec<_>, _>>()
-        })
-        .await?;
+        let tokens = blocking_each(&state, texts, move |b, t| b.tokenize(t, add)).await?;
         Ok(json_value(&tokens))
     })
     .await
@@ -130,13 +116,7 @@ pub(crate) async fn decode(State(state): State<Arc<AppState>>, request: Request)
             return Err(bad_request(RequestError::Empty("ids")));
         }
         let skip = req.skip_special_tokens;
-        let texts = blocking(&state, move |b| {
-            sequences
-                .iter()
-                .map(|ids| b.decode(ids, skip))
-                .collect::<Result<Vec<_>, _>>()
-        })
-        .await?;
+        let texts = blocking_each(&state, sequences, move |b, ids| b.decode(ids, skip)).await?;
         Ok(json_value(&texts))
     })
     .await
@@ -150,12 +130,7 @@ pub(crate) async fn embed_all(State(state): State<Arc<AppState>>, request: Reque
     guarded(state, "/embed_all", request, |state, body| async move {
         let req: EmbedAllRequest = parse_json(&body)?;
         no_prompts(req.prompt_name.as_deref())?;
-        let texts = char_limited(
-            &state,
-            req.inputs
-                .into_texts("inputs", state.config.max_inputs)
-                .map_err(bad_request)?,
-        );
+        let texts = char_limited(&state, input_texts(&state, req.inputs)?);
         if req.truncate == Some(false) {
             refuse_long_texts(&state, &texts)?;
         }
