@@ -1,4 +1,4 @@
-"""Accuracy of the default (int16) path against onnxruntime f32 over every go_emotions test text.
+"""Accuracy of the integer paths (int16, int8) against onnxruntime f32 over every go_emotions test text.
 
 Run from the repository root, after `cargo build --release` (reference tooling only; pinned
 versions in crates/conformance/scripts/requirements.txt):
@@ -6,10 +6,10 @@ versions in crates/conformance/scripts/requirements.txt):
     /tmp/venv/bin/python benches/all_test_texts.py
 
 Prints, for the 5,427 test texts:
-- the embeddings of `emotions embed` (default, and `--precision f32`) against onnxruntime f32
-  on the same model: worst element, min and mean cosine;
-- how many of the 5,427 x 28 decisions of the default text classifier differ between the two
-  precisions;
+- the embeddings of `emotions embed` in each precision (int16, int8, f32) against onnxruntime
+  f32 on the same model: worst element, min and mean cosine;
+- how many of the 5,427 x 28 decisions of the text classifier differ between each integer
+  precision and f32;
 - the test macro-F1 of `emotions eval` in each precision.
 """
 import json
@@ -57,7 +57,7 @@ def main():
         tmp = pathlib.Path(tmp)
         (tmp / "texts.txt").write_text("\n".join(texts) + "\n", encoding="utf-8")
         labels = {}
-        for precision in ["int16", "f32"]:
+        for precision in ["int16", "int8", "f32"]:
             out = tmp / f"{precision}.npy"
             run("embed", "--texts", tmp / "texts.txt", "--output", out, "--precision", precision)
             got = np.load(out)
@@ -72,10 +72,12 @@ def main():
             metrics = run("eval", "--split", TEST, "--precision", precision,
                           "--cache", tmp / f"cache-{precision}").stdout
             emit(f"eval, {precision}:\n{metrics}")
-        differ = sum(len(a ^ b) for a, b in zip(labels["int16"], labels["f32"]))
-        texts_differ = sum(a != b for a, b in zip(labels["int16"], labels["f32"]))
-        emit(f"decisions that differ between the precisions: {differ} of {len(texts) * 28} "
-              f"({texts_differ} texts)")
+        for precision in ["int16", "int8"]:
+            pairs = list(zip(labels[precision], labels["f32"]))
+            differ = sum(len(a ^ b) for a, b in pairs)
+            texts_differ = sum(a != b for a, b in pairs)
+            emit(f"decisions that differ between {precision} and f32: {differ} of {len(texts) * 28} "
+                 f"({texts_differ} texts)")
     perf_doc.record("all_test_texts.py", "```text\n" + "\n".join(REPORT) + "\n```")
 
 

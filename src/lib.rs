@@ -81,6 +81,7 @@ pub mod defaults {
             sentence_bert_config_json: include_str!("../models/minilm/sentence_bert_config.json"),
             modules_json: include_str!("../models/minilm/modules.json"),
             pooling_config_json: include_str!("../models/minilm/1_Pooling/config.json"),
+            int8_calibration_json: Some(include_str!("../models/minilm/calibration.json")),
         }
     }
 }

@@ -26,6 +26,7 @@ fuzz_target!(|data: &[u8]| {
         sentence_bert_config_json: &texts[1],
         modules_json: &texts[2],
         pooling_config_json: &texts[3],
+        int8_calibration_json: None,
     };
     if let Ok(encoder) = emotions_encoder::Encoder::from_files(files) {
         let _ = encoder.embed(&["hello", ""]);

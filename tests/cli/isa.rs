@@ -28,8 +28,8 @@ fn scores(o: &Output) -> Vec<f64> {
 /// Every class this CPU runs gives the same labels, and scores within the kernels' tolerance of
 /// the widest class's at the same precision (the integer projections are identical on every
 /// class; the f32 kernels' copies differ in rounding only). Int16 against f32 is the
-/// conformance suite's question, with its own tolerance: on an AVX2-only CPU, whose default is
-/// f32, the two precisions' scores differed by 1.2e-4 here.
+/// conformance suite's question, with its own tolerance: on an AVX2-only CPU the two
+/// precisions' scores differed by 1.2e-4 here.
 #[test]
 fn every_class_the_cpu_runs_is_run_and_reported() {
     let classes = emotions::Isa::all_available();
@@ -49,10 +49,7 @@ fn every_class_the_cpu_runs_is_run_and_reported() {
         _ => scores(&widest_f32),
     };
     let runs = classes.iter().flat_map(|isa| {
-        let default = match emotions::Precision::for_isa(isa.class()) {
-            emotions::Precision::Int16 => "int16",
-            emotions::Precision::F32 => "f32",
-        };
+        let default = emotions::Precision::for_isa(isa.class()).name();
         [(*isa, &int16[..], "int16"), (*isa, &[][..], default)]
     });
     for (isa, extra, precision) in runs {

@@ -314,13 +314,11 @@ impl Classifier {
         };
         let precision = match precision {
             None => Precision::default(),
-            Some("int16") => Precision::Int16,
-            Some("f32") => Precision::F32,
-            Some(other) => {
-                return Err(PyValueError::new_err(format!(
-                    "precision: expected 'int16' or 'f32', found {other:?}"
-                )));
-            }
+            Some(name) => Precision::from_name(name).ok_or_else(|| {
+                PyValueError::new_err(format!(
+                    "precision: expected 'int16', 'int8' or 'f32', found {name:?}"
+                ))
+            })?,
         };
         let thresholds = thresholds.map(read_thresholds).transpose()?;
         let spec = Spec {
@@ -478,13 +476,10 @@ impl Classifier {
         Ok(Some(d))
     }
 
-    /// `"int16"` or `"f32"`: how the encoder's projections multiply.
+    /// `"int16"`, `"int8"` or `"f32"`: how the encoder's projections multiply.
     #[getter]
     fn precision(&self) -> &'static str {
-        match self.precision {
-            Precision::Int16 => "int16",
-            Precision::F32 => "f32",
-        }
+        self.precision.name()
     }
 
     /// The threads each call runs on.

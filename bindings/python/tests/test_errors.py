@@ -28,7 +28,7 @@ def test_type_errors(clf):
         ({"top_k": 0}, "top_k: expected 1 to 28, found 0"),
         ({"top_k": 29}, "top_k: expected 1 to 28, found 29"),
         ({"threads": 0}, "threads: expected 1 to 256, found 0"),
-        ({"precision": "int8"}, "precision: expected 'int16' or 'f32', found \"int8\""),
+        ({"precision": "int4"}, "precision: expected 'int16', 'int8' or 'f32', found \"int4\""),
         ({"threshold": 0.5, "top_k": 2}, "at most one of thresholds, threshold and top_k"),
         ({"threshold": 1.5}, r"must be finite and in \[0, 1\], found 1.5"),
         ({"thresholds": [0.5] * 27}, "thresholds: expected 28 thresholds in label order, found 27"),

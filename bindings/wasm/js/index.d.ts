@@ -12,7 +12,7 @@ export interface CreateOptions {
   /** Per-label thresholds: `{label: t}` or an array in label order. */
   thresholds?: Record<string, number> | number[];
   /** `'f32'` (the exact mode) or `'int16'` (integer projections); default: the class's. */
-  precision?: 'int16' | 'f32';
+  precision?: 'int16' | 'int8' | 'f32';
   /** Where to load the .wasm module from (default: beside this package's index.js). */
   wasm?: string | URL | Response | BufferSource | WebAssembly.Module;
 }
@@ -30,7 +30,7 @@ export class Classifier {
   /** The embedding width (384). */
   readonly dim: number;
   /** How the encoder's projections multiply. */
-  readonly precision: 'int16' | 'f32';
+  readonly precision: 'int16' | 'int8' | 'f32';
   /** The instruction-set class the kernels run: `simd128` or `portable`. */
   readonly isa: string;
   /** Frees the model's memory now. */

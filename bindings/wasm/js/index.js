@@ -100,7 +100,7 @@ export class Classifier {
     }
     const { precision } = options;
     if (precision !== undefined && typeof precision !== 'string') {
-      throw new TypeError(`options.precision: expected 'int16' or 'f32', found ${typeName(precision)}`);
+      throw new TypeError(`options.precision: expected 'int16', 'int8' or 'f32', found ${typeName(precision)}`);
     }
     return new Classifier(call(() => Core.load(head, thresholds, precision)));
   }
@@ -129,7 +129,7 @@ export class Classifier {
     return this.#core.dim;
   }
 
-  /** `'int16'` or `'f32'`: how the encoder's projections multiply. */
+  /** `'int16'`, `'int8'` or `'f32'`: how the encoder's projections multiply. */
   get precision() {
     return this.#core.precision;
   }

@@ -20,7 +20,7 @@ pub struct Classifier {
 impl Classifier {
     /// Loads the compiled-in models; with `head` (an ONNX file's bytes), that head over the
     /// compiled-in encoder instead, decided with `thresholds_json` (`{label: t}` or an array in
-    /// label order) when given, else the model card's thresholds. `precision` is `"int16"` or
+    /// label order) when given, else the model card's thresholds. `precision` is `"int16"`, `"int8"` or
     /// `"f32"`; `None` takes the class's default.
     pub fn load(
         head: Option<Vec<u8>>,
@@ -29,13 +29,11 @@ impl Classifier {
     ) -> Result<Classifier, JsError> {
         let precision = match precision.as_deref() {
             None => emotions::Precision::default(),
-            Some("int16") => emotions::Precision::Int16,
-            Some("f32") => emotions::Precision::F32,
-            Some(other) => {
-                return Err(JsError::new(&format!(
-                    "precision: expected 'int16' or 'f32', found {other:?}"
-                )));
-            }
+            Some(name) => emotions::Precision::from_name(name).ok_or_else(|| {
+                JsError::new(&format!(
+                    "precision: expected 'int16', 'int8' or 'f32', found {name:?}"
+                ))
+            })?,
         };
         let mut builder = emotions::Classifier::builder()
             .head_threads(1)
@@ -84,14 +82,10 @@ impl Classifier {
         LABELS.iter().map(|l| l.to_string()).collect()
     }
 
-    /// `"int16"` or `"f32"`: how the encoder's projections multiply.
+    /// `"int16"`, `"int8"` or `"f32"`: how the encoder's projections multiply.
     #[wasm_bindgen(getter)]
     pub fn precision(&self) -> String {
-        match self.precision {
-            emotions::Precision::Int16 => "int16",
-            emotions::Precision::F32 => "f32",
-        }
-        .to_string()
+        self.precision.name().to_string()
     }
 
     /// The instruction-set class the kernels run (`simd128` or `portable`).

@@ -68,6 +68,6 @@ test('the classifier still works after errors', () => {
 });
 
 test('a precision that is not one', async () => {
-  await assert.rejects(Classifier.create({ precision: 'int4' }), { message: `precision: expected 'int16' or 'f32', found "int4"` });
-  await assert.rejects(Classifier.create({ precision: 16 }), { name: 'TypeError', message: "options.precision: expected 'int16' or 'f32', found number" });
+  await assert.rejects(Classifier.create({ precision: 'int4' }), { message: `precision: expected 'int16', 'int8' or 'f32', found "int4"` });
+  await assert.rejects(Classifier.create({ precision: 16 }), { name: 'TypeError', message: "options.precision: expected 'int16', 'int8' or 'f32', found number" });
 });

@@ -133,6 +133,9 @@ pub struct EncoderFiles<'a> {
     pub sentence_bert_config_json: &'a str,
     pub modules_json: &'a str,
     pub pooling_config_json: &'a str,
+    /// `calibration.json`, when the folder has one: the int8 calibration that
+    /// `Precision::Int8` uses (`scripts/calibrate_int8.py`); read in that precision only.
+    pub int8_calibration_json: Option<&'a str>,
 }
 
 /// `(beside(), here())`: `beside` on a second thread while this one runs `here`. WebAssembly
@@ -411,6 +414,11 @@ impl Encoder {
         let sbert = text(need("sentence_bert_config.json")?)?;
         let modules = text(need("modules.json")?)?;
         let pooling = text(need("1_Pooling/config.json")?)?;
+        let calibration = dir.join("calibration.json");
+        let calibration = match calibration.is_file() {
+            true => Some(text(calibration)?),
+            false => None,
+        };
         let model_rel = model_path
             .strip_prefix(dir)
             .unwrap_or(&model_path)
@@ -428,6 +436,7 @@ impl Encoder {
             sentence_bert_config_json: &sbert,
             modules_json: &modules,
             pooling_config_json: &pooling,
+            int8_calibration_json: calibration.as_deref(),
         };
         let fingerprint = fingerprint(&EncoderFiles {
             model_onnx: &model_onnx,
@@ -489,6 +498,13 @@ impl Encoder {
         };
         // The tokenizer (~20 ms) and the fingerprint (a hash of the whole graph file, ~15 ms)
         // are made on a second thread while this one loads the graph.
+        let calibration = match (options.precision, files.int8_calibration_json) {
+            (Precision::Int8, Some(json)) => Some(
+                emotions_runtime::Int8Calibration::parse(json, &at("calibration.json"))
+                    .map_err(EncoderError::from)?,
+            ),
+            _ => None,
+        };
         let ((tokenizer, fingerprint), graph) = side_by_side(
             || {
                 // tokenizers panics on some malformed files (found by fuzzing: a broken
@@ -510,6 +526,7 @@ impl Encoder {
                     options.plans,
                     options.precision,
                     adapter.map(|a| &a.adapter),
+                    calibration.as_ref(),
                 )
             },
         );

@@ -103,11 +103,16 @@ pub(crate) fn quantise_rows<T: Copy>(
 }
 
 /// The largest |x|: NaN if any is NaN, infinite if any is.
-fn abs_max(isa: Isa, x: &[f32]) -> f32 {
+pub(crate) fn abs_max(isa: Isa, x: &[f32]) -> f32 {
     #[cfg(target_arch = "x86_64")]
     if matches!(isa.class(), IsaClass::Avx512Vnni | IsaClass::Avx512) {
         // SAFETY: both classes have AVX-512F, and an `Isa` comes only from detection.
         return unsafe { crate::x86_64::i16xi8::abs_max_avx512(x) };
+    }
+    #[cfg(target_arch = "x86_64")]
+    if isa.class() == IsaClass::Avx2 {
+        // SAFETY: the class has AVX2, and an `Isa` comes only from detection.
+        return unsafe { crate::x86_64::i16xi8::abs_max_avx2(x) };
     }
     #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
     if isa.class() == IsaClass::Simd128 {
@@ -126,6 +131,11 @@ fn quantise_row(isa: Isa, x: &[f32], inv: f32, q: &mut [i16]) {
     if matches!(isa.class(), IsaClass::Avx512Vnni | IsaClass::Avx512) {
         // SAFETY: both classes have AVX-512F and BW, and an `Isa` comes only from detection.
         return unsafe { crate::x86_64::i16xi8::quantise_row_avx512(x, inv, q) };
+    }
+    #[cfg(target_arch = "x86_64")]
+    if isa.class() == IsaClass::Avx2 {
+        // SAFETY: the class has AVX2, and an `Isa` comes only from detection.
+        return unsafe { crate::x86_64::i16xi8::quantise_row_avx2(x, inv, q) };
     }
     #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
     if isa.class() == IsaClass::Simd128 {

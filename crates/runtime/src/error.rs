@@ -110,6 +110,9 @@ pub enum ErrorKind {
     },
     #[error("the ONNX graph is not a BERT-style encoder: {message}")]
     EncoderSignature { message: String },
+    /// An int8 calibration (`calibration.json`) that does not parse or does not fit the graph.
+    #[error("int8 calibration: {message}")]
+    Calibration { message: String },
     #[error("tract could not {stage} the model")]
     Tract {
         stage: &'static str,

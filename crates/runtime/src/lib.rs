@@ -47,6 +47,8 @@ pub use emotions_kernels::{
 };
 pub use error::{ErrorKind, RuntimeError, TractError};
 pub use graph::weights::{NamedTensor, encoder_weights};
-pub use graph::{EmbeddingTables, EncoderGraph, GraphRewrites, PlanShapes, Precision, TokenRow};
+pub use graph::{
+    EmbeddingTables, EncoderGraph, GraphRewrites, Int8Calibration, PlanShapes, Precision, TokenRow,
+};
 pub use head::{Head, HeadBuilder, HeadInfo, HeadLayout, Plan, export};
 pub use onnx::limits;

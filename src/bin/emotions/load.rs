@@ -39,10 +39,7 @@ pub fn report(spec: &EncoderSpec, encoder: &Encoder) {
             encoder.graph_origin(),
             encoder.fingerprint(),
             encoder.rewrites(),
-            match spec.options.precision {
-                emotions::Precision::Int16 => "int16",
-                emotions::Precision::F32 => "f32",
-            }
+            spec.options.precision.name()
         );
     }
 }

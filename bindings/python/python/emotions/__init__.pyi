@@ -45,7 +45,7 @@ class Classifier:
         thresholds: Union[PathLike, Mapping[str, float], Sequence[float], None] = None,
         threshold: Optional[float] = None,
         top_k: Optional[int] = None,
-        precision: Optional[Literal["int16", "f32"]] = None,
+        precision: Optional[Literal["int16", "int8", "f32"]] = None,
         threads: Optional[int] = None,
         long_texts: Literal["truncate", "chunk"] = "truncate",
         stride: Optional[int] = None,
@@ -87,7 +87,7 @@ class Classifier:
     def thresholds(self) -> Optional[Dict[str, float]]:
         """The per-label thresholds texts are decided with; `None` under `top_k`."""
     @property
-    def precision(self) -> Literal["int16", "f32"]: ...
+    def precision(self) -> Literal["int16", "int8", "f32"]: ...
     @property
     def threads(self) -> int: ...
     @property

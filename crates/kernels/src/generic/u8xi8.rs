@@ -12,7 +12,17 @@ pub(crate) const ROWS: usize = 8;
 /// The activations' zero: `xq = round(x / s) + 128`, in 1..=255.
 pub(crate) const ZERO: i32 = 128;
 
+/// The largest outlier activation, as i16: outlier channels are rounded at the token's own
+/// step (the other channels' `max|x| / 127`), and a token whose outliers exceed this many steps
+/// takes a coarser step instead.
+pub(crate) const OUTLIER_MAX: f32 = 32767.0;
+
 /// `W = q · s`: int8 values packed four rows at a time, a scale per output feature.
+///
+/// Optionally with outlier channels: rows of `q` whose activations are large on every token
+/// (a calibration finds them: a layer norm's output has a few). Their activations are rounded
+/// to i16 instead of u8, at the same step as the others, so one i32 sum holds both: the
+/// 8-bit step is set by the other channels alone.
 #[derive(Clone)]
 pub struct Uint8Weights {
     pub(crate) k: usize,
@@ -25,6 +35,13 @@ pub struct Uint8Weights {
     /// `Σ_k q[k][f]`, for the activations' zero point.
     pub(crate) col_sums: Vec<i32>,
     pub(crate) scales: Vec<f32>,
+    /// The outlier channels (rows of `q`), ascending; their rows in `packed` are kept, and
+    /// their u8 activations are the zero point, which contributes nothing.
+    pub(crate) outliers: Vec<usize>,
+    /// `outliers.len()` rounded up to even: the i16 part takes channels in pairs.
+    pub(crate) o_even: usize,
+    /// Per block, per pair of outliers: the block's features, each as its two values.
+    pub(crate) packed16: Vec<i16>,
 }
 
 impl std::fmt::Debug for Uint8Weights {
@@ -71,13 +88,60 @@ impl Uint8Weights {
             packed,
             col_sums,
             scales,
+            outliers: Vec::new(),
+            o_even: 0,
+            packed16: Vec::new(),
         }
+    }
+
+    /// As [`Uint8Weights::new`], with the rows `outliers` (distinct, each below `k`) taken as
+    /// outlier channels.
+    pub fn with_outliers(
+        q: &[i8],
+        k: usize,
+        n: usize,
+        scales: Vec<f32>,
+        outliers: &[usize],
+    ) -> Uint8Weights {
+        let mut w = Uint8Weights::new(q, k, n, scales);
+        let mut rows = outliers.to_vec();
+        rows.sort_unstable();
+        rows.dedup();
+        assert_eq!(rows.len(), outliers.len(), "outlier channels repeat");
+        assert!(rows.iter().all(|&r| r < k), "an outlier channel past k");
+        let o_even = rows.len().div_ceil(2) * 2;
+        let blocks = n.div_ceil(BLOCK);
+        let mut packed16 = vec![0i16; blocks * (o_even / 2) * BLOCK * 2];
+        for b in 0..blocks {
+            for p in 0..o_even / 2 {
+                let at = (b * (o_even / 2) + p) * BLOCK * 2;
+                for f in 0..BLOCK.min(n - b * BLOCK) {
+                    let col = b * BLOCK + f;
+                    for j in 0..2 {
+                        if let Some(&row) = rows.get(2 * p + j) {
+                            packed16[at + 2 * f + j] = q[row * n + col] as i16;
+                        }
+                    }
+                }
+            }
+        }
+        w.outliers = rows;
+        w.o_even = o_even;
+        w.packed16 = packed16;
+        w
+    }
+
+    /// The outlier channels, ascending.
+    pub fn outliers(&self) -> &[usize] {
+        &self.outliers
     }
 }
 
 pub(crate) struct Operands<'a> {
     pub(crate) w: &'a Uint8Weights,
     pub(crate) a: &'a [u8],
+    /// The outlier channels' activations, `m × o_even`, at each token's scale.
+    pub(crate) a16: &'a [i16],
     pub(crate) token_scales: &'a [f32],
     pub(crate) bias: Option<&'a [f32]>,
     pub(crate) residual: Option<&'a [f32]>,
@@ -88,6 +152,12 @@ impl Operands<'_> {
     pub(crate) fn panel(&self, b: usize) -> &[i8] {
         let len = (self.w.k4 / 4) * BLOCK * 4;
         &self.w.packed[b * len..(b + 1) * len]
+    }
+
+    /// Block `b`'s outlier rows, as i16 pairs.
+    pub(crate) fn panel16(&self, b: usize) -> &[i16] {
+        let len = (self.w.o_even / 2) * BLOCK * 2;
+        &self.w.packed16[b * len..(b + 1) * len]
     }
 
     /// One output: the same f32 operations, in the same order, as the vector epilogue.
@@ -125,6 +195,16 @@ impl Operands<'_> {
                 let bp = &panel[p * BLOCK * 4..(p + 1) * BLOCK * 4];
                 for (f, s) in sums.iter_mut().enumerate() {
                     let d: i32 = (0..4).map(|j| quad[j] as i32 * bp[4 * f + j] as i32).sum();
+                    *s = s.wrapping_add(d);
+                }
+            }
+            let a16 = &self.a16[row * w.o_even..(row + 1) * w.o_even];
+            let bp16 = self.panel16(b);
+            for (p, pair) in a16.chunks_exact(2).enumerate() {
+                let bp = &bp16[p * BLOCK * 2..(p + 1) * BLOCK * 2];
+                for (f, s) in sums.iter_mut().enumerate() {
+                    let d =
+                        pair[0] as i32 * bp[2 * f] as i32 + pair[1] as i32 * bp[2 * f + 1] as i32;
                     *s = s.wrapping_add(d);
                 }
             }

@@ -6,20 +6,33 @@ use std::arch::x86_64::*;
 
 #[target_feature(enable = "avx512f")]
 pub(crate) unsafe fn abs_max_avx512(x: &[f32]) -> f32 {
-    let mut max = _mm512_setzero_ps();
+    // Four running maxima: one would wait on each `vmaxps` in turn (it ran at a third of the
+    // rate of the rounding pass that follows it).
+    let mut max = [_mm512_setzero_ps(); 4];
     let mut nan: __mmask16 = 0;
+    let p = x.as_ptr();
     let mut i = 0;
+    while i + 64 <= x.len() {
+        for (j, m) in max.iter_mut().enumerate() {
+            // SAFETY: i + 64 <= len.
+            let v = unsafe { _mm512_loadu_ps(p.add(i + 16 * j)) };
+            nan |= _mm512_cmp_ps_mask::<_CMP_UNORD_Q>(v, v);
+            *m = _mm512_max_ps(*m, _mm512_abs_ps(v));
+        }
+        i += 64;
+    }
     while i < x.len() {
         let mask: __mmask16 = lanes_below(i, x.len());
         // SAFETY: the mask keeps the load within x.
-        let v = unsafe { _mm512_maskz_loadu_ps(mask, x.as_ptr().add(i)) };
+        let v = unsafe { _mm512_maskz_loadu_ps(mask, p.add(i)) };
         nan |= _mm512_cmp_ps_mask::<_CMP_UNORD_Q>(v, v);
-        max = _mm512_max_ps(max, _mm512_abs_ps(v));
+        max[0] = _mm512_max_ps(max[0], _mm512_abs_ps(v));
         i += 16;
     }
     if nan != 0 {
         return f32::NAN;
     }
+    let max = _mm512_max_ps(_mm512_max_ps(max[0], max[1]), _mm512_max_ps(max[2], max[3]));
     _mm512_reduce_max_ps(max)
 }
 
@@ -148,49 +161,147 @@ pub(crate) unsafe fn block_avx512bw(op: &Operands, b: usize, out: Output) {
     unsafe { block_avx512::<false>(op, b, out) }
 }
 
-/// AVX2: 4 rows × 3 vectors of 8 features, over each half of the block in turn.
+#[target_feature(enable = "avx2")]
+pub(crate) unsafe fn abs_max_avx2(x: &[f32]) -> f32 {
+    // Four running maxima, as in the AVX-512 copy; the tail past whole vectors is scalar.
+    let mut max = [_mm256_setzero_ps(); 4];
+    let mut nan = _mm256_setzero_ps();
+    let sign = _mm256_set1_ps(-0.0);
+    let p = x.as_ptr();
+    let mut i = 0;
+    while i + 32 <= x.len() {
+        for (j, m) in max.iter_mut().enumerate() {
+            // SAFETY: i + 32 <= len.
+            let v = unsafe { _mm256_loadu_ps(p.add(i + 8 * j)) };
+            nan = _mm256_or_ps(nan, _mm256_cmp_ps::<_CMP_UNORD_Q>(v, v));
+            *m = _mm256_max_ps(*m, _mm256_andnot_ps(sign, v));
+        }
+        i += 32;
+    }
+    while i + 8 <= x.len() {
+        // SAFETY: i + 8 <= len.
+        let v = unsafe { _mm256_loadu_ps(p.add(i)) };
+        nan = _mm256_or_ps(nan, _mm256_cmp_ps::<_CMP_UNORD_Q>(v, v));
+        max[0] = _mm256_max_ps(max[0], _mm256_andnot_ps(sign, v));
+        i += 8;
+    }
+    let tail = &x[i..];
+    if _mm256_movemask_ps(nan) != 0 || tail.iter().any(|v| v.is_nan()) {
+        return f32::NAN;
+    }
+    let max = _mm256_max_ps(_mm256_max_ps(max[0], max[1]), _mm256_max_ps(max[2], max[3]));
+    let mut lanes = [0f32; 8];
+    // SAFETY: 8 lanes into 8 slots.
+    unsafe { _mm256_storeu_ps(lanes.as_mut_ptr(), max) };
+    lanes
+        .into_iter()
+        .chain(tail.iter().map(|v| v.abs()))
+        .fold(0f32, f32::max)
+}
+
+#[target_feature(enable = "avx2")]
+pub(crate) unsafe fn quantise_row_avx2(x: &[f32], inv: f32, q: &mut [i16]) {
+    let k = x.len().min(q.len());
+    let vinv = _mm256_set1_ps(inv);
+    let mut i = 0;
+    while i + 16 <= k {
+        // SAFETY: i + 16 <= k, within both slices.
+        unsafe {
+            // Round to nearest even (the default rounding mode), as `round_ties_even`; the
+            // values are within i16 by construction, so the saturating pack is exact.
+            let lo = _mm256_cvtps_epi32(_mm256_mul_ps(_mm256_loadu_ps(x.as_ptr().add(i)), vinv));
+            let hi =
+                _mm256_cvtps_epi32(_mm256_mul_ps(_mm256_loadu_ps(x.as_ptr().add(i + 8)), vinv));
+            // `packs` interleaves 128-bit halves: put them back in order.
+            let packed = _mm256_permute4x64_epi64::<0b11_01_10_00>(_mm256_packs_epi32(lo, hi));
+            _mm256_storeu_si256(q.as_mut_ptr().add(i) as *mut _, packed);
+        }
+        i += 16;
+    }
+    for (q, x) in q[i..k].iter_mut().zip(&x[i..k]) {
+        *q = (x * inv).round_ties_even() as i16;
+    }
+}
+
+/// AVX2 columns per tile: two vectors of 8 features, a third of a block.
+const AVX2_COLS: usize = 16;
+/// AVX2 rows per tile: 6 rows × 2 vectors = 12 accumulators, 2 weight vectors and a broadcast
+/// in the 16 registers. Each weight pair loaded feeds 12 `vpmaddwd`s (the earlier 4 × 3 tile fed
+/// 4, and read the whole block's panel from L2 twice per tile).
+const AVX2_ROWS: usize = 6;
+
+/// Features `col` .. `col + 16` of one row from two vectors of sums, in the portable epilogue's
+/// order of operations (no fused multiply-add, so the bits are the same).
+#[inline(always)]
+unsafe fn store_avx2(op: &Operands, row: usize, col: usize, sums: [__m256i; 2], out: Output) {
+    let w = op.weights;
+    if col + AVX2_COLS > w.n {
+        let mut lanes = [0i32; AVX2_COLS];
+        // SAFETY: 16 lanes into 16 slots; then this task's columns of row < m.
+        unsafe {
+            _mm256_storeu_si256(lanes.as_mut_ptr() as *mut _, sums[0]);
+            _mm256_storeu_si256(lanes.as_mut_ptr().add(8) as *mut _, sums[1]);
+            if col < w.n {
+                op.store_portable(row, col, &lanes[..w.n - col], out);
+            }
+        }
+        return;
+    }
+    // SAFETY: the callers run with AVX2; columns col..col + 16 < n of row < m, this task's.
+    unsafe {
+        let ts = _mm256_set1_ps(op.token_scales[row]);
+        for (c, sum) in sums.into_iter().enumerate() {
+            let at = col + 8 * c;
+            let scale = _mm256_mul_ps(ts, _mm256_loadu_ps(w.scales.as_ptr().add(at)));
+            let mut v = _mm256_mul_ps(_mm256_cvtepi32_ps(sum), scale);
+            if let Some(bias) = op.bias {
+                v = _mm256_add_ps(v, _mm256_loadu_ps(bias.as_ptr().add(at)));
+            }
+            if let Some(r) = op.residual {
+                v = _mm256_add_ps(v, _mm256_loadu_ps(r.as_ptr().add(row * w.n + at)));
+            }
+            _mm256_storeu_ps(out.y.add(row * out.n + at), v);
+        }
+    }
+}
+
+/// `R` rows from `row0` against a third of the panel (16 features from `col0 + 16 · third`).
 #[inline(always)]
 unsafe fn tile_avx2<const R: usize>(
     op: &Operands,
     panel: &[i16],
     row0: usize,
-    half: usize,
+    third: usize,
     col0: usize,
     out: Output,
 ) {
     let w = op.weights;
     let pairs = w.k_even / 2;
     // SAFETY: the callers run with AVX2.
-    let mut acc = [[unsafe { _mm256_setzero_si256() }; 3]; R];
-    let a = op.a.as_ptr();
+    let mut acc = [[unsafe { _mm256_setzero_si256() }; 2]; R];
+    // Each row's pairs as i32, found once (the loop then only steps one index).
+    // SAFETY: rows row0 .. row0 + R are below m.
+    let rows: [*const i32; R] =
+        std::array::from_fn(|r| unsafe { op.a.as_ptr().add((row0 + r) * w.k_even) } as *const i32);
+    // SAFETY: the third's columns of the panel.
+    let mut b = unsafe { panel.as_ptr().add(third * AVX2_COLS * 2) };
     for p in 0..pairs {
-        // SAFETY: within the panel and the quantised rows.
+        // SAFETY: within the panel (a row of the panel is BLOCK pairs) and the quantised rows.
         unsafe {
-            let b = panel.as_ptr().add(p * BLOCK * 2 + half * BLOCK);
             let b0 = _mm256_loadu_si256(b as *const _);
             let b1 = _mm256_loadu_si256(b.add(16) as *const _);
-            let b2 = _mm256_loadu_si256(b.add(32) as *const _);
-            for (r, acc) in acc.iter_mut().enumerate() {
-                let pair = (a.add((row0 + r) * w.k_even + 2 * p) as *const i32).read_unaligned();
-                let x = _mm256_set1_epi32(pair);
+            b = b.add(BLOCK * 2);
+            for (acc, row) in acc.iter_mut().zip(rows) {
+                let x = _mm256_set1_epi32(row.add(p).read_unaligned());
                 acc[0] = _mm256_add_epi32(acc[0], _mm256_madd_epi16(x, b0));
                 acc[1] = _mm256_add_epi32(acc[1], _mm256_madd_epi16(x, b1));
-                acc[2] = _mm256_add_epi32(acc[2], _mm256_madd_epi16(x, b2));
             }
         }
     }
-    let first = col0 + half * (BLOCK / 2);
-    for (r, vectors) in acc.into_iter().enumerate() {
-        let mut sums = [0i32; BLOCK / 2];
-        for (c, v) in vectors.into_iter().enumerate() {
-            // SAFETY: 8 lanes into 8 slots.
-            unsafe { _mm256_storeu_si256(sums.as_mut_ptr().add(8 * c) as *mut _, v) };
-        }
-        if first < w.n {
-            let width = (BLOCK / 2).min(w.n - first);
-            // SAFETY: this task's columns of row row0 + r < m.
-            unsafe { op.store_portable(row0 + r, first, &sums[..width], out) };
-        }
+    let col = col0 + third * AVX2_COLS;
+    for (r, sums) in acc.into_iter().enumerate() {
+        // SAFETY: row0 + r < m; this task's columns.
+        unsafe { store_avx2(op, row0 + r, col, sums, out) };
     }
 }
 
@@ -198,19 +309,24 @@ unsafe fn tile_avx2<const R: usize>(
 pub(crate) unsafe fn block_avx2(op: &Operands, b: usize, out: Output) {
     let panel = op.panel(b);
     let col0 = b * BLOCK;
-    for half in 0..2 {
+    for third in 0..BLOCK / AVX2_COLS {
+        if col0 + third * AVX2_COLS >= op.weights.n {
+            break;
+        }
         let mut row = 0;
         // SAFETY: rows stay below m; block b's columns are this task's.
         unsafe {
-            while row + 4 <= op.m {
-                tile_avx2::<4>(op, panel, row, half, col0, out);
-                row += 4;
+            while row + AVX2_ROWS <= op.m {
+                tile_avx2::<AVX2_ROWS>(op, panel, row, third, col0, out);
+                row += AVX2_ROWS;
             }
             match op.m - row {
                 0 => {}
-                1 => tile_avx2::<1>(op, panel, row, half, col0, out),
-                2 => tile_avx2::<2>(op, panel, row, half, col0, out),
-                _ => tile_avx2::<3>(op, panel, row, half, col0, out),
+                1 => tile_avx2::<1>(op, panel, row, third, col0, out),
+                2 => tile_avx2::<2>(op, panel, row, third, col0, out),
+                3 => tile_avx2::<3>(op, panel, row, third, col0, out),
+                4 => tile_avx2::<4>(op, panel, row, third, col0, out),
+                _ => tile_avx2::<5>(op, panel, row, third, col0, out),
             }
         }
     }

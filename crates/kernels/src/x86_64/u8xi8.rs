@@ -52,6 +52,25 @@ unsafe fn tile<const R: usize>(op: &Operands, panel: &[i8], row0: usize, col0: u
             }
         }
     }
+    // The outlier channels, in i16 pairs at the same step, into the same sums.
+    let a16 = op.a16.as_ptr();
+    let bp16 = op.panel16(col0 / BLOCK).as_ptr();
+    for p in 0..w.o_even / 2 {
+        // SAFETY: p < o_even / 2, rows < m: within the panel and the outlier rows.
+        unsafe {
+            let b = bp16.add(p * BLOCK * 2);
+            let b0 = _mm512_loadu_si512(b as *const _);
+            let b1 = _mm512_loadu_si512(b.add(32) as *const _);
+            let b2 = _mm512_loadu_si512(b.add(64) as *const _);
+            for (r, acc) in acc.iter_mut().enumerate() {
+                let pair = (a16.add((row0 + r) * w.o_even + 2 * p) as *const i32).read_unaligned();
+                let x = _mm512_set1_epi32(pair);
+                acc[0] = _mm512_dpwssd_epi32(acc[0], x, b0);
+                acc[1] = _mm512_dpwssd_epi32(acc[1], x, b1);
+                acc[2] = _mm512_dpwssd_epi32(acc[2], x, b2);
+            }
+        }
+    }
     for (r, sums) in acc.into_iter().enumerate() {
         let row = row0 + r;
         // SAFETY: the callers run with AVX-512F.

@@ -19,6 +19,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use tract_onnx::prelude::*;
 
+pub(crate) mod calibration;
 mod ops;
 pub(crate) mod options;
 mod parsers;
@@ -27,6 +28,7 @@ mod pipeline;
 mod rules;
 pub(crate) mod weights;
 
+pub use calibration::Int8Calibration;
 pub use options::{GraphRewrites, PlanShapes, Precision};
 
 /// Sequence lengths plans are made for; a batch is padded up to the next one. Short texts
@@ -141,11 +143,12 @@ impl EncoderGraph {
         plan_shapes: PlanShapes,
         precision: Precision,
     ) -> Result<Self, RuntimeError> {
-        Self::load_adapted(bytes, origin, hidden, plan_shapes, precision, None)
+        Self::load_adapted(bytes, origin, hidden, plan_shapes, precision, None, None)
     }
 
     /// [`EncoderGraph::load`] with a low-rank adapter merged into the projections' weights
-    /// after dequantisation is folded and before anything else sees them.
+    /// after dequantisation is folded and before anything else sees them, and in
+    /// [`Precision::Int8`] an int8 calibration ([`Int8Calibration`]) for 8-bit activations.
     pub fn load_adapted<'a>(
         bytes: impl Into<std::borrow::Cow<'a, [u8]>>,
         origin: &str,
@@ -153,10 +156,19 @@ impl EncoderGraph {
         plan_shapes: PlanShapes,
         precision: Precision,
         adapter: Option<&LoraAdapter>,
+        calibration: Option<&Int8Calibration>,
     ) -> Result<Self, RuntimeError> {
         let bytes = bytes.into();
         catching(origin, "load", || {
-            Self::load_unguarded(bytes, origin, hidden, plan_shapes, precision, adapter)
+            Self::load_unguarded(
+                bytes,
+                origin,
+                hidden,
+                plan_shapes,
+                precision,
+                adapter,
+                calibration,
+            )
         })
     }
 
@@ -167,6 +179,7 @@ impl EncoderGraph {
         plan_shapes: PlanShapes,
         precision: Precision,
         adapter: Option<&LoraAdapter>,
+        calibration: Option<&Int8Calibration>,
     ) -> Result<Self, RuntimeError> {
         let sig =
             |message: String| RuntimeError::new(origin, ErrorKind::EncoderSignature { message });
@@ -176,6 +189,7 @@ impl EncoderGraph {
             origin,
             precision,
             adapter,
+            calibration,
             isa,
         };
         let mut tally = pipeline::Tally::default();

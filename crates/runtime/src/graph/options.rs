@@ -40,24 +40,56 @@ pub enum Precision {
     /// against onnxruntime f32: cosine ≥ 0.999999 on all-MiniLM-L6-v2 int8 and on a 12-layer
     /// bge-small replica.
     Int16,
+    /// [`Precision::Int16`], except that the projections an int8 calibration lists
+    /// (`calibration.json` beside the model; the embedded all-MiniLM-L6-v2 has one) take 8-bit
+    /// activations where the CPU has AVX-512 VNNI (`vpdpbusd`, twice `vpdpwssd`'s rate), with
+    /// their outlier channels in i16. Elsewhere, and without a calibration, it is `Int16`.
+    /// Measured on all-MiniLM-L6-v2 (query, key and intermediate projections in 8 bits),
+    /// against onnxruntime f32: see docs/PERFORMANCE.md.
+    Int8,
     /// f32 throughout, as onnxruntime computes the graph: the exact mode.
     F32,
 }
 
 impl Precision {
+    /// Its name in flags and reports: `int16`, `int8` or `f32`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Precision::Int16 => "int16",
+            Precision::Int8 => "int8",
+            Precision::F32 => "f32",
+        }
+    }
+
+    /// The precision [`name`](Self::name) names.
+    pub fn from_name(name: &str) -> Option<Precision> {
+        [Precision::Int16, Precision::Int8, Precision::F32]
+            .into_iter()
+            .find(|p| p.name() == name)
+    }
+    /// Whether the projections run on the integer kernels (either integer mode).
+    pub fn is_integer(self) -> bool {
+        matches!(self, Precision::Int16 | Precision::Int8)
+    }
+
     /// The faster precision on a class, as measured (`embed` of 500 go_emotions test texts, one
     /// thread, Zen 4 with each class forced, 2026-12-02): int16 against f32 took 2.02 against
-    /// 3.72 s on avx512-vnni, 2.11 against 4.13 s on avx512, 5.21 against 4.14 s on avx2, and
-    /// 93.6 against 4.88 s on portable (whose f32 matmul is tract-linalg's, SIMD on any CPU).
+    /// 3.72 s on avx512-vnni, 2.11 against 4.13 s on avx512, and 93.6 against 4.88 s on portable
+    /// (whose f32 matmul is tract-linalg's, SIMD on any CPU). On avx2, int16 took 5.21 against
+    /// 4.14 s until its kernel took 6 rows × 16 features a tile with a vector epilogue; since,
+    /// `embed` of 1,000 test texts (Zen 4, avx2 forced, 2026-12-06) takes 4.03 against 7.09 s at
+    /// one thread and 2.23 against 3.96 s at two. [`Precision::Int8`] is faster still on
+    /// avx512-vnni (3.62 against 4.34 s) within the accuracy contract, but is opt-in: it is not
+    /// bit-for-bit the same on every class, as int16 is.
     pub fn for_isa(class: emotions_kernels::IsaClass) -> Precision {
         use emotions_kernels::IsaClass;
         match class {
-            IsaClass::Avx512Vnni | IsaClass::Avx512 => Precision::Int16,
+            IsaClass::Avx512Vnni | IsaClass::Avx512 | IsaClass::Avx2 => Precision::Int16,
             // WebAssembly: `i32x4.dot_i16x8_s` does 8 multiply-adds an instruction, f32x4 4 in
             // two (no FMA). `embed` of 320 go_emotions test texts in batches of 32, Node 20 on a
             // Zen 5, 2026-12-03: 4.06 s int16 against 11.3 s f32.
             IsaClass::Simd128 => Precision::Int16,
-            // AVX2, portable, and any class added before it is measured. On AArch64 too:
+            // Portable, and any class added before it is measured. On AArch64 too:
             // NEON's `SMLAL` does 4 multiply-adds an instruction, as f32 `FMLA` does, so the
             // integer path has nothing to gain there (not timed: no ARM hardware here).
             _ => Precision::F32,

@@ -17,6 +17,8 @@ pub(crate) struct Context<'a> {
     pub(crate) origin: &'a str,
     pub(crate) precision: Precision,
     pub(crate) adapter: Option<&'a LoraAdapter>,
+    /// The int8 calibration, parsed (`Precision::Int8` only).
+    pub(crate) calibration: Option<&'a super::calibration::Int8Calibration>,
     pub(crate) isa: Isa,
 }
 
@@ -42,7 +44,7 @@ pub(crate) struct GraphPass {
 }
 
 /// The passes over the ONNX file, in order.
-pub(crate) const ONNX_FILE: [FilePass; 6] = [
+pub(crate) const ONNX_FILE: [FilePass; 7] = [
     // First: it reads `DynamicQuantizeLinear` and `MatMulInteger` as the quantiser wrote them,
     // before the folds below rewrite the casts and products it matches. Integer mode marks the
     // result for 8-bit activations; the exact mode gets a plain f32 MatMul.
@@ -64,10 +66,20 @@ pub(crate) const ONNX_FILE: [FilePass; 6] = [
     // values. The exact mode folds them to f32 with the rest, as onnxruntime multiplies them.
     FilePass {
         run: |proto, cx, _| {
-            if cx.precision == Precision::Int16 {
+            if cx.precision.is_integer() {
                 passes::int8_matmul::int8_matmuls(proto);
             }
             Ok(())
+        },
+    },
+    // After the int8 marks, which it annotates: the calibrated projections' outlier channels,
+    // for 8-bit activations (`Precision::Int8`).
+    FilePass {
+        run: |proto, cx, _| match (cx.precision, cx.calibration) {
+            (Precision::Int8, Some(calibration)) => {
+                passes::int8_matmul::mark_u8(proto, calibration)
+            }
+            _ => Ok(()),
         },
     },
     // Every dequantisation left becomes an f32 constant, so the adapter pass below sees f32
@@ -97,7 +109,7 @@ pub(crate) const ONNX_FILE: [FilePass; 6] = [
             };
             match cx.precision {
                 Precision::F32 => passes::adapter::merge(proto, adapter, cx.origin),
-                Precision::Int16 => {
+                Precision::Int16 | Precision::Int8 => {
                     tally.low_rank_attached = passes::adapter::attach(proto, adapter, cx.origin)?;
                     Ok(())
                 }

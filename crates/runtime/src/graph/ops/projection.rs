@@ -16,6 +16,7 @@ use crate::onnx::proto::floats;
 use emotions_kernels::Isa;
 use emotions_kernels::i16xi8::Int16Weights;
 use emotions_kernels::low_rank::LowRank;
+use emotions_kernels::u8xi8::Uint8Weights;
 use std::sync::Arc;
 use tract_onnx::model::ParsingContext;
 use tract_onnx::pb::NodeProto;
@@ -27,6 +28,9 @@ pub(crate) const INT8_MATMUL: &str = "EmotionsInt8MatMul";
 pub(crate) const INTEGER_MATMUL: &str = "EmotionsIntegerMatMul";
 /// [`INTEGER_MATMUL`]'s attribute: 1 where the graph asked for 8-bit activations.
 pub(crate) const U8_ACTIVATIONS: &str = "u8_activations";
+/// [`INT8_MATMUL`]'s attribute from an int8 calibration: the outlier channels (ints) of a
+/// projection that takes 8-bit activations ([`crate::graph::passes::int8_matmul::mark_u8`]).
+pub(crate) const U8_OUTLIERS: &str = "u8_outliers";
 /// Either op's attributes for an adapter's factors: `A` `[rank, k]` and `B` `[n, rank]`, f32
 /// tensors (the scale in `B`), whose term the projection adds in f32.
 pub(crate) const LORA_A: &str = "lora_a";
@@ -37,6 +41,8 @@ pub(crate) const LORA_B: &str = "lora_b";
 #[derive(Debug, Clone, Hash, PartialEq, Eq)]
 struct Int8MatMul {
     low_rank: Option<Factors>,
+    /// From [`U8_OUTLIERS`]: 8-bit activations with these outlier channels.
+    u8_outliers: Option<Vec<usize>>,
 }
 
 /// An adapter's low-rank term, from the node's attributes [`LORA_A`] (`[rank, k]`) and
@@ -200,9 +206,23 @@ impl Expansion for Int8MatMul {
             len if len == n => s.to_vec(),
             len => bail!("{prefix}: {len} scales for {n} output features"),
         };
-        let weights = Weights::Int16(Arc::new(Int16Weights::from_int8(q, k, n, scales)));
+        let isa = isa()?;
+        // 8-bit activations where calibrated, on VNNI only: the AArch64 dot-product kernels
+        // have no outlier part.
+        let weights = match &self.u8_outliers {
+            Some(outliers) if isa.has_u8_dot() && cfg!(target_arch = "x86_64") => {
+                ensure!(
+                    outliers.iter().all(|&c| c < k),
+                    "{prefix}: an outlier channel past k = {k}"
+                );
+                Weights::Uint8(Arc::new(Uint8Weights::with_outliers(
+                    q, k, n, scales, outliers,
+                )))
+            }
+            _ => Weights::Int16(Arc::new(Int16Weights::from_int8(q, k, n, scales))),
+        };
         let side = side_for(prefix, &self.low_rank, (k, n))?;
-        let linear = PackedLinear::new(prefix, weights, (k, n), side, isa()?);
+        let linear = PackedLinear::new(prefix, weights, (k, n), side, isa);
         model.wire_node(prefix, linear, &inputs[..1])
     }
 }
@@ -213,7 +233,22 @@ pub(crate) fn parse_int8_matmul(
     node: &NodeProto,
 ) -> TractResult<(Box<dyn InferenceOp>, Vec<String>)> {
     let low_rank = low_rank(node)?;
-    Ok((expand(Int8MatMul { low_rank }), vec![]))
+    let u8_outliers = node
+        .get_attr_opt_vec::<i64>(U8_OUTLIERS)?
+        .map(|v| {
+            v.iter()
+                .map(|&c| usize::try_from(c))
+                .collect::<Result<Vec<_>, _>>()
+        })
+        .transpose()
+        .map_err(|_| format_err!("{}: a negative outlier channel", node.name))?;
+    Ok((
+        expand(Int8MatMul {
+            low_rank,
+            u8_outliers,
+        }),
+        vec![],
+    ))
 }
 
 /// `x · W` over the last axis of `x` on the integer kernels, for f32 constant weights `W`

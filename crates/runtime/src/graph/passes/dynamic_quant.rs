@@ -153,7 +153,7 @@ pub(crate) fn float_dynamic_matmuls(model: &mut pb::ModelProto, precision: Preci
         m.attribute.clear();
         match precision {
             Precision::F32 => m.op_type = "MatMul".into(),
-            Precision::Int16 => {
+            Precision::Int16 | Precision::Int8 => {
                 m.op_type = INTEGER_MATMUL.into();
                 m.attribute.push(pb::AttributeProto {
                     name: U8_ACTIVATIONS.into(),

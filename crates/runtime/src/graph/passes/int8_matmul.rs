@@ -10,7 +10,9 @@
 //! multiplies the f32 products, as onnxruntime does.
 
 use super::fold;
-use crate::graph::ops::projection::INT8_MATMUL;
+use crate::error::{ErrorKind, RuntimeError};
+use crate::graph::calibration::Int8Calibration;
+use crate::graph::ops::projection::{INT8_MATMUL, U8_OUTLIERS};
 use crate::onnx::proto::{ONNX_FLOAT, ONNX_INT8};
 use std::collections::HashMap;
 use tract_onnx::pb;
@@ -52,6 +54,73 @@ pub(crate) fn int8_matmuls(model: &mut pb::ModelProto) -> usize {
     }
     fold::remove_dequantisation_nodes(graph, &removed);
     count
+}
+
+/// Gives each int8 projection the calibration lists the attribute [`U8_OUTLIERS`] (its
+/// outlier channels), which asks for 8-bit activations. Every listed projection must be an
+/// int8 projection of this graph with the weights calibrated (shape and `Σ q`); else the
+/// calibration is for another file, and is refused.
+pub(crate) fn mark_u8(
+    model: &mut pb::ModelProto,
+    calibration: &Int8Calibration,
+) -> Result<(), RuntimeError> {
+    let bad = |message: String| {
+        RuntimeError::new(&calibration.origin, ErrorKind::Calibration { message })
+    };
+    let Some(graph) = model.graph.as_mut() else {
+        return Err(bad("the graph is empty".into()));
+    };
+    let inits: HashMap<&str, &pb::TensorProto> = graph
+        .initializer
+        .iter()
+        .map(|t| (t.name.as_str(), t))
+        .collect();
+    let mut marks = Vec::new();
+    for (name, want) in &calibration.projections {
+        let node = graph
+            .node
+            .iter()
+            .position(|n| &n.name == name && n.op_type == INT8_MATMUL);
+        let Some(at) = node else {
+            return Err(bad(format!(
+                "projection {name}: the graph has no int8 projection of that name (a calibration for another model?)"
+            )));
+        };
+        let q = inits.get(graph.node[at].input[1].as_str()).copied();
+        let found = q.and_then(|q| {
+            let [k, n] = q.dims[..] else { return None };
+            let sum: i64 = if q.raw_data.is_empty() {
+                q.int32_data.iter().map(|&v| v as i64).sum()
+            } else {
+                q.raw_data.iter().map(|&b| b as i8 as i64).sum()
+            };
+            Some((k as usize, n as usize, sum))
+        });
+        if found != Some((want.k, want.n, want.q_sum)) {
+            return Err(bad(format!(
+                "projection {name}: calibrated for [{}, {}] weights with sum {}, found {} (a calibration for another model?)",
+                want.k,
+                want.n,
+                want.q_sum,
+                found.map_or("none".to_string(), |(k, n, s)| format!(
+                    "[{k}, {n}] with sum {s}"
+                ))
+            )));
+        }
+        marks.push((
+            at,
+            want.outliers.iter().map(|&c| c as i64).collect::<Vec<_>>(),
+        ));
+    }
+    for (at, outliers) in marks {
+        graph.node[at].attribute.push(pb::AttributeProto {
+            name: U8_OUTLIERS.into(),
+            r#type: pb::attribute_proto::AttributeType::Ints as i32,
+            ints: outliers,
+            ..Default::default()
+        });
+    }
+    Ok(())
 }
 
 /// `q` an int8 `[k, n]` tensor in the file (no external data) with no -128 (the kernels bound

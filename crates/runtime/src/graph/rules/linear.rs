@@ -133,7 +133,7 @@ fn match_linear(
     }
     let matrix = w.clone().into_tensor().into_shape(&[k, n])?;
     let integer = match precision {
-        Precision::Int16 => {
+        Precision::Int16 | Precision::Int8 => {
             let w = matrix.try_as_plain_ram()?;
             Weights::integer(w.as_slice::<f32>()?, k, n, false, isa)
         }
