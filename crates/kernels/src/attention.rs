@@ -148,8 +148,20 @@ mod tests {
             };
             let want = reference(&s, 0.42, 0.42, &q, &k, &v, &bias);
             let bias = Some((&bias[..], [seq * seq, 0, seq, 1]));
+            // The copies that fuse multiply-adds give the same bits, whatever their lane width
+            // (AVX-512's and AVX2's).
+            let mut fused: Option<(Isa, Vec<f32>)> = None;
             for isa in Isa::all_available() {
                 let out = attend_on(isa, &s, scales, [&q, &k, &v], bias, 0.0);
+                if isa.class() != crate::IsaClass::Portable {
+                    match &fused {
+                        None => fused = Some((isa, out.clone())),
+                        Some((first, bits)) => assert!(
+                            bits.iter().zip(&out).all(|(a, b)| a.to_bits() == b.to_bits()),
+                            "{isa} differs from {first}, {batch}×{seq}×{heads}×{depth}"
+                        ),
+                    }
+                }
                 let worst = out
                     .iter()
                     .zip(&want)
