@@ -157,7 +157,9 @@ mod tests {
                     match &fused {
                         None => fused = Some((isa, out.clone())),
                         Some((first, bits)) => assert!(
-                            bits.iter().zip(&out).all(|(a, b)| a.to_bits() == b.to_bits()),
+                            bits.iter()
+                                .zip(&out)
+                                .all(|(a, b)| a.to_bits() == b.to_bits()),
                             "{isa} differs from {first}, {batch}×{seq}×{heads}×{depth}"
                         ),
                     }
