@@ -163,51 +163,6 @@ fn int8_embeddings_are_within_their_stated_accuracy() {
     embeddings_match_onnxruntime_with(&encoder, INT8, 0.999);
 }
 
-/// A calibration made for another model is refused, naming the file and the projection.
-#[test]
-fn int8_refuses_a_calibration_for_other_weights() {
-    let dir = std::env::temp_dir().join(format!("emotions-calibration-{}", std::process::id()));
-    std::fs::create_dir_all(dir.join("1_Pooling")).unwrap();
-    for f in [
-        "model.onnx",
-        "tokenizer.json",
-        "config.json",
-        "sentence_bert_config.json",
-        "modules.json",
-        "1_Pooling/config.json",
-    ] {
-        std::fs::copy(minilm_dir().join(f), dir.join(f)).unwrap();
-    }
-    let calibration = std::fs::read_to_string(minilm_dir().join("calibration.json")).unwrap();
-    let changed = calibration.replacen("\"q_sum\": 2704", "\"q_sum\": 2705", 1);
-    assert_ne!(changed, calibration);
-    std::fs::write(dir.join("calibration.json"), changed).unwrap();
-    let options = |precision| EncoderOptions {
-        precision,
-        ..Default::default()
-    };
-    let err = Encoder::from_dir_with(&dir, options(Precision::Int8))
-        .err()
-        .unwrap()
-        .to_string();
-    assert!(
-        err.contains("calibration.json: int8 calibration: projection node_MatMul_48: calibrated for [384, 384] weights with sum 2705, found [384, 384] with sum 2704"),
-        "{err}"
-    );
-    // The other precisions do not read it.
-    assert!(Encoder::from_dir_with(&dir, options(Precision::Int16)).is_ok());
-    std::fs::write(dir.join("calibration.json"), "{").unwrap();
-    let err = Encoder::from_dir_with(&dir, options(Precision::Int8))
-        .err()
-        .unwrap()
-        .to_string();
-    assert!(
-        err.contains("calibration.json: int8 calibration: not JSON"),
-        "{err}"
-    );
-    std::fs::remove_dir_all(&dir).unwrap();
-}
-
 /// Every fixture text, or every N-th under emulation ([`sampled_indices`]).
 fn embeddings_match_onnxruntime_with(encoder: &Encoder, tolerance: AbsTolerance, min_cosine: f64) {
     let all = texts();

@@ -414,8 +414,10 @@ impl Encoder {
         let sbert = text(need("sentence_bert_config.json")?)?;
         let modules = text(need("modules.json")?)?;
         let pooling = text(need("1_Pooling/config.json")?)?;
+        // Only `Precision::Int8` reads it, so only then is it read (a broken one must not stop
+        // the other precisions).
         let calibration = dir.join("calibration.json");
-        let calibration = match calibration.is_file() {
+        let calibration = match options.precision == Precision::Int8 && calibration.is_file() {
             true => Some(text(calibration)?),
             false => None,
         };

@@ -1,7 +1,7 @@
 //! Encoder folders that disagree with their model are refused or adjusted at load, with the
 //! file named, instead of failing on some text later.
 
-use emotions_encoder::{Encoder, EncoderErrorKind};
+use emotions_encoder::{Encoder, EncoderErrorKind, EncoderOptions, Precision};
 use std::path::{Path, PathBuf};
 
 fn minilm() -> PathBuf {
@@ -166,4 +166,40 @@ fn a_tokenizer_file_that_makes_tokenizers_panic_is_an_error() {
             .ends_with("tokenizer.json: cannot load the tokenizer"),
         "{err}"
     );
+}
+
+/// An int8 calibration made for other weights is refused in `Precision::Int8`, naming the file
+/// and the projection; the other precisions do not read the file at all.
+#[test]
+fn an_int8_calibration_for_other_weights_is_refused() {
+    let dir = copy_with(|_, text| text);
+    let calibration = std::fs::read_to_string(minilm().join("calibration.json")).unwrap();
+    let changed = calibration.replacen("\"q_sum\": 2704", "\"q_sum\": 2705", 1);
+    assert_ne!(changed, calibration);
+    let at = dir.path().join("calibration.json");
+    std::fs::write(&at, changed).unwrap();
+    let load = |precision| {
+        let options = EncoderOptions {
+            precision,
+            ..Default::default()
+        };
+        Encoder::from_dir_with(dir.path(), options)
+    };
+    let err = load(Precision::Int8).err().unwrap().to_string();
+    assert!(
+        err.contains("calibration.json: int8 calibration: projection node_MatMul_48: calibrated for [384, 384] weights with sum 2705, found [384, 384] with sum 2704"),
+        "{err}"
+    );
+    assert!(load(Precision::Int16).is_ok());
+    std::fs::write(&at, "{").unwrap();
+    let err = load(Precision::Int8).err().unwrap().to_string();
+    assert!(
+        err.contains("calibration.json: int8 calibration: not JSON"),
+        "{err}"
+    );
+    // Not even UTF-8: still unread outside int8.
+    std::fs::write(&at, [0xff, 0xfe]).unwrap();
+    assert!(load(Precision::Int16).is_ok());
+    assert!(load(Precision::F32).is_ok());
+    assert!(load(Precision::Int8).is_err());
 }

@@ -35,8 +35,10 @@ impl Uint8Weights {
         residual: Option<&[f32]>,
         y: &mut [f32],
     ) {
-        // The AArch64 copies have no outlier part.
-        let fast = isa.has_u8_dot() && (self.outliers.is_empty() || cfg!(target_arch = "x86_64"));
+        let fast = match self.outliers.is_empty() {
+            true => isa.has_u8_dot(),
+            false => Uint8Weights::outliers_run_fast_on(isa),
+        };
         assert_eq!(x.len(), m * self.k);
         assert_eq!(y.len(), m * self.n);
         assert!(bias.is_none_or(|b| b.len() == self.n));
@@ -82,6 +84,12 @@ impl Uint8Weights {
             unsafe { op.block_portable(b, out) }
         };
         for_each_index(self.n.div_ceil(BLOCK), block);
+    }
+
+    /// Whether `isa` has an 8-bit kernel with the outlier part: AVX-512 VNNI's (the AArch64
+    /// dot-product copies have none, and would run the portable loop instead).
+    pub fn outliers_run_fast_on(isa: Isa) -> bool {
+        isa.has_u8_dot() && cfg!(target_arch = "x86_64")
     }
 
     /// Rows of `x` as u8 (`m × k4`, zero-point 128, padded with it), the outlier channels as

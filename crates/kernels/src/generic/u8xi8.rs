@@ -1,10 +1,11 @@
 //! The 8-bit-activation projections' weights, packing and portable arithmetic, shared by every
 //! ISA copy.
 
-use crate::generic::i16xi8::Output;
+use crate::generic::i16xi8::{Int16Weights, Output};
 
-/// Output features per packed block: three 16-lane vectors.
-pub(crate) const BLOCK: usize = 48;
+/// Output features per packed block: three 16-lane vectors, as the 16-bit kernels' (whose
+/// packing the outlier rows take).
+pub(crate) const BLOCK: usize = crate::generic::i16xi8::BLOCK;
 /// Token rows per tile: 8 rows × 3 vectors = 24 accumulators.
 // The x86-64 tiles' shape; the AArch64 ones pick their own.
 #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
@@ -109,31 +110,21 @@ impl Uint8Weights {
         rows.dedup();
         assert_eq!(rows.len(), outliers.len(), "outlier channels repeat");
         assert!(rows.iter().all(|&r| r < k), "an outlier channel past k");
-        let o_even = rows.len().div_ceil(2) * 2;
-        let blocks = n.div_ceil(BLOCK);
-        let mut packed16 = vec![0i16; blocks * (o_even / 2) * BLOCK * 2];
-        for b in 0..blocks {
-            for p in 0..o_even / 2 {
-                let at = (b * (o_even / 2) + p) * BLOCK * 2;
-                for f in 0..BLOCK.min(n - b * BLOCK) {
-                    let col = b * BLOCK + f;
-                    for j in 0..2 {
-                        if let Some(&row) = rows.get(2 * p + j) {
-                            packed16[at + 2 * f + j] = q[row * n + col] as i16;
-                        }
-                    }
-                }
-            }
+        if rows.is_empty() {
+            return w;
         }
+        // The outlier rows alone, packed as the 16-bit kernels pack a matrix: pairs of rows
+        // interleaved per block of BLOCK features (the same BLOCK), zero past the last row.
+        let sub: Vec<i8> = rows
+            .iter()
+            .flat_map(|&r| &q[r * n..(r + 1) * n])
+            .copied()
+            .collect();
+        let packed = Int16Weights::from_int8(&sub, rows.len(), n, vec![0.0; n]);
+        w.o_even = packed.k_even;
+        w.packed16 = packed.packed;
         w.outliers = rows;
-        w.o_even = o_even;
-        w.packed16 = packed16;
         w
-    }
-
-    /// The outlier channels, ascending.
-    pub fn outliers(&self) -> &[usize] {
-        &self.outliers
     }
 }
 

@@ -207,10 +207,10 @@ impl Expansion for Int8MatMul {
             len => bail!("{prefix}: {len} scales for {n} output features"),
         };
         let isa = isa()?;
-        // 8-bit activations where calibrated, on VNNI only: the AArch64 dot-product kernels
-        // have no outlier part.
+        // 8-bit activations where calibrated and the CPU has a kernel for their outliers; else
+        // the 16-bit kernels (more exact than the portable 8-bit loop).
         let weights = match &self.u8_outliers {
-            Some(outliers) if isa.has_u8_dot() && cfg!(target_arch = "x86_64") => {
+            Some(outliers) if Uint8Weights::outliers_run_fast_on(isa) => {
                 ensure!(
                     outliers.iter().all(|&c| c < k),
                     "{prefix}: an outlier channel past k = {k}"
