@@ -37,6 +37,7 @@ pub use emotions_encoder::{
 pub use emotions_labels::{
     DecisionPolicy, LABELS, LabelsErrorKind, NUM_LABELS, Prediction, Thresholds,
 };
+pub use emotions_runtime::export::Dense;
 pub use emotions_runtime::{
     Head, HeadInfo, Isa, IsaClass, limit_heap_arenas, quiet_caught_panics, release_free_memory,
     show_caught_panics,
@@ -561,6 +562,12 @@ impl Classifier {
 
     pub fn head_info(&self) -> &HeadInfo {
         self.head.info()
+    }
+
+    /// The head's weights when it is linear-logistic (`sigmoid(x · W + b)`), as
+    /// `emotions calibrate` rescales them; `None` for other heads.
+    pub fn head_linear_layer(&self) -> Option<&Dense> {
+        self.head.linear_layer()
     }
 
     pub fn policy(&self) -> &DecisionPolicy {

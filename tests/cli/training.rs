@@ -350,3 +350,147 @@ fn train_hidden_writes_an_mlp_head_stopped_on_dev() {
         .contains("learning rate")
     );
 }
+
+#[test]
+fn calibrate_rescales_the_tuned_head_and_keeps_its_decisions() {
+    let s = Scratch::new("calibrate");
+    let (dev_tsv, dev_txt) = head_of_split(&s, "dev", 300);
+    let out = s.path("calibrated");
+    let o = run(
+        &[
+            "calibrate",
+            "--split",
+            dev_tsv.to_str().unwrap(),
+            "--output",
+            out.to_str().unwrap(),
+        ],
+        None,
+    );
+    let log = stderr(&o);
+    assert!(o.status.success(), "{log}");
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("calibration.json")).unwrap())
+            .unwrap();
+    assert_eq!(report["rows"], 300);
+    assert_eq!(report["decisions_changed"], 0, "{report}");
+    let temperatures: Vec<f64> = LABELS
+        .iter()
+        .map(|l| report["temperatures"][l].as_f64().unwrap())
+        .collect();
+    assert!(
+        temperatures.iter().all(|t| (0.1..=10.0).contains(t)),
+        "{temperatures:?}"
+    );
+    assert!(
+        temperatures.iter().any(|t| (t - 1.0).abs() > 1e-3),
+        "nothing was fitted"
+    );
+    for key in ["before", "after_in_sample", "after_cross_fitted_halves"] {
+        assert!(report[key]["macro_ece"].as_f64().unwrap() >= 0.0, "{key}");
+    }
+    // The written head: its adapter beside it, its temperatures recorded, and each score the
+    // default's scaled by its label's temperature; the decisions are the default's.
+    let head = emotions::Head::builder_from_path(out.join("head.onnx"))
+        .build()
+        .unwrap();
+    assert!(head.info().metadata.contains_key("adapter"));
+    assert!(head.info().metadata["calibrated_on"].contains("300 rows"));
+    let classify = |model: Option<&std::path::Path>| {
+        let mut args = vec!["classify", "--texts", dev_txt.to_str().unwrap()];
+        if let Some(m) = model {
+            args.extend(["--model", m.to_str().unwrap()]);
+        }
+        json_lines(&ok(run(&args, None)))
+    };
+    let (plain, calibrated) = (classify(None), classify(Some(&out.join("head.onnx"))));
+    assert_eq!(plain.len(), 300);
+    let mut worst = 0f64;
+    let label_set = |row: &serde_json::Value| {
+        let mut v: Vec<String> = row["labels"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|l| l.as_str().unwrap().to_string())
+            .collect();
+        v.sort();
+        v
+    };
+    for (a, b) in plain.iter().zip(&calibrated) {
+        // The same labels (listed by score, so their order may change).
+        assert_eq!(label_set(a), label_set(b));
+        for (label, t) in LABELS.iter().zip(&temperatures) {
+            let p = a["scores"][label].as_f64().unwrap() as f32;
+            let want = f64::from(emotions_train::scale_score(p, *t));
+            worst = worst.max((b["scores"][label].as_f64().unwrap() - want).abs());
+        }
+    }
+    assert!(
+        worst < 1e-5,
+        "calibrated head vs scaled scores: worst {worst:.2e}"
+    );
+    // Calibrating the calibrated head composes the temperatures.
+    let again = s.path("again");
+    ok(run(
+        &[
+            "calibrate",
+            "--split",
+            dev_tsv.to_str().unwrap(),
+            "--model",
+            out.join("head.onnx").to_str().unwrap(),
+            "--output",
+            again.to_str().unwrap(),
+        ],
+        None,
+    ));
+    let twice = emotions::Head::builder_from_path(again.join("head.onnx"))
+        .build()
+        .unwrap();
+    let total: Vec<f64> = serde_json::from_str(&twice.info().metadata["temperatures"]).unwrap();
+    for (t, first) in total.iter().zip(&temperatures) {
+        assert!(
+            (t - first).abs() < 0.01 * first,
+            "{t} vs {first}: refitting should change little"
+        );
+    }
+    assert!(again.join("adapter.safetensors").exists());
+}
+
+#[test]
+fn calibrate_refuses_a_head_that_is_not_linear() {
+    let s = Scratch::new("calibrate-mlp");
+    let (dev_tsv, _) = head_of_split(&s, "dev", 20);
+    let mlp = emotions_train::HeadGraph {
+        hidden: Some(emotions_train::Dense {
+            inputs: 384,
+            outputs: 2,
+            weights: vec![0.01; 768],
+            bias: vec![0.0; 2],
+        }),
+        output: emotions_train::Dense {
+            inputs: 2,
+            outputs: NUM_LABELS,
+            weights: vec![0.5; 2 * NUM_LABELS],
+            bias: vec![0.0; NUM_LABELS],
+        },
+        labels: LABELS.iter().map(|s| s.to_string()).collect(),
+        metadata: Default::default(),
+    };
+    let head = s.write("mlp.onnx", mlp.to_onnx_bytes().unwrap());
+    let out = s.path("out");
+    fails_with(
+        run(
+            &[
+                "calibrate",
+                "--split",
+                dev_tsv.to_str().unwrap(),
+                "--model",
+                head.to_str().unwrap(),
+                "--output",
+                out.to_str().unwrap(),
+            ],
+            None,
+        ),
+        "is not one",
+    );
+    assert!(!out.join("head.onnx").exists());
+}

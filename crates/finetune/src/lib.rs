@@ -50,6 +50,41 @@ pub struct FineTuneOptions {
     /// Texts per step (batches are formed among texts of similar length).
     pub batch_size: usize,
     pub seed: u64,
+    /// How the learning rate falls after the warm-up.
+    pub schedule: Schedule,
+    /// Dropout while training, where BERT has it: the embeddings, the attention
+    /// probabilities, and each block's output before its residual sum. 0 turns it off.
+    pub dropout: f64,
+    /// Decay of an exponential moving average of the trained weights, which is what is
+    /// scored on dev and saved. 0 turns it off (the last step's weights are used).
+    pub ema: f64,
+}
+
+/// The learning rate after the warm-up, as a fraction of the peak, falling to 0 at the last step.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Schedule {
+    Linear,
+    /// Half a cosine period.
+    Cosine,
+}
+
+impl Schedule {
+    pub fn from_name(name: &str) -> Option<Self> {
+        match name {
+            "linear" => Some(Schedule::Linear),
+            "cosine" => Some(Schedule::Cosine),
+            _ => None,
+        }
+    }
+
+    /// The factor at `progress` in [0, 1] of the steps after the warm-up.
+    pub fn factor(self, progress: f64) -> f64 {
+        let p = progress.clamp(0.0, 1.0);
+        match self {
+            Schedule::Linear => 1.0 - p,
+            Schedule::Cosine => 0.5 * (1.0 + (std::f64::consts::PI * p).cos()),
+        }
+    }
 }
 
 impl Default for FineTuneOptions {
@@ -64,6 +99,9 @@ impl Default for FineTuneOptions {
             warmup_steps: 100,
             batch_size: 32,
             seed: 20261128,
+            schedule: Schedule::Linear,
+            dropout: 0.0,
+            ema: 0.0,
         }
     }
 }
@@ -87,6 +125,12 @@ impl FineTuneOptions {
         }
         if self.epochs == 0 || self.batch_size == 0 {
             return bad("epochs and batch size must be ≥ 1");
+        }
+        if !(0.0..0.9).contains(&self.dropout) {
+            return bad("dropout must be in [0, 0.9)");
+        }
+        if !(0.0..1.0).contains(&self.ema) {
+            return bad("the EMA decay must be in [0, 1)");
         }
         Ok(())
     }
@@ -255,6 +299,40 @@ struct Layer {
     output_norm: LayerNorm,
 }
 
+/// Training-time dropout with its own seeded generator (candle's CPU `rand` cannot be
+/// seeded, and runs must repeat).
+pub struct Dropout {
+    p: f64,
+    rng: SplitMix64,
+}
+
+impl Dropout {
+    pub fn new(p: f64, seed: u64) -> Self {
+        Dropout {
+            p,
+            rng: SplitMix64::new(seed),
+        }
+    }
+
+    /// `x` with each element zeroed with probability `p` and the rest scaled by `1/(1−p)`.
+    fn apply(&mut self, x: &Tensor) -> candle_core::Result<Tensor> {
+        if self.p == 0.0 {
+            return Ok(x.clone());
+        }
+        let keep = (1.0 / (1.0 - self.p)) as f32;
+        let mask: Vec<f32> = (0..x.elem_count())
+            .map(|_| {
+                if self.rng.next_f64() < self.p {
+                    0.0
+                } else {
+                    keep
+                }
+            })
+            .collect();
+        x * Tensor::from_vec(mask, x.shape(), x.device())?
+    }
+}
+
 /// A BERT encoder with LoRA on every projection, and a linear head, as candle tensors.
 pub struct LoraBert {
     word: Tensor,
@@ -386,7 +464,14 @@ impl LoraBert {
         })
     }
 
-    /// The adapters' variables, then the head's.
+    /// Every trained variable: the adapters', then the head's.
+    fn trained_vars(&self) -> Vec<Var> {
+        let mut vars = self.adapter_vars();
+        vars.extend([self.head_weight.clone(), self.head_bias.clone()]);
+        vars
+    }
+
+    /// The adapters' variables.
     fn adapter_vars(&self) -> Vec<Var> {
         self.projections()
             .flat_map(|p| [p.lora_a.clone(), p.lora_b.clone()])
@@ -409,6 +494,20 @@ impl LoraBert {
     /// The L2-normalised mean-pooled embeddings of a padded batch: `ids` and `mask` are
     /// `[batch, len]` (u32 and f32).
     pub fn embed(&self, ids: &Tensor, mask: &Tensor) -> candle_core::Result<Tensor> {
+        self.embed_with(ids, mask, None)
+    }
+
+    /// [`LoraBert::embed`], with dropout when training.
+    pub fn embed_with(
+        &self,
+        ids: &Tensor,
+        mask: &Tensor,
+        mut dropout: Option<&mut Dropout>,
+    ) -> candle_core::Result<Tensor> {
+        let mut drop = |t: Tensor| match dropout.as_deref_mut() {
+            Some(d) => d.apply(&t),
+            None => Ok(t),
+        };
         let (batch, len) = ids.dims2()?;
         let hidden = self.word.dim(1)?;
         let words = self.word.index_select(&ids.flatten_all()?, 0)?;
@@ -417,10 +516,11 @@ impl LoraBert {
             .reshape((batch, len, hidden))?
             .broadcast_add(&positions)?
             .broadcast_add(&self.token_type.narrow(0, 0, 1)?)?;
-        let mut x = self
-            .embedding_norm
-            .forward(&x)?
-            .reshape((batch * len, hidden))?;
+        let mut x = drop(
+            self.embedding_norm
+                .forward(&x)?
+                .reshape((batch * len, hidden))?,
+        )?;
         let (heads, head_dim) = (self.heads, hidden / self.heads);
         // 0 where a token is kept, a large negative number where it is padding.
         let mask_bias = ((mask - 1.0)? * 1e9)?.reshape((batch, 1, 1, len))?;
@@ -434,15 +534,15 @@ impl LoraBert {
             let k = split(layer.key.forward(&x)?)?;
             let v = split(layer.value.forward(&x)?)?;
             let scores = q.matmul(&k.t()?)?.broadcast_add(&mask_bias)?;
-            let p = softmax_last_dim(&scores)?;
+            let p = drop(softmax_last_dim(&scores)?)?;
             let ctx = p
                 .matmul(&v)?
                 .transpose(1, 2)?
                 .reshape((batch * len, hidden))?;
-            let attended = (&x + layer.attention_output.forward(&ctx)?)?;
+            let attended = (&x + drop(layer.attention_output.forward(&ctx)?)?)?;
             x = layer.attention_norm.forward(&attended)?;
             let up = layer.intermediate.forward(&x)?.gelu_erf()?;
-            let out = (&x + layer.output.forward(&up)?)?;
+            let out = (&x + drop(layer.output.forward(&up)?)?)?;
             x = layer.output_norm.forward(&out)?;
         }
         let x = x.reshape((batch, len, hidden))?;
@@ -537,6 +637,9 @@ pub struct Trainer {
     options: FineTuneOptions,
     step: usize,
     total_steps: usize,
+    dropout: Dropout,
+    /// Every trained variable with its moving average, when `options.ema` > 0.
+    averages: Vec<(Var, Tensor)>,
 }
 
 impl Trainer {
@@ -559,17 +662,64 @@ impl Trainer {
             },
         )?;
         let steps_per_epoch = train_rows.div_ceil(options.batch_size);
+        let averages = if options.ema > 0.0 {
+            model
+                .trained_vars()
+                .into_iter()
+                .map(|v| {
+                    let t = v.as_tensor().copy()?;
+                    Ok((v, t))
+                })
+                .collect::<candle_core::Result<_>>()?
+        } else {
+            Vec::new()
+        };
         Ok(Trainer {
             model,
             adapter_opt,
             head_opt,
             total_steps: steps_per_epoch * options.epochs,
+            dropout: Dropout::new(options.dropout, options.seed ^ 0xd50b_0a7c),
             options,
             step: 0,
+            averages,
         })
     }
 
-    /// Linear warm-up, then linear decay to zero at the last step.
+    /// Moves each average towards its variable: `a ← d·a + (1−d)·v`, with `d` ramped up over
+    /// the first steps as TensorFlow's `ExponentialMovingAverage` does, so early weights fade.
+    fn update_averages(&mut self) -> candle_core::Result<()> {
+        let s = self.step as f64;
+        let d = self.options.ema.min((1.0 + s) / (10.0 + s));
+        for (v, a) in &mut self.averages {
+            *a = ((&*a * d)? + (v.as_tensor() * (1.0 - d))?)?;
+        }
+        Ok(())
+    }
+
+    /// Runs `f` with the averaged weights in the model (the trained ones when there is no
+    /// average), then puts the trained ones back.
+    pub fn with_averaged_weights<R, E: From<candle_core::Error>>(
+        &self,
+        f: impl FnOnce(&Self) -> std::result::Result<R, E>,
+    ) -> std::result::Result<R, E> {
+        let trained: Vec<Tensor> = self
+            .averages
+            .iter()
+            .map(|(v, a)| {
+                let t = v.as_tensor().copy()?;
+                v.set(a)?;
+                Ok(t)
+            })
+            .collect::<candle_core::Result<_>>()?;
+        let out = f(self);
+        for ((v, _), t) in self.averages.iter().zip(&trained) {
+            v.set(t)?;
+        }
+        out
+    }
+
+    /// Linear warm-up, then the schedule's fall to zero at the last step.
     fn lr_factor(&self) -> f64 {
         let (s, w, t) = (
             self.step as f64,
@@ -579,7 +729,7 @@ impl Trainer {
         if s < w {
             (s + 1.0) / w
         } else {
-            ((t - s) / (t - w).max(1.0)).max(0.0)
+            self.options.schedule.factor((s - w) / (t - w).max(1.0))
         }
     }
 
@@ -606,7 +756,9 @@ impl Trainer {
                 .flat_map(|&r| targets[r * labels..(r + 1) * labels].iter().copied())
                 .collect();
             let y = Tensor::from_vec(y, (rows.len(), labels), &Device::Cpu)?;
-            let emb = self.model.embed(&tok, &mask)?;
+            let emb = self
+                .model
+                .embed_with(&tok, &mask, Some(&mut self.dropout))?;
             let loss = bce_with_logits(&self.model.logits(&emb)?, &y)?;
             let grads = loss.backward()?;
             let f = self.lr_factor();
@@ -617,6 +769,7 @@ impl Trainer {
             self.adapter_opt.step(&grads)?;
             self.head_opt.step(&grads)?;
             self.step += 1;
+            self.update_averages()?;
             let l = f64::from(loss.to_scalar::<f32>()?);
             loss_sum += l;
             progress(i + 1, steps, l);
@@ -755,6 +908,59 @@ mod tests {
             + naive(0.5, 1.0))
             / 6.0;
         assert!((f64::from(got) - want).abs() < 1e-4, "{got} vs {want}");
+    }
+
+    #[test]
+    fn schedules_fall_from_one_to_zero() {
+        for schedule in [Schedule::Linear, Schedule::Cosine] {
+            assert_eq!(schedule.factor(0.0), 1.0);
+            assert!(schedule.factor(1.0).abs() < 1e-12);
+            assert!((schedule.factor(0.5) - 0.5).abs() < 1e-12, "{schedule:?}");
+            let xs: Vec<f64> = (0..=20).map(|i| schedule.factor(i as f64 / 20.0)).collect();
+            assert!(xs.windows(2).all(|w| w[1] < w[0]), "{schedule:?}: {xs:?}");
+        }
+        // Cosine stays higher early and lower late.
+        assert!(Schedule::Cosine.factor(0.25) > Schedule::Linear.factor(0.25));
+        assert!(Schedule::Cosine.factor(0.75) < Schedule::Linear.factor(0.75));
+        assert_eq!(Schedule::from_name("cosine"), Some(Schedule::Cosine));
+        assert_eq!(Schedule::from_name("step"), None);
+    }
+
+    #[test]
+    fn dropout_repeats_with_its_seed_and_keeps_the_mean() {
+        let x = Tensor::ones((100, 100), DType::F32, &Device::Cpu).unwrap();
+        let a = Dropout::new(0.1, 7).apply(&x).unwrap();
+        let b = Dropout::new(0.1, 7).apply(&x).unwrap();
+        assert_eq!(max_diff(&a, &b), 0.0);
+        let values = a.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+        let zeros = values.iter().filter(|v| **v == 0.0).count();
+        assert!(
+            (800..1200).contains(&zeros),
+            "{zeros} of 10,000 dropped at p = 0.1"
+        );
+        let kept = 1.0 / 0.9;
+        assert!(values.iter().all(|v| *v == 0.0 || (*v - kept).abs() < 1e-6));
+        assert_eq!(max_diff(&Dropout::new(0.0, 7).apply(&x).unwrap(), &x), 0.0);
+    }
+
+    #[test]
+    fn options_out_of_range_are_refused() {
+        for bad in [
+            FineTuneOptions {
+                dropout: 0.95,
+                ..Default::default()
+            },
+            FineTuneOptions {
+                ema: 1.0,
+                ..Default::default()
+            },
+            FineTuneOptions {
+                ema: -0.1,
+                ..Default::default()
+            },
+        ] {
+            assert!(bad.validate().is_err(), "{bad:?}");
+        }
     }
 
     #[test]

@@ -8,7 +8,7 @@
 use anyhow::{Context, bail};
 use clap::Parser;
 use emotions_encoder::{Encoder, EncoderAdapter, EncoderOptions, Precision};
-use emotions_finetune::{FineTuneOptions, LoraBert, TokenIds, Trainer};
+use emotions_finetune::{FineTuneOptions, LoraBert, Schedule, TokenIds, Trainer};
 use emotions_labels::{LABELS, NUM_LABELS};
 use emotions_train::HeadGraph;
 use std::collections::BTreeMap;
@@ -53,9 +53,22 @@ struct Args {
     batch_size: usize,
     #[arg(long, default_value_t = FineTuneOptions::default().seed)]
     seed: u64,
+    /// How the learning rate falls after the warm-up: linear or cosine.
+    #[arg(long, default_value = "linear", value_parser = parse_schedule)]
+    schedule: Schedule,
+    /// Dropout while training (BERT's places); 0 for none.
+    #[arg(long, default_value_t = FineTuneOptions::default().dropout)]
+    dropout: f64,
+    /// Decay of the weights' moving average that is scored and saved; 0 for none.
+    #[arg(long, default_value_t = FineTuneOptions::default().ema)]
+    ema: f64,
     /// Train on the first N train rows only (for trying the pipeline).
     #[arg(long)]
     limit: Option<usize>,
+}
+
+fn parse_schedule(name: &str) -> Result<Schedule, String> {
+    Schedule::from_name(name).ok_or_else(|| format!("expected linear or cosine, found {name:?}"))
 }
 
 fn tokenize(encoder: &Encoder, texts: &[String], origin: &Path) -> anyhow::Result<Vec<TokenIds>> {
@@ -99,6 +112,9 @@ fn main() -> anyhow::Result<()> {
         warmup_steps: args.warmup,
         batch_size: args.batch_size,
         seed: args.seed,
+        schedule: args.schedule,
+        dropout: args.dropout,
+        ema: args.ema,
     };
     options.validate()?;
     std::fs::create_dir_all(&args.output)
@@ -182,7 +198,7 @@ fn main() -> anyhow::Result<()> {
                 }
             },
         )?;
-        let dev_scores = trainer.scores(&dev_ids, 64)?;
+        let dev_scores = trainer.with_averaged_weights(|t| t.scores(&dev_ids, 64))?;
         let f1 = macro_f1(&dev_scores, &dev_gold);
         eprintln!(
             "emotions-finetune: epoch {epoch}: mean loss {:.4}, {:.0} s, dev macro-F1 {f1:.4} (dev-tuned thresholds)",
@@ -194,7 +210,9 @@ fn main() -> anyhow::Result<()> {
         }));
         if best.is_none_or(|(_, b)| f1 > b) {
             best = Some((epoch, f1));
-            save(&args, &options, &trainer, epoch, f1, &dev_texts, &dev_ids)?;
+            trainer.with_averaged_weights(|t| {
+                save(&args, &options, t, epoch, f1, &dev_texts, &dev_ids)
+            })?;
         } else if epoch - best.map_or(0, |b| b.0) >= args.patience {
             eprintln!(
                 "emotions-finetune: no better dev score for {} epoch(s); stopping",

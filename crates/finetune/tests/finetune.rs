@@ -139,3 +139,51 @@ fn bad_options_and_weights_are_errors() {
         .unwrap();
     assert!(err.to_string().contains("word_embeddings"), "{err}");
 }
+
+#[test]
+fn averaged_weights_are_swapped_in_and_back_out() {
+    let options = FineTuneOptions {
+        rank: 4,
+        learning_rate: 1e-2,
+        head_learning_rate: 1e-2,
+        warmup_steps: 1,
+        epochs: 2,
+        batch_size: 2,
+        dropout: 0.1,
+        ema: 0.9,
+        ..Default::default()
+    };
+    let (encoder, mut trainer, ids) = setup(&options);
+    let targets: Vec<f32> = (0..TEXTS.len() * 3)
+        .map(|i| (i % 3 == 0) as u8 as f32)
+        .collect();
+    for epoch in 1..=2 {
+        trainer
+            .epoch(epoch, &ids, &targets, 3, &mut |_, _, _| {})
+            .unwrap();
+    }
+    let trained = trainer.embeddings(&ids, 4).unwrap();
+    let (averaged, adapter) = trainer
+        .with_averaged_weights(|t| {
+            Ok::<_, emotions_finetune::FineTuneError>((
+                t.embeddings(&ids, 4)?,
+                t.model.adapter(Default::default())?,
+            ))
+        })
+        .unwrap();
+    assert!(
+        max_diff(&averaged, &trained) > 1e-4,
+        "the average should differ from the last step's weights"
+    );
+    assert_eq!(trainer.embeddings(&ids, 4).unwrap(), trained, "restored");
+    // The adapter written inside is the averaged model's, as the runtime reads it.
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("adapter.safetensors");
+    std::fs::write(&path, adapter.to_safetensors()).unwrap();
+    let adapter = EncoderAdapter::from_file(&path).unwrap();
+    let adapted =
+        Encoder::from_dir_file_adapted(minilm(), None::<&str>, exact(), Some(&adapter)).unwrap();
+    let d = max_diff(&adapted.embed(&TEXTS).unwrap(), &averaged);
+    assert!(d < 1e-5, "runtime with the averaged adapter: {d}");
+    drop(encoder);
+}

@@ -6,13 +6,16 @@
 //!   the model did not see;
 //! - [`HeadMetadata`]: what a trained head records about itself, written and read back here;
 //! - [`EmbeddingCache`]: a split's embeddings on disk, keyed by the encoder's model and texts;
-//! - [`tune_thresholds`] and [`evaluate`]: per-label thresholds and the card's metrics.
+//! - [`tune_thresholds`] and [`evaluate`]: per-label thresholds and the card's metrics;
+//! - [`calibration`] and [`fit_temperatures`]: whether scores read as probabilities (ECE, Brier),
+//!   and per-label temperature scaling.
 //!
 //! Heads are written as ONNX by `emotions_runtime::export`.
 
 #![forbid(unsafe_code)]
 
 mod cache;
+mod calibration;
 mod cv;
 mod logistic;
 mod metadata;
@@ -21,6 +24,10 @@ mod mlp;
 mod rng;
 
 pub use cache::EmbeddingCache;
+pub use calibration::{
+    CALIBRATION_BINS, Calibration, LabelCalibration, MIN_ROWS_TO_FIT, ReliabilityBin, calibration,
+    fit_temperatures, logit, scale_score,
+};
 pub use cv::out_of_fold_scores;
 pub use emotions_runtime::export::{Dense, HeadGraph};
 pub use logistic::{ClassWeight, Convergence, FitError, LinearModel, TrainOptions, fit};

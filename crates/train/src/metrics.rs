@@ -4,7 +4,7 @@
 //! denominator is 0. "Macro" is the unweighted mean over labels; "weighted" weighs each label
 //! by its support (number of gold positives).
 
-use crate::TrainError;
+use crate::{Calibration, TrainError, calibration};
 use serde::Serialize;
 
 /// Counts and scores of one label at one threshold.
@@ -40,6 +40,8 @@ pub struct Evaluation {
     pub macro_at_half: Averages,
     /// Per label, at the per-label thresholds, in label order.
     pub per_label: Vec<LabelMetrics>,
+    /// Whether the scores read as probabilities: ECE, Brier, reliability.
+    pub calibration: Calibration,
 }
 
 fn ratio(a: usize, b: usize) -> f64 {
@@ -149,6 +151,7 @@ pub fn evaluate(
         weighted_at_thresholds: averages(&per_label, true),
         macro_at_half: averages(&at_half, false),
         per_label,
+        calibration: calibration(scores, gold, labels)?,
     })
 }
 

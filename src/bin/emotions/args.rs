@@ -33,8 +33,12 @@ enum LowCommand {
     Train(TrainArgs),
     /// Choose per-label thresholds that maximise F1 on a labelled split; writes thresholds.json.
     Tune(TuneArgs),
-    /// Print the model card's metrics on a labelled split.
+    /// Print the model card's metrics, with calibration (ECE, Brier), on a labelled split.
     Eval(EvalArgs),
+    /// Fit a per-label temperature on a labelled split (dev) so that scores read as
+    /// probabilities; writes the rescaled head, its thresholds moved with it (the same
+    /// decisions) and a report.
+    Calibrate(CalibrateArgs),
     /// Serve over HTTP: POST /classify; TEI's POST /predict, /embed, /embed_all, /tokenize,
     /// /decode and GET /info; POST / (huggingface_hub); OpenAI's POST /v1/embeddings and GET
     /// /v1/models; GET /labels, /health, /metrics and /openapi.json.
@@ -341,6 +345,19 @@ struct TuneArgs {
 }
 
 #[derive(Args)]
+struct CalibrateArgs {
+    #[command(flatten)]
+    data: SplitArgs,
+    /// The head to calibrate (linear-logistic). Default: the embedded default head.
+    #[arg(long, value_name = "PATH")]
+    model: Option<PathBuf>,
+    /// Folder to write head.onnx, thresholds.json, calibration.json (and the head's
+    /// adapter.safetensors when it has one) into. Files there are replaced whole.
+    #[arg(long, value_name = "DIR")]
+    output: PathBuf,
+}
+
+#[derive(Args)]
 struct EvalArgs {
     #[command(flatten)]
     data: SplitArgs,
@@ -421,6 +438,7 @@ pub enum HiArgs {
     Train(TrainPlan),
     Tune(TunePlan),
     Eval(EvalPlan),
+    Calibrate(CalibratePlan),
     Serve(ServePlan),
 }
 
@@ -520,6 +538,13 @@ pub struct TunePlan {
     pub jobs: usize,
 }
 
+pub struct CalibratePlan {
+    pub data: SplitSpec,
+    pub encoder: EncoderSpec,
+    pub model: Option<PathBuf>,
+    pub output: PathBuf,
+}
+
 pub struct EvalPlan {
     pub data: SplitSpec,
     pub encoder: EncoderSpec,
@@ -552,6 +577,7 @@ impl HiArgs {
             HiArgs::Train(p) => p.encoder.verbose,
             HiArgs::Tune(p) => p.encoder.verbose,
             HiArgs::Eval(p) => p.encoder.verbose,
+            HiArgs::Calibrate(p) => p.encoder.verbose,
             HiArgs::Serve(p) => p.encoder.verbose,
         }
     }
@@ -687,6 +713,12 @@ impl HiArgs {
                 model: a.model,
                 output: a.output,
                 jobs: a.jobs.map_or_else(cores, usize::from),
+            }),
+            LowCommand::Calibrate(a) => HiArgs::Calibrate(CalibratePlan {
+                encoder: a.data.encoder.spec(),
+                data: a.data.spec(),
+                model: a.model,
+                output: a.output,
             }),
             LowCommand::Eval(a) => HiArgs::Eval(EvalPlan {
                 encoder: a.data.encoder.spec(),

@@ -1,7 +1,7 @@
-//! `emotions train`, `tune` and `eval`: go_emotions splits in, heads, thresholds and metrics
-//! out. The work is `emotions_train`'s; this module loads, reports and writes.
+//! `emotions train`, `tune`, `calibrate` and `eval`: go_emotions splits in, heads, thresholds,
+//! temperatures and metrics out. The work is `emotions_train`'s; this module loads, reports and writes.
 
-use crate::args::{EvalPlan, TrainPlan, TunePlan};
+use crate::args::{CalibratePlan, EvalPlan, TrainPlan, TunePlan};
 use crate::load;
 use anyhow::{Context, bail};
 use emotions::{LABELS, NUM_LABELS, Thresholds};
@@ -244,6 +244,214 @@ pub fn tune(plan: TunePlan) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Writes `bytes` to `path` through a temporary file beside it, so a failure leaves the old
+/// file whole.
+fn write_replacing(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
+    let name = path
+        .file_name()
+        .map_or_else(Default::default, |n| n.to_string_lossy());
+    let tmp = path.with_file_name(format!(".{name}.partial"));
+    std::fs::write(&tmp, bytes).with_context(|| format!("writing {}", tmp.display()))?;
+    std::fs::rename(&tmp, path).with_context(|| format!("replacing {}", path.display()))
+}
+
+/// Scores scaled by temperatures fitted on the other half of the rows (alternate rows), both
+/// ways: an estimate of calibration on rows the temperatures did not see.
+fn cross_fitted(scores: &[f32], gold: &[bool]) -> anyhow::Result<Vec<f32>> {
+    let rows = scores.len() / NUM_LABELS;
+    let half = |parity: usize| -> (Vec<f32>, Vec<bool>) {
+        (0..rows)
+            .filter(|r| r % 2 == parity)
+            .flat_map(|r| (0..NUM_LABELS).map(move |k| r * NUM_LABELS + k))
+            .map(|i| (scores[i], gold[i]))
+            .unzip()
+    };
+    let mut out = scores.to_vec();
+    for parity in 0..2 {
+        let (s, g) = half(1 - parity);
+        let t = emotions_train::fit_temperatures(&s, &g, NUM_LABELS)?;
+        for r in (0..rows).filter(|r| r % 2 == parity) {
+            for (k, tk) in t.iter().enumerate() {
+                let i = r * NUM_LABELS + k;
+                out[i] = emotions_train::scale_score(scores[i], *tk);
+            }
+        }
+    }
+    Ok(out)
+}
+
+pub fn calibrate(plan: CalibratePlan) -> anyhow::Result<()> {
+    let head = crate::args::HeadSpec {
+        model: plan.model.clone(),
+        thresholds: None,
+        threshold: None,
+        top_k: None,
+    };
+    let no_encoder = crate::args::EncoderSpec {
+        choice: emotions::EncoderChoice::None,
+        ..plan.encoder.clone()
+    };
+    let embedded_by = match plan.data.embeddings {
+        Some(_) => &no_encoder,
+        None => &plan.encoder,
+    };
+    let classifier = load::scoring_classifier(&head, &no_encoder, embedded_by)?;
+    let origin = classifier.head_info().origin.clone();
+    let Some(layer) = classifier.head_linear_layer() else {
+        bail!(
+            "{origin}: calibrate rescales a linear-logistic head's logits (sigmoid(x·W + b)); this head is not one"
+        );
+    };
+    std::fs::create_dir_all(&plan.output)
+        .with_context(|| format!("creating {}", plan.output.display()))?;
+    let split = load::split(&plan.data, &plan.encoder, classifier.adapter())?;
+    let e = &split.embeddings;
+    let scores = classifier.scores(e.data(), e.rows())?;
+    let gold = &split.gold;
+    let temperatures = emotions_train::fit_temperatures(&scores, gold, NUM_LABELS)?;
+
+    // The head with each label's logit divided by its temperature.
+    let mut output = layer.clone();
+    for (i, w) in output.weights.iter_mut().enumerate() {
+        *w = (f64::from(*w) / temperatures[i % NUM_LABELS]) as f32;
+    }
+    for (b, t) in output.bias.iter_mut().zip(&temperatures) {
+        *b = (f64::from(*b) / t) as f32;
+    }
+    let mut metadata = classifier.head_info().metadata.clone();
+    // A head calibrated before: the temperatures compose.
+    let total: Vec<f64> = match metadata.get("temperatures") {
+        Some(old) => {
+            let old: Vec<f64> = serde_json::from_str(old)
+                .ok()
+                .filter(|v: &Vec<f64>| v.len() == NUM_LABELS)
+                .with_context(|| {
+                    format!("{origin}: metadata temperatures: expected {NUM_LABELS} numbers, found {old:?}")
+                })?;
+            old.iter().zip(&temperatures).map(|(a, b)| a * b).collect()
+        }
+        None => temperatures.clone(),
+    };
+    metadata.insert("temperatures".into(), serde_json::to_string(&total)?);
+    metadata.insert(
+        "calibrated_on".into(),
+        format!(
+            "{} ({} rows), {}",
+            split.path.display(),
+            e.rows(),
+            emotions_train::utc_date()
+        ),
+    );
+    let graph = HeadGraph {
+        hidden: None,
+        output,
+        labels: LABELS.iter().map(|s| s.to_string()).collect(),
+        metadata,
+    };
+    let head_bytes = graph.to_onnx_bytes()?;
+
+    // Thresholds move with the scores, so each decision stays as it was.
+    let old_thresholds: Option<Vec<f32>> = match classifier.policy() {
+        emotions::DecisionPolicy::PerLabel(t) => Some(t.as_array().to_vec()),
+        emotions::DecisionPolicy::Fixed(t) => Some(vec![*t; NUM_LABELS]),
+        emotions::DecisionPolicy::TopK(_) => None,
+    };
+    let new_thresholds = old_thresholds.as_ref().map(|old| {
+        let mut values = [0f32; NUM_LABELS];
+        for ((v, t), temp) in values.iter_mut().zip(old).zip(&temperatures) {
+            *v = emotions_train::scale_score(*t, *temp);
+        }
+        values
+    });
+
+    // The written head, loaded as users load it, against the fitted scaling.
+    let written = emotions::Head::builder_from_bytes(head_bytes.clone(), "the calibrated head")
+        .expected_dim(Some(e.dim()))
+        .build()?;
+    let calibrated = written.predict(e.data(), e.rows())?;
+    let changed = match (&old_thresholds, &new_thresholds) {
+        (Some(old), Some(new)) => scores
+            .iter()
+            .zip(&calibrated)
+            .enumerate()
+            .filter(|(i, (a, b))| {
+                let k = i % NUM_LABELS;
+                (**a >= old[k]) != (**b >= new[k])
+            })
+            .count(),
+        _ => 0,
+    };
+    let before = emotions_train::calibration(&scores, gold, NUM_LABELS)?;
+    let after = emotions_train::calibration(&calibrated, gold, NUM_LABELS)?;
+    let cross = emotions_train::calibration(&cross_fitted(&scores, gold)?, gold, NUM_LABELS)?;
+
+    if let Some(bytes) = classifier.adapter().and(adapter_bytes(&plan)?) {
+        let path = plan.output.join("adapter.safetensors");
+        if std::fs::read(&path).ok().as_deref() != Some(&bytes[..]) {
+            write_replacing(&path, &bytes)?;
+        }
+    }
+    write_replacing(&plan.output.join("head.onnx"), &head_bytes)?;
+    if let Some(values) = new_thresholds {
+        let thresholds = Thresholds::from_array(values)?;
+        write_replacing(
+            &plan.output.join("thresholds.json"),
+            thresholds.to_json_pretty().as_bytes(),
+        )?;
+    }
+    let figures = |c: &emotions_train::Calibration| serde_json::json!({"macro_ece": c.macro_ece, "pooled_ece": c.pooled_ece, "macro_brier": c.macro_brier});
+    let report = serde_json::json!({
+        "split": split.path.display().to_string(),
+        "rows": e.rows(),
+        "head": origin,
+        "temperatures": LABELS.iter().zip(&temperatures).map(|(l, t)| (l.to_string(), serde_json::json!(t))).collect::<serde_json::Map<_, _>>(),
+        "before": figures(&before),
+        "after_in_sample": figures(&after),
+        "after_cross_fitted_halves": figures(&cross),
+        "decisions_changed": changed,
+    });
+    write_replacing(
+        &plan.output.join("calibration.json"),
+        serde_json::to_string_pretty(&report)?.as_bytes(),
+    )?;
+    eprintln!(
+        "emotions: temperatures fitted on {} ({} rows), from {:.3} to {:.3}",
+        split.path.display(),
+        e.rows(),
+        temperatures.iter().copied().fold(f64::INFINITY, f64::min),
+        temperatures.iter().copied().fold(0.0, f64::max)
+    );
+    for (name, c) in [
+        ("before", &before),
+        ("after (fitted here)", &after),
+        ("after (fitted on the other half)", &cross),
+    ] {
+        eprintln!(
+            "emotions: {name:<33} macro ECE {:.5}, pooled ECE {:.5}, macro Brier {:.5}",
+            c.macro_ece, c.pooled_ece, c.macro_brier
+        );
+    }
+    eprintln!(
+        "emotions: {changed} of {} decisions changed at the moved thresholds; wrote {}",
+        scores.len(),
+        plan.output.display()
+    );
+    Ok(())
+}
+
+/// The bytes of the adapter the head needs: the file beside `--model`, or the compiled-in one.
+fn adapter_bytes(plan: &CalibratePlan) -> anyhow::Result<Option<Vec<u8>>> {
+    match &plan.model {
+        Some(model) => {
+            let path = model.with_file_name("adapter.safetensors");
+            Ok(Some(
+                std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?,
+            ))
+        }
+        None => Ok(Some(emotions::defaults::TUNED_ADAPTER.to_vec())),
+    }
+}
+
 pub fn eval(plan: EvalPlan) -> anyhow::Result<()> {
     let no_encoder = crate::args::EncoderSpec {
         choice: emotions::EncoderChoice::None,
@@ -288,11 +496,26 @@ pub fn render(e: &Evaluation, split: &Path) -> String {
             a.precision, a.recall, a.f1
         );
     }
-    s += "\nlabel              f1  precision  recall  support  threshold\n";
-    for (label, m) in LABELS.iter().zip(&e.per_label) {
+    let c = &e.calibration;
+    s += &format!(
+        "\ncalibration ({} bins): macro ECE {:.4}, pooled ECE {:.4}, macro Brier {:.4}\n",
+        emotions_train::CALIBRATION_BINS,
+        c.macro_ece,
+        c.pooled_ece,
+        c.macro_brier
+    );
+    s += "score bin     scores  mean score  observed\n";
+    for b in &c.reliability {
         s += &format!(
-            "{label:<15} {:>5.3} {:>10.3} {:>7.3} {:>8} {:>10.2}\n",
-            m.f1, m.precision, m.recall, m.support, m.threshold
+            "{:.1}-{:.1} {:>12} {:>11.3} {:>9.3}\n",
+            b.lower, b.upper, b.count, b.mean_score, b.observed
+        );
+    }
+    s += "\nlabel              f1  precision  recall  support  threshold     ECE   Brier\n";
+    for ((label, m), c) in LABELS.iter().zip(&e.per_label).zip(&c.per_label) {
+        s += &format!(
+            "{label:<15} {:>5.3} {:>10.3} {:>7.3} {:>8} {:>10.2} {:>7.4} {:>7.4}\n",
+            m.f1, m.precision, m.recall, m.support, m.threshold, c.ece, c.brier
         );
     }
     s

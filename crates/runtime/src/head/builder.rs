@@ -122,6 +122,7 @@ fn build_head(
             .map_err(|e| tract_err(origin_ref, "plan", e))
     };
     let is_fused = fused.is_some();
+    let linear = fused.as_ref().map(|l| l.dense());
     let engine = match (fused, plan) {
         (Some(linear), Plan::Optimized) => Engine::Linear(linear.kernel(isa)),
         (Some(linear), Plan::Decluttered) => Engine::Tract {
@@ -142,6 +143,7 @@ fn build_head(
     };
     Ok(Head {
         threads,
+        linear,
         info: HeadInfo {
             origin,
             input_name: signature.input_name,

@@ -40,6 +40,16 @@ pub(crate) struct LinearLogistic {
 }
 
 impl LinearLogistic {
+    /// The layer as the ONNX writer takes it.
+    pub(crate) fn dense(&self) -> crate::export::Dense {
+        crate::export::Dense {
+            inputs: self.dim,
+            outputs: NUM_LABELS,
+            weights: self.weights.clone(),
+            bias: self.bias.clone(),
+        }
+    }
+
     /// The optimised plan: a dedicated kernel, on `isa`.
     pub(crate) fn kernel(&self, isa: Isa) -> HeadKernel {
         HeadKernel::new(isa, self.dim, &self.weights, &self.bias)

@@ -66,6 +66,8 @@ impl HeadInfo {
 pub struct Head {
     pub(super) engine: Engine,
     pub(super) threads: usize,
+    /// The weights of a head proved linear-logistic (the fused ones).
+    pub(super) linear: Option<crate::export::Dense>,
     pub(super) info: HeadInfo,
 }
 
@@ -112,6 +114,12 @@ impl Head {
 
     pub fn info(&self) -> &HeadInfo {
         &self.info
+    }
+
+    /// For a head proved linear-logistic (`scores = sigmoid(x · W + b)`, which every fused head
+    /// is): `W` `[D, 28]` and `b`, label order. `None` for other heads.
+    pub fn linear_layer(&self) -> Option<&crate::export::Dense> {
+        self.linear.as_ref()
     }
 
     /// The embedding width the head takes.
