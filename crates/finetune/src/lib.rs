@@ -667,7 +667,7 @@ impl Trainer {
                 .trained_vars()
                 .into_iter()
                 .map(|v| {
-                    let t = v.as_tensor().copy()?;
+                    let t = v.as_tensor().detach().copy()?;
                     Ok((v, t))
                 })
                 .collect::<candle_core::Result<_>>()?
@@ -692,9 +692,16 @@ impl Trainer {
         let s = self.step as f64;
         let d = self.options.ema.min((1.0 + s) / (10.0 + s));
         for (v, a) in &mut self.averages {
-            *a = ((&*a * d)? + (v.as_tensor() * (1.0 - d))?)?;
+            // Detached: an average built from a variable would otherwise record the op, and
+            // each step's average would keep every earlier one alive (24 GB by epoch 3).
+            *a = ((&*a * d)? + (v.as_tensor().detach() * (1.0 - d))?)?.detach();
         }
         Ok(())
+    }
+
+    /// Whether every average is a plain tensor, holding no record of the steps behind it.
+    pub fn averages_are_detached(&self) -> bool {
+        self.averages.iter().all(|(_, a)| !a.track_op())
     }
 
     /// Runs `f` with the averaged weights in the model (the trained ones when there is no

@@ -162,6 +162,10 @@ fn averaged_weights_are_swapped_in_and_back_out() {
             .epoch(epoch, &ids, &targets, 3, &mut |_, _, _| {})
             .unwrap();
     }
+    assert!(
+        trainer.averages_are_detached(),
+        "averages must not grow a graph"
+    );
     let trained = trainer.embeddings(&ids, 4).unwrap();
     let (averaged, adapter) = trainer
         .with_averaged_weights(|t| {
