@@ -497,3 +497,221 @@ fn calibrate_refuses_a_head_that_is_not_linear() {
     );
     assert!(!out.join("head.onnx").exists());
 }
+
+/// A linear head over the adapted encoder, recording `adapter` as fine-tuning writes it.
+fn head_with_adapter(adapter: &[u8], weights: Vec<f32>, bias: Vec<f32>) -> Vec<u8> {
+    let hash = emotions::EncoderAdapter::from_bytes(adapter, "adapter")
+        .unwrap()
+        .hash()
+        .to_string();
+    let graph = emotions_train::HeadGraph {
+        hidden: None,
+        output: emotions_train::Dense {
+            inputs: 384,
+            outputs: NUM_LABELS,
+            weights,
+            bias,
+        },
+        labels: LABELS.iter().map(|s| s.to_string()).collect(),
+        metadata: [
+            ("adapter".to_string(), hash.clone()),
+            ("encoder_fingerprint".to_string(), format!("base+{hash}")),
+            ("epoch".to_string(), "3".to_string()),
+        ]
+        .into(),
+    };
+    graph.to_onnx_bytes().unwrap()
+}
+
+/// Averaging a model with its adapter's negation gives the plain encoder (the updates cancel),
+/// under the mean of the heads; the files load as users load them.
+#[test]
+fn average_adds_the_updates_and_the_heads() {
+    let s = Scratch::new("average");
+    let tuned = std::fs::read(repo("models/tuned/adapter.safetensors")).unwrap();
+    let mut negated = emotions_runtime::LoraAdapter::from_safetensors(&tuned, "tuned").unwrap();
+    for d in &mut negated.deltas {
+        d.b.iter_mut().for_each(|v| *v = -*v);
+    }
+    let negated = negated.to_safetensors();
+    let weights = |k: usize| -> Vec<f32> {
+        (0..384 * NUM_LABELS)
+            .map(|i| ((i * 7 + k * 13) % 97) as f32 / 97.0 - 0.5)
+            .collect()
+    };
+    let bias = |k: usize| -> Vec<f32> {
+        (0..NUM_LABELS)
+            .map(|i| (i + k) as f32 * 0.05 - 1.0)
+            .collect()
+    };
+    for (dir, adapter, k) in [("a", &tuned, 1), ("b", &negated, 2)] {
+        s.write(&format!("{dir}/adapter.safetensors"), adapter.clone());
+        s.write(
+            &format!("{dir}/head.onnx"),
+            head_with_adapter(adapter, weights(k), bias(k)),
+        );
+    }
+    let out = s.path("avg");
+    let o = run(
+        &[
+            "average",
+            "--model",
+            s.path("a/head.onnx").to_str().unwrap(),
+            "--model",
+            s.path("b/head.onnx").to_str().unwrap(),
+            "--output",
+            out.to_str().unwrap(),
+        ],
+        None,
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stderr(&o).contains("rank up to 16"), "{}", stderr(&o));
+    let head = emotions::Head::builder_from_path(out.join("head.onnx"))
+        .build()
+        .unwrap();
+    let meta = &head.info().metadata;
+    let hash = emotions::EncoderAdapter::from_file(out.join("adapter.safetensors"))
+        .unwrap()
+        .hash()
+        .to_string();
+    assert_eq!(meta["adapter"], hash);
+    assert_eq!(meta["encoder_fingerprint"], format!("base+{hash}"));
+    assert!(!meta.contains_key("epoch"), "{meta:?}");
+    assert_eq!(
+        serde_json::from_str::<serde_json::Value>(&meta["averaged_from"]).unwrap()[1]["epoch"],
+        "3"
+    );
+
+    // The plain encoder's embeddings under the mean head, against the averaged model (exact
+    // mode, where the adapter is merged into the weights).
+    let texts = s.write(
+        "texts.txt",
+        "I love this so much!\nThis is awful and I am angry.\nwhat time is it?\n",
+    );
+    let emb = s.path("plain.npy");
+    ok(run(
+        &[
+            "embed",
+            "--precision",
+            "f32",
+            "--texts",
+            texts.to_str().unwrap(),
+            "--output",
+            emb.to_str().unwrap(),
+        ],
+        None,
+    ));
+    let mean_head = emotions_train::HeadGraph {
+        hidden: None,
+        output: emotions_train::Dense {
+            inputs: 384,
+            outputs: NUM_LABELS,
+            weights: weights(1)
+                .iter()
+                .zip(weights(2))
+                .map(|(a, b)| (a + b) / 2.0)
+                .collect(),
+            bias: bias(1)
+                .iter()
+                .zip(bias(2))
+                .map(|(a, b)| (a + b) / 2.0)
+                .collect(),
+        },
+        labels: LABELS.iter().map(|s| s.to_string()).collect(),
+        metadata: Default::default(),
+    };
+    let mean_head = s.write("mean/head.onnx", mean_head.to_onnx_bytes().unwrap());
+    let scores = |args: &[&str]| -> Vec<f64> {
+        json_lines(&ok(run(args, None)))
+            .iter()
+            .flat_map(|row| LABELS.map(|l| row["scores"][l].as_f64().unwrap()))
+            .collect()
+    };
+    let want = scores(&[
+        "classify",
+        "--embeddings",
+        emb.to_str().unwrap(),
+        "--model",
+        mean_head.to_str().unwrap(),
+    ]);
+    let got = scores(&[
+        "classify",
+        "--precision",
+        "f32",
+        "--texts",
+        texts.to_str().unwrap(),
+        "--model",
+        out.join("head.onnx").to_str().unwrap(),
+    ]);
+    assert_eq!(got.len(), 3 * NUM_LABELS);
+    let worst = got
+        .iter()
+        .zip(&want)
+        .map(|(a, b)| (a - b).abs())
+        .fold(0f64, f64::max);
+    assert!(
+        worst < 1e-5,
+        "averaged model vs plain encoder under the mean head: worst {worst:.2e}"
+    );
+
+    // A model averaged with itself is itself: the updates are weighted, not summed.
+    let twice = s.path("twice");
+    ok(run(
+        &[
+            "average",
+            "--model",
+            s.path("a/head.onnx").to_str().unwrap(),
+            "--model",
+            s.path("a/head.onnx").to_str().unwrap(),
+            "--output",
+            twice.to_str().unwrap(),
+        ],
+        None,
+    ));
+    let classify_with = |dir: &std::path::Path| {
+        scores(&[
+            "classify",
+            "--precision",
+            "f32",
+            "--texts",
+            texts.to_str().unwrap(),
+            "--model",
+            dir.join("head.onnx").to_str().unwrap(),
+        ])
+    };
+    let worst = classify_with(&twice)
+        .iter()
+        .zip(classify_with(&s.path("a")))
+        .map(|(a, b)| (a - b).abs())
+        .fold(0f64, f64::max);
+    assert!(
+        worst < 1e-5,
+        "a model averaged with itself: worst {worst:.2e}"
+    );
+
+    // A folder with thresholds for another head, a calibrated head, and one head alone are
+    // refused, and nothing is written.
+    let held = s.path("held");
+    s.write("held/thresholds.json", "{}");
+    let avg = |models: &[&std::path::Path], output: &std::path::Path| {
+        let mut args = vec!["average".to_string()];
+        for m in models {
+            args.extend(["--model".to_string(), m.display().to_string()]);
+        }
+        args.extend(["--output".to_string(), output.display().to_string()]);
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        run(&args, None)
+    };
+    let (a, b) = (s.path("a/head.onnx"), s.path("b/head.onnx"));
+    fails_with(avg(&[&a, &b], &held), "needs its own thresholds");
+    assert!(!held.join("head.onnx").exists());
+    fails_with(
+        avg(&[&repo("models/tuned/head.onnx"), &a], &s.path("cal")),
+        "this head is calibrated",
+    );
+    fails_with(
+        avg(&[&a], &s.path("one")),
+        "expected two or more --model heads, found 1",
+    );
+    assert!(!s.path("cal").exists() && !s.path("one").exists());
+}

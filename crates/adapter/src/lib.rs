@@ -242,6 +242,64 @@ impl LoraAdapter {
         Ok(LoraAdapter { deltas, metadata })
     }
 
+    /// The weighted sum of adapters' updates, `Σ wᵢ·Bᵢ·Aᵢ` per target, as one adapter: the
+    /// ranks add up (each `A` is kept, each `B` scaled by its weight), so the sum is exact, not
+    /// a low-rank approximation of it. A target missing from some adapters is zero there.
+    /// `origin` names the result in errors; a target whose shape differs between adapters,
+    /// or a weight that is not finite, is refused. The metadata is left empty.
+    pub fn weighted_sum(parts: &[(&LoraAdapter, f32)], origin: &str) -> Result<Self, AdapterError> {
+        let err = |m: String| AdapterError::malformed(origin, m);
+        let mut deltas: Vec<LowRankDelta> = Vec::new();
+        for (i, (adapter, weight)) in parts.iter().enumerate() {
+            if !weight.is_finite() {
+                return Err(err(format!(
+                    "adapter {}: expected a finite weight, found {weight}",
+                    i + 1
+                )));
+            }
+            for d in &adapter.deltas {
+                let scaled_b: Vec<f32> = d.b.iter().map(|v| v * weight).collect();
+                match deltas.iter_mut().find(|s| s.target == d.target) {
+                    None => deltas.push(LowRankDelta {
+                        b: scaled_b,
+                        ..d.clone()
+                    }),
+                    Some(sum) if (sum.inputs, sum.outputs) != (d.inputs, d.outputs) => {
+                        return Err(err(format!(
+                            "{}: adapter {} has shape [{}, {}], an earlier one [{}, {}]",
+                            d.target,
+                            i + 1,
+                            d.outputs,
+                            d.inputs,
+                            sum.outputs,
+                            sum.inputs
+                        )));
+                    }
+                    Some(sum) => {
+                        // A stacks rows; B, [outputs, rank] row-major, gains columns.
+                        sum.a.extend_from_slice(&d.a);
+                        let rank = sum.rank + d.rank;
+                        let mut b = Vec::with_capacity(sum.outputs * rank);
+                        for (old, new) in sum
+                            .b
+                            .chunks_exact(sum.rank)
+                            .zip(scaled_b.chunks_exact(d.rank))
+                        {
+                            b.extend_from_slice(old);
+                            b.extend_from_slice(new);
+                        }
+                        sum.b = b;
+                        sum.rank = rank;
+                    }
+                }
+            }
+        }
+        Ok(LoraAdapter {
+            deltas,
+            metadata: BTreeMap::new(),
+        })
+    }
+
     /// The safetensors bytes [`LoraAdapter::from_safetensors`] reads back.
     pub fn to_safetensors(&self) -> Vec<u8> {
         let mut header = serde_json::Map::new();
@@ -342,6 +400,65 @@ mod tests {
             d,
             vec![0.5 - 4., 2. + 1., 1. - 5., 4. + 1.25, 1.5 - 6., 6. + 1.5]
         );
+    }
+
+    /// The summed adapter's dense update is the weighted sum of the parts' dense updates.
+    #[test]
+    fn weighted_sum_adds_the_dense_updates() {
+        let first = LoraAdapter {
+            deltas: vec![delta("q"), delta("k")],
+            metadata: BTreeMap::new(),
+        };
+        let mut other_q = delta("q");
+        other_q.rank = 1;
+        other_q.a = vec![0.5, -2., 1.];
+        other_q.b = vec![3., -0.75];
+        let second = LoraAdapter {
+            deltas: vec![other_q.clone()],
+            metadata: BTreeMap::new(),
+        };
+        let sum = LoraAdapter::weighted_sum(&[(&first, 0.5), (&second, 0.25)], "sum").unwrap();
+        assert_eq!(sum.deltas.len(), 2);
+        assert_eq!(sum.deltas[0].rank, 3);
+        let want: Vec<f32> = delta("q")
+            .dense_transposed()
+            .iter()
+            .zip(other_q.dense_transposed())
+            .map(|(a, b)| 0.5 * a + 0.25 * b)
+            .collect();
+        for (g, w) in sum.deltas[0].dense_transposed().iter().zip(&want) {
+            assert!((g - w).abs() < 1e-6, "{g} against {w}");
+        }
+        // "k" is only in the first: half of its update.
+        let k: Vec<f32> = delta("k")
+            .dense_transposed()
+            .iter()
+            .map(|v| v * 0.5)
+            .collect();
+        assert_eq!(sum.deltas[1].dense_transposed(), k);
+        // What is written reads back (in the file's order of names).
+        let mut back = LoraAdapter::from_safetensors(&sum.to_safetensors(), "sum").unwrap();
+        back.deltas.sort_by(|a, b| b.target.cmp(&a.target));
+        assert_eq!(back, sum);
+
+        let mut wide = delta("q");
+        wide.inputs = 2;
+        wide.a = vec![1., 2., 3., 4.];
+        let wide = LoraAdapter {
+            deltas: vec![wide],
+            metadata: BTreeMap::new(),
+        };
+        let e = LoraAdapter::weighted_sum(&[(&first, 0.5), (&wide, 0.5)], "sum")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("q: adapter 2 has shape [2, 2], an earlier one [2, 3]"),
+            "{e}"
+        );
+        let e = LoraAdapter::weighted_sum(&[(&first, f32::NAN)], "sum")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("expected a finite weight"), "{e}");
     }
 
     #[test]

@@ -39,6 +39,11 @@ enum LowCommand {
     /// probabilities; writes the rescaled head, its thresholds moved with it (the same
     /// decisions) and a report.
     Calibrate(CalibrateArgs),
+    /// Average fine-tuned models of one encoder (a weight-space ensemble, served as one model
+    /// of the same architecture): the linear heads' weights and biases, and the adapters'
+    /// low-rank updates (their ranks add up). Writes head.onnx and adapter.safetensors; tune
+    /// thresholds after.
+    Average(AverageArgs),
     /// Serve over HTTP: POST /classify; TEI's POST /predict, /embed, /embed_all, /tokenize,
     /// /decode and GET /info; POST / (huggingface_hub); OpenAI's POST /v1/embeddings and GET
     /// /v1/models; GET /labels, /health, /metrics and /openapi.json.
@@ -358,6 +363,18 @@ struct CalibrateArgs {
 }
 
 #[derive(Args)]
+struct AverageArgs {
+    /// A head to average, as trained (linear-logistic, not calibrated), with the
+    /// adapter.safetensors it records beside it. Give two or more.
+    #[arg(long = "model", value_name = "PATH", required = true)]
+    models: Vec<PathBuf>,
+    /// Folder to write head.onnx and adapter.safetensors into (replaced whole); it must not
+    /// hold a thresholds.json, which would belong to another head.
+    #[arg(long, value_name = "DIR")]
+    output: PathBuf,
+}
+
+#[derive(Args)]
 struct EvalArgs {
     #[command(flatten)]
     data: SplitArgs,
@@ -439,6 +456,7 @@ pub enum HiArgs {
     Tune(TunePlan),
     Eval(EvalPlan),
     Calibrate(CalibratePlan),
+    Average(AveragePlan),
     Serve(ServePlan),
 }
 
@@ -545,6 +563,11 @@ pub struct CalibratePlan {
     pub output: PathBuf,
 }
 
+pub struct AveragePlan {
+    pub models: Vec<PathBuf>,
+    pub output: PathBuf,
+}
+
 pub struct EvalPlan {
     pub data: SplitSpec,
     pub encoder: EncoderSpec,
@@ -578,6 +601,7 @@ impl HiArgs {
             HiArgs::Tune(p) => p.encoder.verbose,
             HiArgs::Eval(p) => p.encoder.verbose,
             HiArgs::Calibrate(p) => p.encoder.verbose,
+            HiArgs::Average(_) => false,
             HiArgs::Serve(p) => p.encoder.verbose,
         }
     }
@@ -720,6 +744,18 @@ impl HiArgs {
                 model: a.model,
                 output: a.output,
             }),
+            LowCommand::Average(a) => {
+                if a.models.len() < 2 {
+                    bail!(
+                        "average: expected two or more --model heads, found {}",
+                        a.models.len()
+                    );
+                }
+                HiArgs::Average(AveragePlan {
+                    models: a.models,
+                    output: a.output,
+                })
+            }
             LowCommand::Eval(a) => HiArgs::Eval(EvalPlan {
                 encoder: a.data.encoder.spec(),
                 data: a.data.spec(),

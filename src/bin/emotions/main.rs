@@ -30,6 +30,7 @@ fn main() -> ExitCode {
             args::HiArgs::Train(plan) => training::train(plan),
             args::HiArgs::Tune(plan) => training::tune(plan),
             args::HiArgs::Calibrate(plan) => training::calibrate(plan),
+            args::HiArgs::Average(plan) => training::average(plan),
             args::HiArgs::Eval(plan) => training::eval(plan),
             args::HiArgs::Serve(plan) => serve::serve(plan),
         });

@@ -1,7 +1,7 @@
-//! `emotions train`, `tune`, `calibrate` and `eval`: go_emotions splits in, heads, thresholds,
-//! temperatures and metrics out. The work is `emotions_train`'s; this module loads, reports and writes.
+//! `emotions train`, `tune`, `calibrate`, `average` and `eval`: go_emotions splits in, heads,
+//! thresholds, temperatures and metrics out. The work is `emotions_train`'s; this module loads, reports and writes.
 
-use crate::args::{CalibratePlan, EvalPlan, TrainPlan, TunePlan};
+use crate::args::{AveragePlan, CalibratePlan, EvalPlan, TrainPlan, TunePlan};
 use crate::load;
 use anyhow::{Context, bail};
 use emotions::{LABELS, NUM_LABELS, Thresholds};
@@ -450,6 +450,189 @@ fn adapter_bytes(plan: &CalibratePlan) -> anyhow::Result<Option<Vec<u8>>> {
         }
         None => Ok(Some(emotions::defaults::TUNED_ADAPTER.to_vec())),
     }
+}
+
+/// Metadata that describes one trained head and not an average of several.
+const NOT_AVERAGED: [&str; 5] = [
+    "epoch",
+    "dev_macro_f1_dev_tuned",
+    "finetune_options",
+    "training_data",
+    "date",
+];
+
+pub fn average(plan: AveragePlan) -> anyhow::Result<()> {
+    let weight = 1.0 / plan.models.len() as f32;
+    let thresholds = plan.output.join("thresholds.json");
+    if thresholds.exists() {
+        bail!(
+            "{}: the averaged head needs its own thresholds (tune them after); remove this file or choose another --output",
+            thresholds.display()
+        );
+    }
+    let mut layers = Vec::new();
+    let mut adapters = Vec::new();
+    let mut sources = Vec::new();
+    let mut metadata = None;
+    for path in &plan.models {
+        let classifier = emotions::Classifier::builder()
+            .encoder(emotions::EncoderChoice::None)
+            .head_path(path)
+            .build()
+            .with_context(|| format!("loading {}", path.display()))?;
+        let info = classifier.head_info();
+        let origin = &info.origin;
+        let Some(layer) = classifier.head_linear_layer() else {
+            bail!(
+                "{origin}: average takes linear-logistic heads (sigmoid(x·W + b)); this head is not one"
+            );
+        };
+        if info.metadata.contains_key("temperatures") {
+            bail!(
+                "{origin}: this head is calibrated (metadata temperatures); average the heads as trained, then calibrate the average"
+            );
+        }
+        if let Some(first) = layers
+            .first()
+            .map(|l: &emotions::Dense| (l.inputs, l.outputs))
+            && first != (layer.inputs, layer.outputs)
+        {
+            bail!(
+                "{origin}: expected a head of {} inputs and {} outputs like the first, found {} and {}",
+                first.0,
+                first.1,
+                layer.inputs,
+                layer.outputs
+            );
+        }
+        let adapter = match classifier.adapter() {
+            Some(a) => {
+                let file = path.with_file_name(emotions::ADAPTER_FILE);
+                let bytes =
+                    std::fs::read(&file).with_context(|| format!("reading {}", file.display()))?;
+                let parsed = emotions_runtime::LoraAdapter::from_safetensors(
+                    &bytes,
+                    &file.display().to_string(),
+                )?;
+                Some((parsed, a.hash().to_string()))
+            }
+            None => None,
+        };
+        if adapters
+            .first()
+            .is_some_and(|a: &Option<_>| a.is_some() != adapter.is_some())
+        {
+            bail!("{origin}: either every head has an adapter beside it or none does");
+        }
+        // Averaging fine-tunes is sound only from the same starting encoder.
+        let base = |m: &std::collections::BTreeMap<String, String>| {
+            m.get("encoder_fingerprint")
+                .map(|f| f.split('+').next().unwrap_or_default().to_string())
+        };
+        let mut entry = serde_json::Map::new();
+        entry.insert("head".into(), origin.clone().into());
+        entry.insert("weight".into(), weight.into());
+        if let Some((_, hash)) = &adapter {
+            entry.insert("adapter".into(), hash.clone().into());
+        }
+        for key in NOT_AVERAGED {
+            if let Some(v) = info.metadata.get(key) {
+                entry.insert(key.into(), v.clone().into());
+            }
+        }
+        sources.push(serde_json::Value::Object(entry));
+        match &metadata {
+            None => metadata = Some(info.metadata.clone()),
+            Some(first) if base(first) != base(&info.metadata) => bail!(
+                "{origin}: fine-tuned from encoder {:?}, the first head from {:?}; only fine-tunes of one encoder average",
+                base(&info.metadata),
+                base(first)
+            ),
+            Some(_) => {}
+        }
+        layers.push(layer.clone());
+        adapters.push(adapter);
+    }
+    let mut metadata = metadata.expect("two or more heads");
+
+    let mut output = layers[0].clone();
+    for (i, w) in output.weights.iter_mut().enumerate() {
+        *w = layers.iter().map(|l| l.weights[i] * weight).sum();
+    }
+    for (i, b) in output.bias.iter_mut().enumerate() {
+        *b = layers.iter().map(|l| l.bias[i] * weight).sum();
+    }
+    let adapter_bytes = match adapters
+        .iter()
+        .map(Option::as_ref)
+        .collect::<Option<Vec<_>>>()
+    {
+        Some(parts) => {
+            let weighted: Vec<_> = parts.iter().map(|(a, _)| (a, weight)).collect();
+            let mut sum =
+                emotions_runtime::LoraAdapter::weighted_sum(&weighted, "the averaged adapter")?;
+            sum.metadata
+                .insert("averaged_from".into(), serde_json::to_string(&sources)?);
+            let bytes = sum.to_safetensors();
+            let hash = emotions::EncoderAdapter::from_bytes(&bytes, "the averaged adapter")?
+                .hash()
+                .to_string();
+            metadata.insert("adapter".into(), hash.clone());
+            if let Some(f) = metadata.get_mut("encoder_fingerprint")
+                && let Some((base, _)) = f.split_once('+')
+            {
+                *f = format!("{base}+{hash}");
+            }
+            Some(bytes)
+        }
+        None => None,
+    };
+    for key in NOT_AVERAGED {
+        metadata.remove(key);
+    }
+    metadata.insert("averaged_from".into(), serde_json::to_string(&sources)?);
+    metadata.insert("date".into(), emotions_train::utc_date());
+    let graph = HeadGraph {
+        hidden: None,
+        output: output.clone(),
+        labels: LABELS.iter().map(|s| s.to_string()).collect(),
+        metadata,
+    };
+    std::fs::create_dir_all(&plan.output)
+        .with_context(|| format!("creating {}", plan.output.display()))?;
+    if let Some(bytes) = &adapter_bytes {
+        write_replacing(&plan.output.join(emotions::ADAPTER_FILE), bytes)?;
+    }
+    let head_path = plan.output.join("head.onnx");
+    write_replacing(&head_path, &graph.to_onnx_bytes()?)?;
+    // Loaded as users load it: the head finds its adapter, and holds the averaged layer.
+    let written = emotions::Classifier::builder()
+        .encoder(emotions::EncoderChoice::None)
+        .head_path(&head_path)
+        .build()
+        .with_context(|| format!("loading the written {}", head_path.display()))?;
+    if written.head_linear_layer() != Some(&output) {
+        bail!(
+            "{}: the written head does not hold the averaged weights",
+            head_path.display()
+        );
+    }
+    let rank = adapters
+        .iter()
+        .flatten()
+        .map(|(a, _)| a.deltas.iter().map(|d| d.rank).max().unwrap_or(0))
+        .sum::<usize>();
+    eprintln!(
+        "emotions: averaged {} heads{}; wrote {} (tune its thresholds next)",
+        plan.models.len(),
+        if adapter_bytes.is_some() {
+            format!(" and their adapters (rank up to {rank})")
+        } else {
+            String::new()
+        },
+        plan.output.display()
+    );
+    Ok(())
 }
 
 pub fn eval(plan: EvalPlan) -> anyhow::Result<()> {
