@@ -715,3 +715,52 @@ fn average_adds_the_updates_and_the_heads() {
     );
     assert!(!s.path("cal").exists() && !s.path("one").exists());
 }
+
+/// `tune --bootstrap`: bagged thresholds, the same from run to run, reported as bagged.
+#[test]
+fn tune_bootstrap_bags_the_thresholds() {
+    let s = Scratch::new("tune-bootstrap");
+    let (dev_tsv, _) = head_of_split(&s, "dev", 300);
+    let tune = |out: &str, extra: &[&str]| {
+        let out = s.path(out);
+        let mut args = vec![
+            "tune",
+            "--split",
+            dev_tsv.to_str().unwrap(),
+            "--output",
+            out.to_str().unwrap(),
+        ];
+        args.extend(extra);
+        let o = run(&args, None);
+        assert!(o.status.success(), "{}", stderr(&o));
+        let t = Thresholds::from_json_str(&std::fs::read_to_string(&out).unwrap(), "t").unwrap();
+        (t.as_array().to_vec(), stderr(&o))
+    };
+    let (single, _) = tune("single.json", &[]);
+    let (bagged, log) = tune("bagged.json", &["--bootstrap", "8"]);
+    assert!(log.contains("bagged over 8 bootstrap resamples"), "{log}");
+    assert_eq!(bagged, tune("again.json", &["--bootstrap", "8"]).0);
+    assert_ne!(bagged, single);
+    // A mean of grid values, so off the grid somewhere.
+    assert!(
+        bagged
+            .iter()
+            .any(|t| ((t * 100.0).round() - t * 100.0).abs() > 1e-3),
+        "{bagged:?}"
+    );
+    fails_with(
+        run(
+            &[
+                "tune",
+                "--split",
+                dev_tsv.to_str().unwrap(),
+                "--output",
+                s.path("zero.json").to_str().unwrap(),
+                "--bootstrap",
+                "0",
+            ],
+            None,
+        ),
+        "--bootstrap",
+    );
+}

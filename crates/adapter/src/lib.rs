@@ -300,6 +300,35 @@ impl LoraAdapter {
         })
     }
 
+    /// Each update cut to at most `rank` (the best approximation in the Frobenius norm, by
+    /// the SVD of `B·A`), with the share of each update's squared norm left out, per target in
+    /// order. `B·A` is factored through the thin QR decompositions of `B` and `Aᵀ`, so only an
+    /// `r × r` matrix is decomposed (one-sided Jacobi, in f64). Updates already within `rank`
+    /// are kept as they are.
+    pub fn truncated(&self, rank: usize) -> (LoraAdapter, Vec<f64>) {
+        let mut dropped = Vec::new();
+        let deltas = self
+            .deltas
+            .iter()
+            .map(|d| {
+                if d.rank <= rank {
+                    dropped.push(0.0);
+                    return d.clone();
+                }
+                let (out, lost) = truncate_delta(d, rank);
+                dropped.push(lost);
+                out
+            })
+            .collect();
+        (
+            LoraAdapter {
+                deltas,
+                metadata: self.metadata.clone(),
+            },
+            dropped,
+        )
+    }
+
     /// The safetensors bytes [`LoraAdapter::from_safetensors`] reads back.
     pub fn to_safetensors(&self) -> Vec<u8> {
         let mut header = serde_json::Map::new();
@@ -341,6 +370,146 @@ impl LoraAdapter {
         out.extend(data);
         out
     }
+}
+
+/// Thin QR of the `rows × cols` column-major matrix `m` by modified Gram-Schmidt: `Q`
+/// (column-major, orthonormal columns, a zero column where `m` has no new direction) and `R`
+/// (`cols × cols`, row-major).
+fn thin_qr(mut m: Vec<f64>, rows: usize, cols: usize) -> (Vec<f64>, Vec<f64>) {
+    let mut r = vec![0f64; cols * cols];
+    let scale = m.iter().fold(0f64, |a, v| a.max(v.abs()));
+    for j in 0..cols {
+        for i in 0..j {
+            let dot: f64 = (0..rows).map(|t| m[i * rows + t] * m[j * rows + t]).sum();
+            r[i * cols + j] = dot;
+            for t in 0..rows {
+                m[j * rows + t] -= dot * m[i * rows + t];
+            }
+        }
+        let norm = (0..rows)
+            .map(|t| m[j * rows + t].powi(2))
+            .sum::<f64>()
+            .sqrt();
+        r[j * cols + j] = norm;
+        let column = &mut m[j * rows..(j + 1) * rows];
+        if norm > 1e-12 * scale.max(f64::MIN_POSITIVE) {
+            column.iter_mut().for_each(|v| *v /= norm);
+        } else {
+            column.iter_mut().for_each(|v| *v = 0.0);
+            r[j * cols + j] = 0.0;
+        }
+    }
+    (m, r)
+}
+
+/// One-sided Jacobi SVD of the `n × n` row-major `m`: `(U·S, V)`, both row-major, columns in
+/// the order of decreasing singular value `‖(U·S)[:, j]‖`.
+fn jacobi_svd(m: &[f64], n: usize) -> (Vec<f64>, Vec<f64>, Vec<f64>) {
+    let mut us = m.to_vec();
+    let mut v: Vec<f64> = (0..n * n)
+        .map(|i| f64::from(u8::from(i / n == i % n)))
+        .collect();
+    for _sweep in 0..60 {
+        let mut rotated = false;
+        for p in 0..n {
+            for q in p + 1..n {
+                let (mut alpha, mut beta, mut gamma) = (0f64, 0f64, 0f64);
+                for i in 0..n {
+                    let (x, y) = (us[i * n + p], us[i * n + q]);
+                    alpha += x * x;
+                    beta += y * y;
+                    gamma += x * y;
+                }
+                if gamma.abs() <= 1e-15 * (alpha * beta).sqrt() || gamma == 0.0 {
+                    continue;
+                }
+                rotated = true;
+                let zeta = (beta - alpha) / (2.0 * gamma);
+                let t = zeta.signum() / (zeta.abs() + (1.0 + zeta * zeta).sqrt());
+                let t = if zeta == 0.0 { 1.0 } else { t };
+                let c = 1.0 / (1.0 + t * t).sqrt();
+                let s = c * t;
+                for mat in [&mut us, &mut v] {
+                    for i in 0..n {
+                        let (x, y) = (mat[i * n + p], mat[i * n + q]);
+                        mat[i * n + p] = c * x - s * y;
+                        mat[i * n + q] = s * x + c * y;
+                    }
+                }
+            }
+        }
+        if !rotated {
+            break;
+        }
+    }
+    let sigma: Vec<f64> = (0..n)
+        .map(|j| (0..n).map(|i| us[i * n + j].powi(2)).sum::<f64>().sqrt())
+        .collect();
+    let mut order: Vec<usize> = (0..n).collect();
+    order.sort_by(|&a, &b| sigma[b].total_cmp(&sigma[a]));
+    let permute = |mat: &[f64]| -> Vec<f64> {
+        (0..n * n)
+            .map(|i| mat[(i / n) * n + order[i % n]])
+            .collect()
+    };
+    let sorted: Vec<f64> = order.iter().map(|&j| sigma[j]).collect();
+    (permute(&us), permute(&v), sorted)
+}
+
+/// `d` cut to `rank` by the SVD of `B·A`, and the share of its squared norm left out.
+fn truncate_delta(d: &LowRankDelta, rank: usize) -> (LowRankDelta, f64) {
+    let r = d.rank;
+    // B's columns and Aᵀ's columns (A's rows), column-major.
+    let b_cols: Vec<f64> = (0..r)
+        .flat_map(|t| (0..d.outputs).map(move |j| (j, t)))
+        .map(|(j, t)| f64::from(d.b[j * r + t]))
+        .collect();
+    let a_rows: Vec<f64> = d.a.iter().map(|&v| f64::from(v)).collect();
+    let (qb, rb) = thin_qr(b_cols, d.outputs, r);
+    let (qa, ra) = thin_qr(a_rows, d.inputs, r);
+    // B·A = Qb·(Rb·Raᵀ)·Qaᵀ.
+    let mut m = vec![0f64; r * r];
+    for i in 0..r {
+        for j in 0..r {
+            m[i * r + j] = (0..r).map(|t| rb[i * r + t] * ra[j * r + t]).sum();
+        }
+    }
+    let (us, v, sigma) = jacobi_svd(&m, r);
+    let total: f64 = sigma.iter().map(|s| s * s).sum();
+    let kept: f64 = sigma.iter().take(rank).map(|s| s * s).sum();
+    let lost = if total > 0.0 {
+        (total - kept).max(0.0) / total
+    } else {
+        0.0
+    };
+    // B' = Qb·(U·S)[:, ..rank]; A' = (Qa·V[:, ..rank])ᵀ.
+    let mut b = vec![0f32; d.outputs * rank];
+    for j in 0..d.outputs {
+        for k in 0..rank {
+            b[j * rank + k] = (0..r)
+                .map(|t| qb[t * d.outputs + j] * us[t * r + k])
+                .sum::<f64>() as f32;
+        }
+    }
+    let mut a = vec![0f32; rank * d.inputs];
+    for k in 0..rank {
+        for i in 0..d.inputs {
+            a[k * d.inputs + i] = (0..r)
+                .map(|t| qa[t * d.inputs + i] * v[t * r + k])
+                .sum::<f64>() as f32;
+        }
+    }
+    (
+        LowRankDelta {
+            target: d.target.clone(),
+            rank,
+            inputs: d.inputs,
+            outputs: d.outputs,
+            a,
+            b,
+        },
+        lost,
+    )
 }
 
 #[cfg(test)]
@@ -459,6 +628,61 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("expected a finite weight"), "{e}");
+    }
+
+    /// Cutting a sum of updates to a rank that holds it loses nothing; to a lower rank, it
+    /// leaves out the smallest singular values, as reported.
+    #[test]
+    fn truncation_keeps_the_leading_singular_directions() {
+        let value = |i: usize| ((i * 7919 % 1013) as f32 - 506.0) * 1.37e-3;
+        let make = |rank: usize, seed: usize| LowRankDelta {
+            target: "t".into(),
+            rank,
+            inputs: 23,
+            outputs: 17,
+            a: (0..rank * 23).map(|i| value(i + seed)).collect(),
+            b: (0..17 * rank).map(|i| value(i + seed + 999)).collect(),
+        };
+        let one = |d: LowRankDelta| LoraAdapter {
+            deltas: vec![d],
+            metadata: BTreeMap::new(),
+        };
+        // Two rank-2 updates summed: rank 4 as stored, rank 4 in fact.
+        let (x, y) = (one(make(2, 0)), one(make(2, 50)));
+        let sum = LoraAdapter::weighted_sum(&[(&x, 0.5), (&y, 0.5)], "sum").unwrap();
+        let dense = sum.deltas[0].dense_transposed();
+        let norm2: f64 = dense.iter().map(|v| f64::from(*v).powi(2)).sum();
+        let (same, lost) = sum.truncated(3);
+        assert_eq!(same.deltas[0].rank, 3);
+        // The best rank-3 error is the smallest singular value's share, and the cut reaches it.
+        let err2: f64 = same.deltas[0]
+            .dense_transposed()
+            .iter()
+            .zip(&dense)
+            .map(|(a, b)| f64::from(a - b).powi(2))
+            .sum();
+        assert!(lost[0] > 0.0 && lost[0] < 1.0, "{lost:?}");
+        assert!(
+            (err2 / norm2 - lost[0]).abs() < 1e-5,
+            "{} vs {}",
+            err2 / norm2,
+            lost[0]
+        );
+        // A stacked rank-4 update whose second half repeats the first has rank 2: cutting to 2
+        // keeps it whole.
+        let doubled = LoraAdapter::weighted_sum(&[(&x, 0.5), (&x, 0.5)], "sum").unwrap();
+        assert_eq!(doubled.deltas[0].rank, 4);
+        let (cut, lost) = doubled.truncated(2);
+        assert!(lost[0] < 1e-10, "{lost:?}");
+        for (a, b) in cut.deltas[0]
+            .dense_transposed()
+            .iter()
+            .zip(x.deltas[0].dense_transposed())
+        {
+            assert!((a - b).abs() < 1e-5, "{a} vs {b}");
+        }
+        // Within the rank already: unchanged.
+        assert_eq!(x.truncated(8).0, x);
     }
 
     #[test]

@@ -33,7 +33,8 @@ pub use emotions_runtime::export::{Dense, HeadGraph};
 pub use logistic::{ClassWeight, Convergence, FitError, LinearModel, TrainOptions, fit};
 pub use metadata::{HeadMetadata, utc_date};
 pub use metrics::{
-    Averages, Evaluation, LabelMetrics, evaluate, label_metrics, threshold_grid, tune_thresholds,
+    Averages, Evaluation, LabelMetrics, bagged_thresholds, evaluate, label_metrics, threshold_grid,
+    tune_thresholds,
 };
 pub use mlp::{MlpModel, MlpOptions, fit_mlp};
 pub use rng::SplitMix64;

@@ -183,9 +183,71 @@ pub fn tune_thresholds(scores: &[f32], gold: &[bool], labels: usize) -> Vec<Labe
         .collect()
 }
 
+/// Per label, the mean of the [`tune_thresholds`] thresholds over `resamples` bootstrap
+/// resamples of the rows (drawn with replacement by [`crate::SplitMix64`] from `seed`): bagged
+/// thresholds, which move less with a few rare-label rows than one tuning does. Measured on
+/// go_emotions dev by tuning on one half and scoring the other: +0.002 to +0.008 macro-F1
+/// over [`tune_thresholds`] for every model tried (GUIDE.md, "Thresholds").
+pub fn bagged_thresholds(
+    scores: &[f32],
+    gold: &[bool],
+    labels: usize,
+    resamples: usize,
+    seed: u64,
+) -> Vec<f32> {
+    let rows = scores.len() / labels.max(1);
+    let mut rng = crate::SplitMix64::new(seed);
+    let mut sums = vec![0f64; labels];
+    let (mut s, mut g) = (
+        Vec::with_capacity(scores.len()),
+        Vec::with_capacity(gold.len()),
+    );
+    for _ in 0..resamples {
+        s.clear();
+        g.clear();
+        for _ in 0..rows {
+            let r = (rng.next_u64() % rows as u64) as usize;
+            s.extend_from_slice(&scores[r * labels..(r + 1) * labels]);
+            g.extend_from_slice(&gold[r * labels..(r + 1) * labels]);
+        }
+        for (sum, m) in sums.iter_mut().zip(tune_thresholds(&s, &g, labels)) {
+            *sum += f64::from(m.threshold);
+        }
+    }
+    sums.iter()
+        .map(|t| (t / resamples.max(1) as f64) as f32)
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Bagging the tuning: thresholds on the grid's range, repeatable from the seed, different
+    /// from another seed's, and near the single tuning on clean data.
+    #[test]
+    fn bagged_thresholds_average_resampled_tunings() {
+        let mut rng = crate::SplitMix64::new(7);
+        let rows = 400;
+        let mut scores = Vec::new();
+        let mut gold = Vec::new();
+        for _ in 0..rows {
+            for k in 0..3 {
+                let y = rng.next_f64() < 0.1 * (k + 1) as f64;
+                let noise = rng.next_f64() * 0.6;
+                scores.push(if y { 0.3 + noise } else { noise * 0.8 } as f32);
+                gold.push(y);
+            }
+        }
+        let bagged = bagged_thresholds(&scores, &gold, 3, 20, 1);
+        assert_eq!(bagged, bagged_thresholds(&scores, &gold, 3, 20, 1));
+        assert_ne!(bagged, bagged_thresholds(&scores, &gold, 3, 20, 2));
+        let single = tune_thresholds(&scores, &gold, 3);
+        for (b, m) in bagged.iter().zip(&single) {
+            assert!((0.01..=0.99).contains(b), "{b}");
+            assert!((b - m.threshold).abs() < 0.15, "{b} vs {}", m.threshold);
+        }
+    }
 
     /// A hand-made confusion case, two labels, five rows.
     #[test]

@@ -332,6 +332,10 @@ struct TuneArgs {
     /// Where to write thresholds.json.
     #[arg(long, value_name = "FILE")]
     output: PathBuf,
+    /// Bagged thresholds: each label's mean over N bootstrap resamples of the rows (a fixed
+    /// seed, so tuning repeats), which rare labels' few rows move less than one tuning.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=1000))]
+    bootstrap: Option<u16>,
     /// Also tune on out-of-fold scores of this training split: refit the head --folds times
     /// with the options its metadata records, each time scoring the rows left out.
     #[arg(long, value_name = "FILE.tsv")]
@@ -368,6 +372,11 @@ struct AverageArgs {
     /// adapter.safetensors it records beside it. Give two or more.
     #[arg(long = "model", value_name = "PATH", required = true)]
     models: Vec<PathBuf>,
+    /// Cut each averaged update to this rank (the SVD's leading directions), so the model
+    /// costs what one of its parts costs to run; the share of the updates left out is
+    /// reported. Default: keep the exact sum, whose ranks add up.
+    #[arg(long, value_name = "K", value_parser = clap::value_parser!(u16).range(1..))]
+    rank: Option<u16>,
     /// Folder to write head.onnx and adapter.safetensors into (replaced whole); it must not
     /// hold a thresholds.json, which would belong to another head.
     #[arg(long, value_name = "DIR")]
@@ -554,6 +563,8 @@ pub struct TunePlan {
     /// A training split whose out-of-fold scores join the tuning rows, and the fold count.
     pub cross_validate: Option<(SplitSpec, usize)>,
     pub jobs: usize,
+    /// Bootstrap resamples to bag the thresholds over.
+    pub bootstrap: Option<usize>,
 }
 
 pub struct CalibratePlan {
@@ -565,6 +576,7 @@ pub struct CalibratePlan {
 
 pub struct AveragePlan {
     pub models: Vec<PathBuf>,
+    pub rank: Option<usize>,
     pub output: PathBuf,
 }
 
@@ -737,6 +749,7 @@ impl HiArgs {
                 model: a.model,
                 output: a.output,
                 jobs: a.jobs.map_or_else(cores, usize::from),
+                bootstrap: a.bootstrap.map(usize::from),
             }),
             LowCommand::Calibrate(a) => HiArgs::Calibrate(CalibratePlan {
                 encoder: a.data.encoder.spec(),
@@ -753,6 +766,7 @@ impl HiArgs {
                 }
                 HiArgs::Average(AveragePlan {
                     models: a.models,
+                    rank: a.rank.map(usize::from),
                     output: a.output,
                 })
             }

@@ -172,6 +172,9 @@ fn train_mlp(
     Ok(())
 }
 
+/// The seed `tune --bootstrap` draws its resamples from.
+const BOOTSTRAP_SEED: u64 = 20261206;
+
 pub fn tune(plan: TunePlan) -> anyhow::Result<()> {
     let head = crate::args::HeadSpec {
         model: plan.model.clone(),
@@ -228,15 +231,27 @@ pub fn tune(plan: TunePlan) -> anyhow::Result<()> {
             t.rows()
         );
     }
-    let best = emotions_train::tune_thresholds(&scores, &gold, NUM_LABELS);
     let mut values = [0f32; NUM_LABELS];
-    for (v, m) in values.iter_mut().zip(&best) {
-        *v = m.threshold;
+    match plan.bootstrap {
+        Some(n) => {
+            described += &format!(", bagged over {n} bootstrap resamples");
+            let bagged =
+                emotions_train::bagged_thresholds(&scores, &gold, NUM_LABELS, n, BOOTSTRAP_SEED);
+            values.copy_from_slice(&bagged);
+        }
+        None => {
+            let best = emotions_train::tune_thresholds(&scores, &gold, NUM_LABELS);
+            for (v, m) in values.iter_mut().zip(&best) {
+                *v = m.threshold;
+            }
+        }
     }
     let thresholds = Thresholds::from_array(values)?;
     std::fs::write(&plan.output, thresholds.to_json_pretty())
         .with_context(|| format!("writing {}", plan.output.display()))?;
-    let macro_f1 = best.iter().map(|m| m.f1).sum::<f64>() / NUM_LABELS as f64;
+    let macro_f1 = emotions_train::evaluate(&scores, &gold, &values)?
+        .macro_at_thresholds
+        .f1;
     eprintln!(
         "emotions: thresholds tuned on {described}, macro-F1 there {macro_f1:.4}; wrote {}",
         plan.output.display()
@@ -571,6 +586,16 @@ pub fn average(plan: AveragePlan) -> anyhow::Result<()> {
             let weighted: Vec<_> = parts.iter().map(|(a, _)| (a, weight)).collect();
             let mut sum =
                 emotions_runtime::LoraAdapter::weighted_sum(&weighted, "the averaged adapter")?;
+            if let Some(k) = plan.rank {
+                let (cut, lost) = sum.truncated(k);
+                let worst = lost.iter().copied().fold(0f64, f64::max);
+                let mean = lost.iter().sum::<f64>() / lost.len().max(1) as f64;
+                eprintln!(
+                    "emotions: updates cut to rank {k}: share of each update's squared norm left out: mean {mean:.4}, worst {worst:.4}"
+                );
+                sum = cut;
+                metadata.insert("adapter_rank_cut_to".into(), k.to_string());
+            }
             sum.metadata
                 .insert("averaged_from".into(), serde_json::to_string(&sources)?);
             let bytes = sum.to_safetensors();
@@ -617,11 +642,13 @@ pub fn average(plan: AveragePlan) -> anyhow::Result<()> {
             head_path.display()
         );
     }
-    let rank = adapters
-        .iter()
-        .flatten()
-        .map(|(a, _)| a.deltas.iter().map(|d| d.rank).max().unwrap_or(0))
-        .sum::<usize>();
+    let rank = plan.rank.unwrap_or_else(|| {
+        adapters
+            .iter()
+            .flatten()
+            .map(|(a, _)| a.deltas.iter().map(|d| d.rank).max().unwrap_or(0))
+            .sum::<usize>()
+    });
     eprintln!(
         "emotions: averaged {} heads{}; wrote {} (tune its thresholds next)",
         plan.models.len(),
