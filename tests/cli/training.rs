@@ -498,6 +498,14 @@ fn calibrate_refuses_a_head_that_is_not_linear() {
     assert!(!out.join("head.onnx").exists());
 }
 
+fn worst_difference(a: &[f64], b: &[f64]) -> f64 {
+    assert_eq!(a.len(), b.len());
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0f64, f64::max)
+}
+
 /// A linear head over the adapted encoder, recording `adapter` as fine-tuning writes it.
 fn head_with_adapter(adapter: &[u8], weights: Vec<f32>, bias: Vec<f32>) -> Vec<u8> {
     let hash = emotions::EncoderAdapter::from_bytes(adapter, "adapter")
@@ -551,19 +559,18 @@ fn average_adds_the_updates_and_the_heads() {
             head_with_adapter(adapter, weights(k), bias(k)),
         );
     }
+    let avg = |models: &[&std::path::Path], output: &std::path::Path| {
+        let mut args = vec!["average".to_string()];
+        for m in models {
+            args.extend(["--model".to_string(), m.display().to_string()]);
+        }
+        args.extend(["--output".to_string(), output.display().to_string()]);
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        run(&args, None)
+    };
+    let (a, b) = (s.path("a/head.onnx"), s.path("b/head.onnx"));
     let out = s.path("avg");
-    let o = run(
-        &[
-            "average",
-            "--model",
-            s.path("a/head.onnx").to_str().unwrap(),
-            "--model",
-            s.path("b/head.onnx").to_str().unwrap(),
-            "--output",
-            out.to_str().unwrap(),
-        ],
-        None,
-    );
+    let o = avg(&[&a, &b], &out);
     assert!(o.status.success(), "{}", stderr(&o));
     assert!(stderr(&o).contains("rank up to 16"), "{}", stderr(&o));
     let head = emotions::Head::builder_from_path(out.join("head.onnx"))
@@ -644,11 +651,7 @@ fn average_adds_the_updates_and_the_heads() {
         out.join("head.onnx").to_str().unwrap(),
     ]);
     assert_eq!(got.len(), 3 * NUM_LABELS);
-    let worst = got
-        .iter()
-        .zip(&want)
-        .map(|(a, b)| (a - b).abs())
-        .fold(0f64, f64::max);
+    let worst = worst_difference(&got, &want);
     assert!(
         worst < 1e-5,
         "averaged model vs plain encoder under the mean head: worst {worst:.2e}"
@@ -656,18 +659,7 @@ fn average_adds_the_updates_and_the_heads() {
 
     // A model averaged with itself is itself: the updates are weighted, not summed.
     let twice = s.path("twice");
-    ok(run(
-        &[
-            "average",
-            "--model",
-            s.path("a/head.onnx").to_str().unwrap(),
-            "--model",
-            s.path("a/head.onnx").to_str().unwrap(),
-            "--output",
-            twice.to_str().unwrap(),
-        ],
-        None,
-    ));
+    ok(avg(&[&a, &a], &twice));
     let classify_with = |dir: &std::path::Path| {
         scores(&[
             "classify",
@@ -679,11 +671,7 @@ fn average_adds_the_updates_and_the_heads() {
             dir.join("head.onnx").to_str().unwrap(),
         ])
     };
-    let worst = classify_with(&twice)
-        .iter()
-        .zip(classify_with(&s.path("a")))
-        .map(|(a, b)| (a - b).abs())
-        .fold(0f64, f64::max);
+    let worst = worst_difference(&classify_with(&twice), &classify_with(&s.path("a")));
     assert!(
         worst < 1e-5,
         "a model averaged with itself: worst {worst:.2e}"
@@ -693,16 +681,6 @@ fn average_adds_the_updates_and_the_heads() {
     // refused, and nothing is written.
     let held = s.path("held");
     s.write("held/thresholds.json", "{}");
-    let avg = |models: &[&std::path::Path], output: &std::path::Path| {
-        let mut args = vec!["average".to_string()];
-        for m in models {
-            args.extend(["--model".to_string(), m.display().to_string()]);
-        }
-        args.extend(["--output".to_string(), output.display().to_string()]);
-        let args: Vec<&str> = args.iter().map(String::as_str).collect();
-        run(&args, None)
-    };
-    let (a, b) = (s.path("a/head.onnx"), s.path("b/head.onnx"));
     fails_with(avg(&[&a, &b], &held), "needs its own thresholds");
     assert!(!held.join("head.onnx").exists());
     fails_with(
