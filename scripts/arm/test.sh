@@ -24,13 +24,16 @@ x86=${1:-target/debug/emotions}
 test=(cargo test --release --target $target)
 
 cargo build-static-arm
-"${test[@]}" --no-run -p emotions-kernels -p emotions-runtime --lib
-"${test[@]}" --no-run -p emotions-conformance --test heads --test encoder
+# One build for every test binary below, and the same three packages in every run of them:
+# features are unified once, so no crate is built under two feature sets for these tests, and
+# cargo compiles the three crates side by side instead of one invocation after another.
+"${test[@]}" --no-run -p emotions-kernels -p emotions-runtime -p emotions-conformance --lib \
+    --test heads --test encoder
 for model in cortex-a53:neon cortex-a76:neon-dotprod max:neon-i8mm; do
     cpu=${model%%:*}
-    echo "== qemu -cpu $cpu: kernels and runtime, expecting class ${model##*:}"
+    echo "== qemu -cpu $cpu: kernels, runtime and conformance units, expecting class ${model##*:}"
     QEMU_CPU=$cpu EMOTIONS_EXPECT_WIDEST=${model##*:} \
-        "${test[@]}" -p emotions-kernels -p emotions-runtime --lib
+        "${test[@]}" -p emotions-kernels -p emotions-runtime -p emotions-conformance --lib
 done
 echo "== qemu -cpu max: the conformance suite's heads and encoder cases, every 10th text"
 QEMU_CPU=max EMOTIONS_EXPECT_WIDEST=neon-i8mm EMOTIONS_CONFORMANCE_EVERY=10 \
