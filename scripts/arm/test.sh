@@ -3,9 +3,9 @@
 #   cortex-a53  NEON only          (class neon: SMLAL, FMLA)
 #   cortex-a76  NEON + dotprod     (class neon-dotprod: SDOT)
 #   max         NEON + i8mm, SVE   (class neon-i8mm: USMMLA)
-# On each: the kernels and runtime crates' tests, in which every class the CPU runs is forced,
-# and detection must find exactly the class named above. On `max`: the conformance suite's heads
-# and MiniLM encoder cases against the same onnxruntime fixtures as on x86-64, on every 10th
+# On each: the kernels and runtime crates' tests (and the conformance crate's unit tests), in
+# which every class the CPU runs is forced, and detection must find exactly the class named
+# above. On `max`: the conformance suite's heads and MiniLM encoder cases against the same onnxruntime fixtures as on x86-64, on every 10th
 # fixture text (22 of 220), in the symbolic plan only: under emulation each encoder takes
 # ~40 s to load, so the cases that load their own (bucket plans, batching) and the 5,427-text
 # tokenizer case (no kernel in it) are left to the x86-64 run. Then the static binary, alone in an empty folder under `env -i`, on all
@@ -22,18 +22,17 @@ scripts/arm/setup.sh
 target=aarch64-unknown-linux-gnu
 x86=${1:-target/debug/emotions}
 test=(cargo test --release --target $target)
+# One selection for the build and every run of it below: features are unified once, so no crate
+# is built under two feature sets for these tests, and cargo compiles the three side by side.
+packages=(-p emotions-kernels -p emotions-runtime -p emotions-conformance)
 
 cargo build-static-arm
-# One build for every test binary below, and the same three packages in every run of them:
-# features are unified once, so no crate is built under two feature sets for these tests, and
-# cargo compiles the three crates side by side instead of one invocation after another.
-"${test[@]}" --no-run -p emotions-kernels -p emotions-runtime -p emotions-conformance --lib \
-    --test heads --test encoder
+"${test[@]}" --no-run "${packages[@]}" --lib --test heads --test encoder
 for model in cortex-a53:neon cortex-a76:neon-dotprod max:neon-i8mm; do
     cpu=${model%%:*}
     echo "== qemu -cpu $cpu: kernels, runtime and conformance units, expecting class ${model##*:}"
     QEMU_CPU=$cpu EMOTIONS_EXPECT_WIDEST=${model##*:} \
-        "${test[@]}" -p emotions-kernels -p emotions-runtime -p emotions-conformance --lib
+        "${test[@]}" "${packages[@]}" --lib
 done
 echo "== qemu -cpu max: the conformance suite's heads and encoder cases, every 10th text"
 QEMU_CPU=max EMOTIONS_EXPECT_WIDEST=neon-i8mm EMOTIONS_CONFORMANCE_EVERY=10 \
