@@ -195,8 +195,9 @@ fn default_model_on_the_test_split() {
         (macro_f1 - eval_f1).abs() < 1e-9,
         "classify gives {macro_f1}, eval prints {eval_f1}"
     );
-    // The tuned default measured 0.528 here (models/tuned/README.md); the plain head 0.388.
-    assert!(macro_f1 >= 0.52, "macro-F1 {macro_f1} below 0.52");
+    // The tuned default measured 0.5418 here (models/tuned/README.md; the previous default
+    // 0.528, the plain head 0.388). A decision on a rare label moves macro-F1 by about 0.001.
+    assert!(macro_f1 >= 0.54, "macro-F1 {macro_f1} below 0.54");
 }
 
 /// MiniLM with CLS pooling instead of mean pooling when `cls`: another model under the same

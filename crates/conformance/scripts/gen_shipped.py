@@ -109,6 +109,23 @@ def merged_model(model_path, adapter_path):
     return model
 
 
+def report_summation(name, head, x, scores):
+    """For a MatMul + Add + Sigmoid head: how far onnxruntime and an in-order f32 sum (tract's
+    MatMul) land from the f64 scores, the figures behind shipped.rs's two head tolerances."""
+    if [n.op_type for n in head.graph.node[:3]] != ["MatMul", "Add", "Sigmoid"]:
+        return
+    inits = {t.name: numpy_helper.to_array(t) for t in head.graph.initializer}
+    w, b = inits["output.weight"], inits["output.bias"]
+    z64 = x.astype(np.float64) @ w.astype(np.float64) + b.astype(np.float64)
+    exact = 1 / (1 + np.exp(-z64))
+    z32 = np.zeros((x.shape[0], w.shape[1]), np.float32)
+    for k in range(w.shape[0]):
+        z32 = z32 + x[:, k:k + 1].astype(np.float32) * w[k:k + 1, :].astype(np.float32)
+    in_order = 1 / (1 + np.exp(-(z32 + b).astype(np.float64)))
+    print(f"{name}: |logit| up to {np.abs(z64).max():.2f}; from the f64 scores: onnxruntime "
+          f"{np.abs(scores - exact).max():.2e}, an in-order f32 sum {np.abs(in_order - exact).max():.2e}")
+
+
 def main():
     OUT.mkdir(parents=True, exist_ok=True)
     model = merged_model(ROOT / "models/minilm/model.onnx", ROOT / "models/tuned/adapter.safetensors")
@@ -123,7 +140,10 @@ def main():
     plain = np.load(FIXTURES / "encoder/embeddings.npy")
     for name, path in HEADS.items():
         x = emb if name == "tuned_head" else plain
-        np.save(OUT / f"{name}.scores.npy", reference_scores(onnx.load(str(path)), x).astype(np.float32))
+        head = onnx.load(str(path))
+        scores = reference_scores(head, x).astype(np.float32)
+        np.save(OUT / f"{name}.scores.npy", scores)
+        report_summation(name, head, x, scores)
     print(f"{len(texts)} texts; heads {list(HEADS)}, each on its own encoder's embeddings")
 
 

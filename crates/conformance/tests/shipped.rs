@@ -8,8 +8,14 @@ use emotions_labels::NUM_LABELS;
 use emotions_runtime::{Head, Plan};
 use std::path::PathBuf;
 
-/// Heads the trainers write are held to onnxruntime as tightly as the fixture heads.
+/// Heads the trainers write are held to onnxruntime as tightly as the fixture heads, on the
+/// fused kernel that runs them by default.
 const HEAD_TOLERANCE: AbsTolerance = AbsTolerance(1e-6);
+/// tract's own f32 MatMul (every other plan) sums each logit in order. On the tuned head of
+/// 2026-12-06 (logits up to 11.2, Σ|x·w| up to 11.5) an in-order f32 sum lands 1.3e-6 from the
+/// f64 value (numpy, `gen_shipped.py` prints it), tract 1.49e-6 from onnxruntime, which is
+/// 3.7e-7 from f64: the f32 rounding of those sums, not a fault of either runtime.
+const TRACT_SUM_TOLERANCE: AbsTolerance = AbsTolerance(2e-6);
 /// As `encoder.rs`: the exact mode, and the default 16-bit integer projections (the merged
 /// weights are not on an int8 grid, so they are rounded to 11 bits per column).
 const EXACT: AbsTolerance = AbsTolerance(1e-4);
@@ -62,7 +68,13 @@ fn shipped_heads_match_onnxruntime_in_every_plan() {
                 assert_eq!(head.info().fused, fuse && name != "mlp_head", "{name}");
                 let got = head.predict(inputs.data(), inputs.rows()).unwrap();
                 let case = format!("{name} {plan:?} fused={}", head.info().fused);
-                match HEAD_TOLERANCE.compare(&got, want.data(), NUM_LABELS) {
+                let our_kernel = head.info().fused && plan == Plan::Optimized;
+                let tolerance = if our_kernel {
+                    HEAD_TOLERANCE
+                } else {
+                    TRACT_SUM_TOLERANCE
+                };
+                match tolerance.compare(&got, want.data(), NUM_LABELS) {
                     Ok(report) => eprintln!("{case}: {report}"),
                     Err(mismatch) => panic!("{case}: {mismatch}"),
                 }
