@@ -34,7 +34,7 @@ fn attend_with(isa: Isa, shape: &Shape, scales: Scales, ops: Operands, out: &mut
     if per_text == 0 {
         return;
     }
-    debug_assert_eq!(out.len(), shape.batch * per_text);
+    assert_eq!(out.len(), shape.batch * per_text);
     // One text per task: more than one block is more than one text.
     let Ok(()) =
         crate::pool::for_each_block::<std::convert::Infallible>(out, per_text, |b, out| {

@@ -22,8 +22,8 @@ impl HeadKernel {
             }
             return;
         }
-        debug_assert_eq!(x.len() % self.dim, 0);
-        debug_assert_eq!(out.len() / NUM_LABELS, x.len() / self.dim);
+        assert_eq!(x.len() % self.dim, 0);
+        assert_eq!(out.len() / NUM_LABELS, x.len() / self.dim);
         match self.isa.f32_lanes() {
             // SAFETY: an `Isa` comes only from detection, so this CPU runs its instructions.
             #[cfg(target_arch = "x86_64")]
