@@ -2,7 +2,8 @@
 // on, .cargo/config.toml), wasm-bindgen's glue (`--target web`: ESM that Node and browsers both
 // load), wasm-opt, then js/ and the package.json. Installs what it needs: the Rust target
 // (rustup), wasm-bindgen-cli at the crate's pinned version (cargo install, from crates.io, into
-// target/wasm-tools) and binaryen's wasm-opt (npm).
+// a cache outside the clone: $EMOTIONS_WASM_TOOLS, else ~/.cache/emotions/wasm-tools, so a fresh
+// clone on the same machine does not build it again) and binaryen's wasm-opt (npm).
 //
 //   npm --prefix bindings/wasm run build [-- --dev] [-- --no-opt]
 //
@@ -10,6 +11,7 @@
 // to build, for tests); --no-opt skips wasm-opt.
 import { execFileSync } from 'node:child_process';
 import { copyFileSync, existsSync, mkdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { homedir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { gzipSync } from 'node:zlib';
@@ -42,7 +44,8 @@ if (!bindgenVersion) throw new Error('bindings/wasm/Cargo.toml: no pinned wasm-b
 if (!output('rustup', ['target', 'list', '--installed']).split('\n').includes(target)) {
   run('rustup', ['target', 'add', target]);
 }
-const tools = join(root, 'target', 'wasm-tools');
+const tools = process.env.EMOTIONS_WASM_TOOLS
+  || join(process.env.XDG_CACHE_HOME || join(homedir(), '.cache'), 'emotions', 'wasm-tools');
 const bindgen = join(tools, 'bin', 'wasm-bindgen');
 if (!output(bindgen, ['--version']).includes(bindgenVersion)) {
   // Not --locked: the CLI's lock file names a webpki-roots release that crates.io no longer has.
