@@ -5,11 +5,12 @@
 #   max         NEON + i8mm, SVE   (class neon-i8mm: USMMLA)
 # On each: the kernels and runtime crates' tests (and the conformance crate's unit tests), in
 # which every class the CPU runs is forced, and detection must find exactly the class named
-# above. On `max`: the conformance suite's heads and MiniLM encoder cases against the same onnxruntime fixtures as on x86-64, on every 10th
-# fixture text (22 of 220), in the symbolic plan only: under emulation each encoder takes
-# ~40 s to load, so the cases that load their own (bucket plans, batching) and the 5,427-text
-# tokenizer case (no kernel in it) are left to the x86-64 run. Then the static binary, alone in an empty folder under `env -i`, on all
-# three CPUs, against the x86-64 binary's scores for the same text.
+# above. On `max`: the conformance suite's heads and MiniLM encoder cases against the same
+# onnxruntime fixtures as on x86-64, on every 10th fixture text (22 of 220), in the symbolic
+# plan only: under emulation each encoder takes ~40 s to load, so the cases that load their own
+# (bucket plans, batching) and the 5,427-text tokenizer case (no kernel in it) are left to the
+# x86-64 run. Then the static binary, alone in an empty folder under `env -i`, on all three
+# CPUs, against the x86-64 binary's scores for the same text.
 #
 # Every AArch64 build is release and static (.cargo/config.toml), so the tests share the
 # binary's compiled dependencies.
