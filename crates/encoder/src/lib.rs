@@ -1017,7 +1017,9 @@ impl Encoder {
         if workers == 1 {
             for chunk in &chunks {
                 let batch: Vec<&Tokens> = chunk.iter().map(|&i| &tokens[i]).collect();
-                place(chunk, &self.run_batch(&batch)?, &mut done);
+                // On the kernels' pool: its parallel loops then split work without a hand-over.
+                let pooled = emotions_runtime::on_pool(|| self.run_batch(&batch))?;
+                place(chunk, &pooled, &mut done);
             }
             return Ok(out);
         }

@@ -55,7 +55,7 @@ pub use error::{KernelError, KernelErrorKind};
 pub use guard::{catch_panic, panic_message, quiet_caught_panics, show_caught_panics};
 pub use isa::{ISA_VARIABLE, Isa, IsaClass};
 pub use memory::{limit_heap_arenas, release_free_memory};
-pub use pool::{KernelThreads, set_threads, single_threaded};
+pub use pool::{KernelThreads, on_pool, set_threads, single_threaded};
 
 /// `a * b + c`, fused where the caller's target features have FMA (the f32 kernels'
 /// `FMA = true` copies are compiled with them). A function, not a closure: a closure is

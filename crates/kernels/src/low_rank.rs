@@ -1,7 +1,7 @@
 //! An adapter's low-rank term `x · Aᵀ · Bᵀ`, added in f32 beside a projection's integer
 //! weights.
 
-use crate::generic::low_rank::SIDE_ROWS;
+use crate::generic::low_rank::{MIN_SIDE_ROWS, SIDE_ROWS};
 use crate::isa::{F32Lanes, Isa};
 #[cfg(target_arch = "x86_64")]
 use crate::x86_64::f32 as x86;
@@ -14,11 +14,21 @@ impl LowRank {
     pub fn add_to(&self, isa: Isa, x: &[f32], m: usize, out: &mut [f32]) {
         let (x, out) = (&x[..m * self.k], &mut out[..m * self.n]);
         match crate::pool::current() {
-            Some(pool) if m > SIDE_ROWS => pool.install(|| {
-                x.par_chunks(SIDE_ROWS * self.k)
-                    .zip(out.par_chunks_mut(SIDE_ROWS * self.n))
-                    .for_each(|(xs, os)| self.rows(isa, xs, os))
-            }),
+            Some(pool) if m > MIN_SIDE_ROWS => {
+                // A few tokens still go to every thread: the projection beside this term spreads
+                // them, and one thread alone here cost a single text a quarter of its time. Each
+                // row's sums are the same however rows are grouped.
+                let threads = pool.current_num_threads();
+                let rows = m
+                    .div_ceil(threads)
+                    .next_multiple_of(4)
+                    .clamp(MIN_SIDE_ROWS, SIDE_ROWS);
+                pool.install(|| {
+                    x.par_chunks(rows * self.k)
+                        .zip(out.par_chunks_mut(rows * self.n))
+                        .for_each(|(xs, os)| self.rows(isa, xs, os))
+                })
+            }
             _ => self.rows(isa, x, out),
         }
     }
@@ -76,7 +86,13 @@ mod tests {
     /// Every ISA the CPU has, forced, with and without a pool, against the portable loops.
     #[test]
     fn every_isa_path_agrees() {
-        let (rank, k, n) = (19, 37, 45);
+        // 45 columns: 16-column blocks and a tail; 150: 64-column blocks, then both.
+        for n in [45, 150] {
+            isa_paths_agree(19, 37, n);
+        }
+    }
+
+    fn isa_paths_agree(rank: usize, k: usize, n: usize) {
         let a: Vec<f32> = (0..rank * k)
             .map(|i| ((i * 7 % 13) as f32 - 6.0) * 0.05)
             .collect();

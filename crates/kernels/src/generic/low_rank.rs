@@ -17,8 +17,10 @@ pub struct LowRank {
     pub(crate) bt: Vec<f32>,
 }
 
-/// Rows per parallel task.
+/// Rows per parallel task, at most.
 pub(crate) const SIDE_ROWS: usize = 64;
+/// Rows per parallel task, at least: four rows share each load of `Aᵀ`.
+pub(crate) const MIN_SIDE_ROWS: usize = 4;
 
 impl LowRank {
     /// `a` is `A`, `[rank, k]`, and `b` is `B`, `[n, rank]`, both row-major (PEFT's layout),
@@ -86,6 +88,26 @@ impl LowRank {
                     &mut out[(i + r) * n..(i + r + 1) * n],
                 );
                 let mut c = 0;
+                // Four 16-column blocks at once: each block's sum waits on its previous
+                // multiply-add, so one block alone ran at the latency of its chain.
+                while c + 64 <= n {
+                    let mut acc = [[0f32; 16]; 4];
+                    for (q, acc) in acc.iter_mut().enumerate() {
+                        acc.copy_from_slice(&orow[c + 16 * q..c + 16 * (q + 1)]);
+                    }
+                    for (t, &ut) in ur.iter().enumerate() {
+                        let b = &self.bt[t * n + c..t * n + c + 64];
+                        for (q, acc) in acc.iter_mut().enumerate() {
+                            for l in 0..16 {
+                                acc[l] = madd::<FMA>(ut, b[16 * q + l], acc[l]);
+                            }
+                        }
+                    }
+                    for (q, acc) in acc.iter().enumerate() {
+                        orow[c + 16 * q..c + 16 * (q + 1)].copy_from_slice(acc);
+                    }
+                    c += 64;
+                }
                 while c + 16 <= n {
                     let mut acc: [f32; 16] = orow[c..c + 16].try_into().expect("16 columns");
                     for (t, &ut) in ur.iter().enumerate() {
