@@ -13,6 +13,11 @@ mod output;
 mod serve;
 mod training;
 
+/// Loading the models fills ~70 MB of fresh memory: in huge pages, a cold `classify --text`
+/// took 0.133 s instead of 0.161 s (median of 25, AVX2 Zen 3).
+#[global_allocator]
+static ALLOCATOR: emotions::HugePageAlloc = emotions::HugePageAlloc;
+
 fn main() -> ExitCode {
     // Streaming and serving run batch after batch for hours: keep the heap from growing.
     emotions::limit_heap_arenas();
