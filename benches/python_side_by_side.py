@@ -35,6 +35,9 @@ import numpy as np
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 MODEL = ROOT / "models/minilm/model.onnx"
 DATA = ROOT / "../shared/data/go_emotions"
+# The sentence benches/onnxruntime_baseline.py and the criterion benches time.
+SHORT_TEXT = "Thank you so much, this is truly wonderful and I love it!"
+CALLS = 50
 
 sys.path.insert(0, str(ROOT / "crates/conformance/scripts"))
 from gen_encoder import embed as ort_embed, tokenizer  # noqa: E402
@@ -52,12 +55,12 @@ def emit(line=""):
     REPORT.append(line)
 
 
-def session(threads):
+def session(threads, model=None):
     import onnxruntime as ort
     o = ort.SessionOptions()
     o.intra_op_num_threads = threads
     o.inter_op_num_threads = 1
-    return ort.InferenceSession(str(MODEL), o, providers=["CPUExecutionProvider"])
+    return ort.InferenceSession(model or str(MODEL), o, providers=["CPUExecutionProvider"])
 
 
 def test_texts(n):
@@ -124,6 +127,8 @@ def first():
 
 
 def ms(s):
+    if s < 0.01:
+        return f"{s * 1e3:.2f} ms"
     return f"{s * 1e3:.0f} ms" if s < 1 else f"{s:.2f} s"
 
 
@@ -156,6 +161,39 @@ def main():
         emit(f"| {len(texts):,} texts | {threads} | {ms(t_ort)} | {ms(t_def)} "
              f"(**{t_ort / t_def:.2f}×**), min cos {min_cosine(got, want):.7f} | {ms(t_f32)} "
              f"({t_ort / t_f32:.2f}×), min cos {min_cosine(got_f32, want):.7f} |")
+    emit()
+
+    # One text at a time, as a service answering single requests calls it: per-call medians,
+    # the sides alternating in passes of CALLS calls.
+    import gen_shipped
+    from gen_heads import LABELS
+    merged = gen_shipped.merged_model(MODEL, ROOT / "models/tuned/adapter.safetensors").SerializeToString()
+
+    def head_scores(head, x):
+        outs = dict(zip([o.name for o in head.get_outputs()], head.run(None, {"logits": x})))
+        return np.stack([outs[label][:, 1] for label in LABELS], axis=1)
+    one = [SHORT_TEXT]
+    assert len(tok.encode(SHORT_TEXT).ids) == 16
+    emit(f"| one text of 16 tokens, in process (median per call, {CALLS} calls a pass) | threads "
+         "| tokenizers + onnxruntime f32 | emotions default | ratio |")
+    emit("|---|---|---|---|---|")
+    for threads in (1, 2):
+        sess, tuned = session(threads), session(threads, merged)
+        head = session(threads, str(ROOT / "models/tuned/head.onnx"))
+        clf = emotions.Classifier(threads=threads)
+        cases = [
+            ("`embed` (MiniLM)", lambda: ort_embed(one, tok, sess), lambda: clf.embed(one)),
+            ("`scores` (the tuned default: MiniLM, adapter, head)",
+             lambda: head_scores(head, ort_embed(one, tok, tuned)),
+             lambda: clf.scores(one)),
+        ]
+        for name, ort_fn, our_fn in cases:
+            (t_ort, t_our), (want, got) = alternate(
+                [lambda: [ort_fn() for _ in range(CALLS)][-1],
+                 lambda: [our_fn() for _ in range(CALLS)][-1]], max(args.runs, 5))
+            worst = float(np.abs(np.asarray(got, np.float64) - np.asarray(want, np.float64)).max())
+            emit(f"| {name}, max abs diff {worst:.1e} | {threads} | {ms(t_ort / CALLS)} | "
+                 f"{ms(t_our / CALLS)} | **{t_ort / t_our:.2f}×** |")
     emit()
 
     # The GIL: if it were held while the encoder runs, two Python threads would take as long
