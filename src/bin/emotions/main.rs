@@ -14,7 +14,7 @@ mod serve;
 mod training;
 
 /// Loading the models fills ~70 MB of fresh memory: in huge pages, a cold `classify --text`
-/// took 0.133 s instead of 0.161 s (median of 25, AVX2 Zen 3).
+/// took 0.138 s instead of 0.152 s (medians of 25 alternated runs, AVX2 Zen 3).
 #[global_allocator]
 static ALLOCATOR: emotions::HugePageAlloc = emotions::HugePageAlloc;
 
