@@ -166,12 +166,8 @@ def main():
     # One text at a time, as a service answering single requests calls it: per-call medians,
     # the sides alternating in passes of CALLS calls.
     import gen_shipped
-    from gen_heads import LABELS
+    from onnxruntime_baseline import head_scores
     merged = gen_shipped.merged_model(MODEL, ROOT / "models/tuned/adapter.safetensors").SerializeToString()
-
-    def head_scores(head, x):
-        outs = dict(zip([o.name for o in head.get_outputs()], head.run(None, {"logits": x})))
-        return np.stack([outs[label][:, 1] for label in LABELS], axis=1)
     one = [SHORT_TEXT]
     assert len(tok.encode(SHORT_TEXT).ids) == 16
     emit(f"| one text of 16 tokens, in process (median per call, {CALLS} calls a pass) | threads "

@@ -22,7 +22,7 @@ impl LowRank {
                 let threads = pool.current_num_threads();
                 let rows = m
                     .div_ceil(threads)
-                    .next_multiple_of(4)
+                    .next_multiple_of(MIN_SIDE_ROWS)
                     .clamp(MIN_SIDE_ROWS, SIDE_ROWS);
                 pool.install(|| {
                     x.par_chunks(rows * self.k)

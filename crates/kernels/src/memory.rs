@@ -33,8 +33,9 @@ pub fn release_free_memory() {
 ///
 /// Loading the encoder writes ~70 MB into fresh blocks (the decoded file, its tensors, packed
 /// weights); in 4 KiB pages that is ~17,000 page faults, 12% of a cold `classify --text`'s
-/// samples in perf. Blocks of at least two huge pages are advised. glibc's `glibc.malloc.hugetlb=1` tunable does the same for every block,
-/// but only when set in the environment before the process starts. Set it in a binary:
+/// samples in perf. Blocks of at least two huge pages are advised. glibc's
+/// `glibc.malloc.hugetlb=1` tunable does the same for every block, but only when set in the
+/// environment before the process starts. Set it in a binary:
 /// `#[global_allocator] static A: emotions_kernels::HugePageAlloc = HugePageAlloc;`
 pub struct HugePageAlloc;
 

@@ -91,32 +91,11 @@ impl LowRank {
                 // Four 16-column blocks at once: each block's sum waits on its previous
                 // multiply-add, so one block alone ran at the latency of its chain.
                 while c + 64 <= n {
-                    let mut acc = [[0f32; 16]; 4];
-                    for (q, acc) in acc.iter_mut().enumerate() {
-                        acc.copy_from_slice(&orow[c + 16 * q..c + 16 * (q + 1)]);
-                    }
-                    for (t, &ut) in ur.iter().enumerate() {
-                        let b = &self.bt[t * n + c..t * n + c + 64];
-                        for (q, acc) in acc.iter_mut().enumerate() {
-                            for l in 0..16 {
-                                acc[l] = madd::<FMA>(ut, b[16 * q + l], acc[l]);
-                            }
-                        }
-                    }
-                    for (q, acc) in acc.iter().enumerate() {
-                        orow[c + 16 * q..c + 16 * (q + 1)].copy_from_slice(acc);
-                    }
+                    self.add_blocks::<4, FMA>(ur, orow, c);
                     c += 64;
                 }
                 while c + 16 <= n {
-                    let mut acc: [f32; 16] = orow[c..c + 16].try_into().expect("16 columns");
-                    for (t, &ut) in ur.iter().enumerate() {
-                        let b = &self.bt[t * n + c..t * n + c + 16];
-                        for l in 0..16 {
-                            acc[l] = madd::<FMA>(ut, b[l], acc[l]);
-                        }
-                    }
-                    orow[c..c + 16].copy_from_slice(&acc);
+                    self.add_blocks::<1, FMA>(ur, orow, c);
                     c += 16;
                 }
                 for (cc, o) in orow.iter_mut().enumerate().skip(c) {
@@ -126,6 +105,28 @@ impl LowRank {
                 }
             }
             i += take;
+        }
+    }
+
+    /// `orow[c .. c + 16·Q] += u · Bᵀ` for those columns, each column's sum over the rank in
+    /// order (so any `Q` gives the same bits).
+    #[inline(always)]
+    fn add_blocks<const Q: usize, const FMA: bool>(&self, ur: &[f32], orow: &mut [f32], c: usize) {
+        let n = self.n;
+        let mut acc = [[0f32; 16]; Q];
+        for (q, acc) in acc.iter_mut().enumerate() {
+            acc.copy_from_slice(&orow[c + 16 * q..c + 16 * (q + 1)]);
+        }
+        for (t, &ut) in ur.iter().enumerate() {
+            let b = &self.bt[t * n + c..t * n + c + 16 * Q];
+            for (q, acc) in acc.iter_mut().enumerate() {
+                for l in 0..16 {
+                    acc[l] = madd::<FMA>(ut, b[16 * q + l], acc[l]);
+                }
+            }
+        }
+        for (q, acc) in acc.iter().enumerate() {
+            orow[c + 16 * q..c + 16 * (q + 1)].copy_from_slice(acc);
         }
     }
 }
