@@ -1109,9 +1109,6 @@ impl Encoder {
     }
 }
 
-/// Splits `order` (longest first) into batches of at most `most` texts and at most
-/// `most` × [`TOKENS_PER_TEXT`] padded tokens, so that a batch of long texts takes no more
-/// memory than one of typical texts: peak memory stays flat over any input.
 /// The longest run of non-whitespace (or of whitespace) characters a text is read with.
 pub const MAX_RUN_BYTES: usize = 1 << 14;
 
@@ -1142,6 +1139,21 @@ impl<'t> Iterator for CappedRuns<'t> {
     }
 }
 
+/// What one more forward pass costs whatever its size, in padded tokens' worth of work: the
+/// plan's dispatch, its buffers, and reading every weight once more. On `embed` of 1,000
+/// go_emotions test texts, 2 to 8 ran alike and 32 or more was slower (docs/PERFORMANCE.md,
+/// "Batches cut by length").
+const BATCH_COST_TOKENS: usize = 4;
+
+/// Splits `order` (longest first) into batches of at most `most` texts and at most
+/// `most` × [`TOKENS_PER_TEXT`] padded tokens, so that a batch of long texts takes no more
+/// memory than one of typical texts: peak memory stays flat over any input.
+///
+/// Within those bounds the cut points are the ones with the least work: every text is padded
+/// to its batch's first (longest), and each batch costs [`BATCH_COST_TOKENS`] more. So texts
+/// of one length share a batch and a batch ends where the lengths drop by more than the cost of
+/// another pass (fixed runs of `most` texts padded ~5% more on go_emotions). A dynamic
+/// programme over the cut points: `order.len() × most` steps.
 fn split_batches(
     order: &[usize],
     len: impl Fn(usize) -> usize,
@@ -1152,15 +1164,34 @@ fn split_batches(
     // every core runs, and each batch is padded to its own longest text, not the longest of all.
     let budget = most.max(1) * TOKENS_PER_TEXT;
     let most = most.min(order.len().div_ceil(workers.max(1))).max(1);
-    let mut batches = vec![];
-    let mut rest = order;
-    while let Some(&first) = rest.first() {
-        // Longest first: a batch is padded to its first text.
-        let take = (budget / len(first).max(1)).clamp(1, most).min(rest.len());
-        let (batch, tail) = rest.split_at(take);
-        batches.push(batch);
-        rest = tail;
+    let n = order.len();
+    // least[j]: the least work that batches order[..j]; start[j]: where its last batch starts.
+    let mut least = vec![usize::MAX; n + 1];
+    let mut start = vec![0; n + 1];
+    least[0] = 0;
+    for end in 1..=n {
+        // Growing the batch backwards: its first text is longer and it holds more, so once it
+        // is over the budget every larger batch is too.
+        for first in (end.saturating_sub(most)..end).rev() {
+            let padded = (end - first) * len(order[first]).max(1);
+            if end - first > 1 && padded > budget {
+                break;
+            }
+            let work = least[first] + padded + BATCH_COST_TOKENS;
+            // On a tie the last batch stays the shorter: earlier batches are filled first.
+            if work < least[end] {
+                least[end] = work;
+                start[end] = first;
+            }
+        }
     }
+    let mut batches = vec![];
+    let mut end = n;
+    while end > 0 {
+        batches.push(&order[start[end]..end]);
+        end = start[end];
+    }
+    batches.reverse();
     batches
 }
 
@@ -1248,10 +1279,11 @@ mod tests {
             .chain(std::iter::repeat_n(5, 10))
             .collect();
         let order: Vec<usize> = (0..lens.len()).collect();
+        let sizes = |b: Vec<&[usize]>| b.iter().map(|b| b.len()).collect::<Vec<_>>();
         let batches = split_batches(&order, |i| lens[i], 32, 1);
-        let sizes: Vec<usize> = batches.iter().map(|b| b.len()).collect();
-        // 2048 padded tokens a batch: 6 texts padded to 300, then 32 of 64, then the rest.
-        assert_eq!(sizes, [6, 32, 14]);
+        // Padding 200 to 300 costs more than a pass; 32 texts of 64 fill the 2048-token budget;
+        // the short texts are not padded to 64.
+        assert_eq!(sizes(batches.clone()), [1, 1, 32, 8, 10]);
         for b in &batches {
             assert!(b.len() * lens[b[0]] <= 32 * TOKENS_PER_TEXT || b.len() == 1);
         }
@@ -1259,16 +1291,37 @@ mod tests {
         assert_eq!(flat, order);
         // A text longer than the whole budget still gets a batch of its own.
         assert_eq!(split_batches(&[0], |_| 5000, 32, 1), vec![&[0][..]]);
-        // Two workers share 52 texts as 6 + 26 + 20 (each padded to its own longest); 32 short
-        // texts as 16 + 16; one text stays one batch.
-        let sizes = |b: Vec<&[usize]>| b.iter().map(|b| b.len()).collect::<Vec<_>>();
+        // 100 texts of 100 tokens: the budget, not the batch size, bounds a batch.
+        let hundred: Vec<usize> = (0..100).collect();
+        assert_eq!(sizes(split_batches(&hundred, |_| 100, 32, 1)), [20; 5]);
+        // Two workers: batches of at most 26 of the 52 texts; 32 short texts as 16 + 16; one
+        // text stays one batch.
         assert_eq!(
             sizes(split_batches(&order, |i| lens[i], 32, 2)),
-            [6, 26, 20]
+            [1, 1, 26, 14, 10]
         );
         let short: Vec<usize> = (0..32).collect();
         assert_eq!(sizes(split_batches(&short, |_| 12, 32, 2)), [16, 16]);
         assert_eq!(sizes(split_batches(&[0], |_| 12, 32, 2)), [1]);
+        assert!(split_batches(&[], |_| 12, 32, 2).is_empty());
+    }
+
+    /// Cuts fall where lengths drop by more than a pass costs: a text one token shorter joins
+    /// the batch before it; texts a third as long get their own.
+    #[test]
+    fn batches_are_cut_where_padding_costs_more_than_a_pass() {
+        let lens: Vec<usize> = std::iter::repeat_n(30, 20)
+            .chain([29])
+            .chain(std::iter::repeat_n(10, 20))
+            .collect();
+        let order: Vec<usize> = (0..lens.len()).collect();
+        let batches = split_batches(&order, |i| lens[i], 32, 1);
+        let sizes: Vec<usize> = batches.iter().map(|b| b.len()).collect();
+        assert_eq!(sizes, [21, 20]);
+        // Fixed runs of 32 would pad 11 texts of 10 to 30: 220 tokens more.
+        let padded = |b: &[&[usize]]| b.iter().map(|b| b.len() * lens[b[0]]).sum::<usize>();
+        let fixed: Vec<&[usize]> = order.chunks(32).collect();
+        assert_eq!(padded(&fixed) - padded(&batches), 220);
     }
 
     #[test]

@@ -309,17 +309,21 @@ unsafe fn tile_avx2<const R: usize>(
 pub(crate) unsafe fn block_avx2(op: &Operands, b: usize, out: Output) {
     let panel = op.panel(b);
     let col0 = b * BLOCK;
-    for third in 0..BLOCK / AVX2_COLS {
-        if col0 + third * AVX2_COLS >= op.weights.n {
-            break;
-        }
-        let mut row = 0;
-        // SAFETY: rows stay below m; block b's columns are this task's.
-        unsafe {
-            while row + AVX2_ROWS <= op.m {
+    let thirds = (op.weights.n - col0)
+        .div_ceil(AVX2_COLS)
+        .min(BLOCK / AVX2_COLS);
+    // Rows outer: a tile's 6 quantised rows stay in L1 for the block's three column thirds,
+    // while the block's panel (36-147 KiB) stays in L2 for every row.
+    let mut row = 0;
+    // SAFETY: rows stay below m; block b's columns are this task's.
+    unsafe {
+        while row + AVX2_ROWS <= op.m {
+            for third in 0..thirds {
                 tile_avx2::<AVX2_ROWS>(op, panel, row, third, col0, out);
-                row += AVX2_ROWS;
             }
+            row += AVX2_ROWS;
+        }
+        for third in 0..thirds {
             match op.m - row {
                 0 => {}
                 1 => tile_avx2::<1>(op, panel, row, third, col0, out),
