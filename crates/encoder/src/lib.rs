@@ -244,8 +244,8 @@ pub const TOKENS_PER_TEXT: usize = 64;
 /// Tunables with defaults that suit a 2-core machine.
 #[derive(Debug, Clone, Copy)]
 pub struct EncoderOptions {
-    /// Texts per forward pass (after sorting by length); fewer when they are longer than
-    /// [`TOKENS_PER_TEXT`].
+    /// The most texts per forward pass (after sorting by length); fewer when they are longer
+    /// than [`TOKENS_PER_TEXT`], or where their lengths drop (see `BATCH_COST_TOKENS`).
     pub batch_size: usize,
     /// Which shapes get their own optimised plan.
     pub plans: PlanShapes,

@@ -177,8 +177,8 @@ struct EncoderArgs {
     /// kernels (attention blocks matched of those found, GELU, projections).
     #[arg(long, short = 'v')]
     verbose: bool,
-    /// Texts per encoder forward pass (1 to 1024; a batch also holds at most N × 64 padded
-    /// tokens).
+    /// The most texts per encoder forward pass (1 to 1024; a batch also holds at most N × 64
+    /// padded tokens, and ends where the texts' lengths drop).
     #[arg(long, value_name = "N", default_value_t = 32,
           value_parser = clap::value_parser!(u32).range(1..=1024))]
     batch_size: u32,
