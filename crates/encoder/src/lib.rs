@@ -1153,18 +1153,34 @@ const BATCH_COST_TOKENS: usize = 4;
 /// to its batch's first (longest), and each batch costs [`BATCH_COST_TOKENS`] more. So texts
 /// of one length share a batch and a batch ends where the lengths drop by more than the cost of
 /// another pass (fixed runs of `most` texts padded ~5% more on go_emotions). A dynamic
-/// programme over the cut points: `order.len() × most` steps.
+/// programme over the cut points: `order.len() × most` steps. With several workers and no more
+/// texts than one batch each, the texts are shared out evenly instead.
 fn split_batches(
     order: &[usize],
     len: impl Fn(usize) -> usize,
     most: usize,
     workers: usize,
 ) -> Vec<&[usize]> {
+    let budget = most.max(1) * TOKENS_PER_TEXT;
+    let n = order.len();
     // Fewer texts than the workers' batches would hold are shared out, one batch per worker:
     // every core runs, and each batch is padded to its own longest text, not the longest of all.
-    let budget = most.max(1) * TOKENS_PER_TEXT;
-    let most = most.min(order.len().div_ceil(workers.max(1))).max(1);
-    let n = order.len();
+    // Then the cuts stay even: a third batch would run after the first two, not beside them.
+    let workers = workers.max(1);
+    let shared_out = workers > 1 && n <= most.max(1) * workers;
+    let most = most.min(n.div_ceil(workers)).max(1);
+    if shared_out {
+        let mut batches = vec![];
+        let mut rest = order;
+        while let Some(&first) = rest.first() {
+            // Longest first: a batch is padded to its first text.
+            let take = (budget / len(first).max(1)).clamp(1, most).min(rest.len());
+            let (batch, tail) = rest.split_at(take);
+            batches.push(batch);
+            rest = tail;
+        }
+        return batches;
+    }
     // least[j]: the least work that batches order[..j]; start[j]: where its last batch starts.
     let mut least = vec![usize::MAX; n + 1];
     let mut start = vec![0; n + 1];
@@ -1294,16 +1310,25 @@ mod tests {
         // 100 texts of 100 tokens: the budget, not the batch size, bounds a batch.
         let hundred: Vec<usize> = (0..100).collect();
         assert_eq!(sizes(split_batches(&hundred, |_| 100, 32, 1)), [20; 5]);
-        // Two workers: batches of at most 26 of the 52 texts; 32 short texts as 16 + 16; one
-        // text stays one batch.
+        // Two workers and no more texts than their batches hold: shared out evenly, each batch
+        // padded to its own longest (the budget still cuts 6 of 300); 32 short texts as 16 + 16;
+        // one text stays one batch.
         assert_eq!(
             sizes(split_batches(&order, |i| lens[i], 32, 2)),
-            [1, 1, 26, 14, 10]
+            [6, 26, 20]
         );
         let short: Vec<usize> = (0..32).collect();
         assert_eq!(sizes(split_batches(&short, |_| 12, 32, 2)), [16, 16]);
         assert_eq!(sizes(split_batches(&[0], |_| 12, 32, 2)), [1]);
         assert!(split_batches(&[], |_| 12, 32, 2).is_empty());
+        // More than that: cut by length, as for one worker.
+        let many: Vec<usize> = lens.iter().chain(&lens).copied().collect();
+        let mut many_order: Vec<usize> = (0..many.len()).collect();
+        many_order.sort_by_key(|&i| std::cmp::Reverse(many[i]));
+        assert_eq!(
+            sizes(split_batches(&many_order, |i| many[i], 32, 2)),
+            [2, 2, 32, 32, 16, 20]
+        );
     }
 
     /// Cuts fall where lengths drop by more than a pass costs: a text one token shorter joins
