@@ -186,11 +186,18 @@ impl Operands<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::generic::i16xi8::Panels;
 
     /// The weights `w` as [`int8_grid`] finds them; `None` for other (f32) weights.
     fn from_int8_grid(w: &[f32], k: usize, n: usize) -> Option<Int16Weights> {
         let (scales, q) = int8_grid(w, k, n)?;
-        Some(Int16Weights::from_int8(&q, k, n, scales))
+        Some(Int16Weights::from_int8(&q, k, n, scales, Isa::portable()))
+    }
+
+    /// Int8-grid weights packed both ways, int8 and i16 panels: every class runs either.
+    fn both_panels(w: &[f32], k: usize, n: usize) -> [Int16Weights; 2] {
+        let (scales, q) = int8_grid(w, k, n).unwrap();
+        [true, false].map(|int8| Int16Weights::pack(&q, k, n, scales.clone(), 127, int8))
     }
 
     /// Deterministic values in [-1, 1).
@@ -312,13 +319,19 @@ mod tests {
             (20, 384, 384),
         ] {
             let w = grid(k, n);
-            let weights = from_int8_grid(&w, k, n).unwrap();
             let x = values(m * k, m as u64);
             let bias = values(n, 11);
             let residual = values(m * n, 13);
             let want = reference(&x, &w, m, k, n);
             let mut first: Option<Vec<f32>> = None;
-            for isa in Isa::all_available() {
+            let panels = both_panels(&w, k, n);
+            assert!(matches!(panels[0].packed, Panels::I8(_)));
+            assert!(matches!(panels[1].packed, Panels::I16(_)));
+            for (weights, isa) in panels
+                .iter()
+                .flat_map(|p| Isa::all_available().into_iter().map(move |isa| (p, isa)))
+            {
+                let int8 = matches!(weights.packed, Panels::I8(_));
                 for threads in [1, 2] {
                     let mut y = vec![f32::NAN; m * n];
                     crate::pool::with_threads(threads, || {
@@ -337,14 +350,16 @@ mod tests {
                             + 1e-5 * (1.0 + want.abs());
                         assert!(
                             (got as f64 - want).abs() <= bound,
-                            "{isa:?} ({m},{k},{n}) element {i}: {got} vs {want}, bound {bound}"
+                            "{isa:?}, int8 panels {int8}, ({m},{k},{n}) element {i}: {got} vs \
+                             {want}, bound {bound}"
                         );
                     }
                     match &first {
                         None => first = Some(y),
                         Some(f) => assert!(
                             f.iter().zip(&y).all(|(a, b)| a.to_bits() == b.to_bits()),
-                            "{isa:?} differs from the first path at ({m},{k},{n})"
+                            "{isa:?}, int8 panels {int8}, differs from the first path at \
+                             ({m},{k},{n})"
                         ),
                     }
                 }
@@ -358,9 +373,11 @@ mod tests {
         let (m, k, n) = (3, 1536, 16);
         let s = 0.5f32;
         let w = vec![127.0 * s; k * n];
-        let weights = from_int8_grid(&w, k, n).unwrap();
         let x = vec![-1.0f32; m * k];
-        for isa in Isa::all_available() {
+        for (weights, isa) in both_panels(&w, k, n)
+            .iter()
+            .flat_map(|p| Isa::all_available().into_iter().map(move |isa| (p, isa)))
+        {
             let mut y = vec![0f32; m * n];
             weights.run(isa, &x, m, None, None, &mut y);
             let want = -(k as f32) * 127.0 * s;
@@ -375,12 +392,14 @@ mod tests {
     #[test]
     fn a_row_with_nan_gives_nan_and_zero_rows_give_the_bias() {
         let (m, k, n) = (3, 8, 4);
-        let weights = from_int8_grid(&grid(k, n), k, n).unwrap();
         let mut x = vec![0f32; m * k];
         x[k + 2] = f32::NAN;
         x[2 * k] = 1.0;
         let bias = [1.0, 2.0, 3.0, 4.0];
-        for isa in Isa::all_available() {
+        for (weights, isa) in both_panels(&grid(k, n), k, n)
+            .iter()
+            .flat_map(|p| Isa::all_available().into_iter().map(move |isa| (p, isa)))
+        {
             let mut y = vec![0f32; m * n];
             weights.run(isa, &x, m, Some(&bias), None, &mut y);
             assert_eq!(&y[..n], &bias, "{isa:?}");

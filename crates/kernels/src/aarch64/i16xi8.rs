@@ -70,7 +70,8 @@ unsafe fn tile<const R: usize>(
 /// NEON is available, and no other task writes block `b`'s columns of `out`.
 #[target_feature(enable = "neon")]
 pub(crate) unsafe fn block_neon(op: &Operands, b: usize, out: Output) {
-    let panel = op.panel(b);
+    let mut scratch = Vec::new();
+    let panel = op.panel16(b, &mut scratch);
     let col0 = b * BLOCK;
     for part in 0..BLOCK / COLS {
         let mut row = 0;

@@ -1,7 +1,7 @@
 //! The 8-bit-activation projections' weights, packing and portable arithmetic, shared by every
 //! ISA copy.
 
-use crate::generic::i16xi8::{Int16Weights, Output};
+use crate::generic::i16xi8::{Output, pack_pairs};
 
 /// Output features per packed block: three 16-lane vectors, as the 16-bit kernels' (whose
 /// packing the outlier rows take).
@@ -120,9 +120,8 @@ impl Uint8Weights {
             .flat_map(|&r| &q[r * n..(r + 1) * n])
             .copied()
             .collect();
-        let packed = Int16Weights::from_int8(&sub, rows.len(), n, vec![0.0; n]);
-        w.o_even = packed.k_even;
-        w.packed16 = packed.packed;
+        w.o_even = rows.len().div_ceil(2) * 2;
+        w.packed16 = pack_pairs(&sub, rows.len(), n);
         w.outliers = rows;
         w
     }

@@ -150,7 +150,8 @@ unsafe fn store(op: &Operands, row: usize, col0: usize, sums: [v128; 3], out: Ou
 /// No other task writes block `b`'s columns of `out`. (SIMD128 itself is fixed at compile
 /// time: a runtime without it refuses the module.)
 pub(crate) unsafe fn block_simd128(op: &Operands, b: usize, out: Output) {
-    let panel = op.panel(b);
+    let mut scratch = Vec::new();
+    let panel = op.panel16(b, &mut scratch);
     let col0 = b * BLOCK;
     for part in 0..BLOCK / COLS {
         let mut row = 0;

@@ -1,7 +1,7 @@
 //! The integer projections' AVX-512 (VNNI `vpdpwssd`, BW `vpmaddwd`) and AVX2 (`vpmaddwd`)
 //! copies. Each computes the same i32 sums and the same f32 epilogue as the portable loop.
 
-use crate::generic::i16xi8::{BLOCK, Operands, Output, ROWS, lanes_below};
+use crate::generic::i16xi8::{BLOCK, Operands, Output, Panel, ROWS, lanes_below};
 use std::arch::x86_64::*;
 
 #[target_feature(enable = "avx512f")]
@@ -127,7 +127,8 @@ unsafe fn tile_avx512<const R: usize, const VNNI: bool>(
 
 #[inline(always)]
 unsafe fn block_avx512<const VNNI: bool>(op: &Operands, b: usize, out: Output) {
-    let panel = op.panel(b);
+    let mut scratch = Vec::new();
+    let panel = op.panel16(b, &mut scratch);
     let col0 = b * BLOCK;
     let mut row = 0;
     // SAFETY (all tiles): rows stay below m; block b's columns are this task's.
@@ -265,11 +266,47 @@ unsafe fn store_avx2(op: &Operands, row: usize, col: usize, sums: [__m256i; 2], 
     }
 }
 
+/// A panel's values as the AVX2 tiles load them: i16, or int8 widened in registers.
+trait Avx2Panel: Copy {
+    /// 16 features' pairs from `p`, as i16.
+    ///
+    /// # Safety
+    /// AVX2 is available, and 32 values from `p` are readable.
+    unsafe fn load_pairs(p: *const Self) -> [__m256i; 2];
+}
+
+impl Avx2Panel for i16 {
+    #[inline(always)]
+    unsafe fn load_pairs(p: *const i16) -> [__m256i; 2] {
+        // SAFETY: as the caller promises.
+        unsafe {
+            [
+                _mm256_loadu_si256(p as *const _),
+                _mm256_loadu_si256(p.add(16) as *const _),
+            ]
+        }
+    }
+}
+
+impl Avx2Panel for i8 {
+    #[inline(always)]
+    unsafe fn load_pairs(p: *const i8) -> [__m256i; 2] {
+        // SAFETY: as the caller promises. `vpmovsxbw` widens 16 values: the same pairs, in the
+        // same order, as the i16 panel's.
+        unsafe {
+            [
+                _mm256_cvtepi8_epi16(_mm_loadu_si128(p as *const _)),
+                _mm256_cvtepi8_epi16(_mm_loadu_si128(p.add(16) as *const _)),
+            ]
+        }
+    }
+}
+
 /// `R` rows from `row0` against a third of the panel (16 features from `col0 + 16 · third`).
 #[inline(always)]
-unsafe fn tile_avx2<const R: usize>(
+unsafe fn tile_avx2<const R: usize, T: Avx2Panel>(
     op: &Operands,
-    panel: &[i16],
+    panel: &[T],
     row0: usize,
     third: usize,
     col0: usize,
@@ -288,8 +325,7 @@ unsafe fn tile_avx2<const R: usize>(
     for p in 0..pairs {
         // SAFETY: within the panel (a row of the panel is BLOCK pairs) and the quantised rows.
         unsafe {
-            let b0 = _mm256_loadu_si256(b as *const _);
-            let b1 = _mm256_loadu_si256(b.add(16) as *const _);
+            let [b0, b1] = T::load_pairs(b);
             b = b.add(BLOCK * 2);
             for (acc, row) in acc.iter_mut().zip(rows) {
                 let x = _mm256_set1_epi32(row.add(p).read_unaligned());
@@ -307,30 +343,38 @@ unsafe fn tile_avx2<const R: usize>(
 
 #[target_feature(enable = "avx2")]
 pub(crate) unsafe fn block_avx2(op: &Operands, b: usize, out: Output) {
-    let panel = op.panel(b);
+    // SAFETY (both): as the caller promises.
+    match op.panel(b) {
+        Panel::I8(panel) => unsafe { block_avx2_in(op, panel, b, out) },
+        Panel::I16(panel) => unsafe { block_avx2_in(op, panel, b, out) },
+    }
+}
+
+#[inline(always)]
+unsafe fn block_avx2_in<T: Avx2Panel>(op: &Operands, panel: &[T], b: usize, out: Output) {
     let col0 = b * BLOCK;
     let thirds = (op.weights.n - col0)
         .div_ceil(AVX2_COLS)
         .min(BLOCK / AVX2_COLS);
     // Rows outer: a tile's 6 quantised rows stay in L1 for the block's three column thirds,
-    // while the block's panel (36-147 KiB) stays in L2 for every row.
+    // while the block's panel (18-74 KiB as int8, 36-147 KiB as i16) stays in L2 for every row.
     let mut row = 0;
     // SAFETY: rows stay below m; block b's columns are this task's.
     unsafe {
         while row + AVX2_ROWS <= op.m {
             for third in 0..thirds {
-                tile_avx2::<AVX2_ROWS>(op, panel, row, third, col0, out);
+                tile_avx2::<AVX2_ROWS, T>(op, panel, row, third, col0, out);
             }
             row += AVX2_ROWS;
         }
         for third in 0..thirds {
             match op.m - row {
                 0 => {}
-                1 => tile_avx2::<1>(op, panel, row, third, col0, out),
-                2 => tile_avx2::<2>(op, panel, row, third, col0, out),
-                3 => tile_avx2::<3>(op, panel, row, third, col0, out),
-                4 => tile_avx2::<4>(op, panel, row, third, col0, out),
-                _ => tile_avx2::<5>(op, panel, row, third, col0, out),
+                1 => tile_avx2::<1, T>(op, panel, row, third, col0, out),
+                2 => tile_avx2::<2, T>(op, panel, row, third, col0, out),
+                3 => tile_avx2::<3, T>(op, panel, row, third, col0, out),
+                4 => tile_avx2::<4, T>(op, panel, row, third, col0, out),
+                _ => tile_avx2::<5, T>(op, panel, row, third, col0, out),
             }
         }
     }

@@ -74,7 +74,7 @@ impl Weights {
                 Arc::new(Uint8Weights::new(&q, k, n, scales)),
             )),
             Some((scales, q)) => Some(Weights::Int16(Arc::new(Int16Weights::from_int8(
-                &q, k, n, scales,
+                &q, k, n, scales, isa,
             )))),
             None => Int16Weights::from_f32(w, k, n, F32_WEIGHT_RANGE)
                 .map(|w| Weights::Int16(Arc::new(w))),

@@ -219,7 +219,7 @@ impl Expansion for Int8MatMul {
                     q, k, n, scales, outliers,
                 )))
             }
-            _ => Weights::Int16(Arc::new(Int16Weights::from_int8(q, k, n, scales))),
+            _ => Weights::Int16(Arc::new(Int16Weights::from_int8(q, k, n, scales, isa))),
         };
         let side = side_for(prefix, &self.low_rank, (k, n))?;
         let linear = PackedLinear::new(prefix, weights, (k, n), side, isa);
