@@ -77,13 +77,22 @@ def min_cosine(a, b):
     return float((a * b).sum(1).min())
 
 
+# onnxruntime's pool threads spin for a while after a run (0.04 s of CPU time in a 0.2 s sleep
+# after 50 one-text runs at 2 threads, onnxruntime 1.32), on a core the next pass needs: timed
+# right after, `embed` of one text at 2 threads took 3.3 ms rather than 2.2. Each pass waits
+# this long first, whichever side it times.
+SETTLE_S = 0.1
+
+
 def alternate(fns, runs):
     """Median seconds of each function over `runs` rounds, after one untimed warm-up round;
-    within a round the functions run one after the other, so they share the machine's state."""
+    within a round the functions run one after the other, so they share the machine's state,
+    each after SETTLE_S of quiet."""
     outs = [fn() for fn in fns]
     times = [[] for _ in fns]
     for _ in range(runs):
         for i, fn in enumerate(fns):
+            time.sleep(SETTLE_S)
             t = time.perf_counter()
             fn()
             times[i].append(time.perf_counter() - t)
