@@ -540,7 +540,8 @@ pub struct Classifier {
     warnings: Vec<String>,
     /// The adapter merged into `encoder`, which the head needs.
     adapter: Option<EncoderAdapter>,
-    /// With an adapter: the plain encoder for [`Classifier::embed`], loaded when first asked.
+    /// With an adapter: the plain encoder for [`Classifier::embed`], made when first asked:
+    /// [`Encoder::without_adapter`] of `encoder`, or (`Precision::F32`) loaded anew.
     plain: OnceLock<Encoder>,
     plain_spec: Option<(EncoderChoice, EncoderOptions)>,
 }
@@ -681,8 +682,13 @@ impl Classifier {
         if let Some(e) = self.plain.get() {
             return Ok(e);
         }
-        let loaded = load_encoder(choice, *options, None)?.ok_or(Error::NoEncoder)?;
-        Ok(self.plain.get_or_init(|| loaded))
+        // The adapted encoder without its low-rank terms where it runs them apart from the
+        // weights (the integer precisions): no second load, no second copy of the weights.
+        let plain = match self.encoder.as_ref().and_then(Encoder::without_adapter) {
+            Some(view) => view,
+            None => load_encoder(choice, *options, None)?.ok_or(Error::NoEncoder)?,
+        };
+        Ok(self.plain.get_or_init(|| plain))
     }
 
     /// What the head scores: the embeddings of texts by the encoder with the head's adapter

@@ -207,3 +207,68 @@ fn the_server_embeds_with_the_plain_encoder_and_classifies_with_the_adapter() {
     let cli = json_lines(&ok(run(&["classify", "--text", TEXT], None)));
     assert!(max_diff(&scores(&served[0]), &scores(&cli[0])) < 1e-6);
 }
+
+/// The tuned classifier's `embed` is the plain encoder's: in the integer precisions, its own
+/// graph run without the adapter's low-rank terms (no second load), bit for bit what the plain
+/// encoder loaded on its own gives; in f32, where the adapter is merged into the weights, the
+/// plain encoder loaded anew.
+#[test]
+fn embed_of_the_tuned_classifier_is_the_plain_encoders_bit_for_bit() {
+    let texts = [
+        TEXT,
+        "I can't believe they cancelled the show, this is so annoying.",
+        "ok",
+        "Why would anyone do that? I'm honestly confused and a bit scared.",
+    ];
+    for precision in [
+        emotions::Precision::Int16,
+        emotions::Precision::Int8,
+        emotions::Precision::F32,
+    ] {
+        let options = emotions::EncoderOptions {
+            precision,
+            ..Default::default()
+        };
+        let tuned = emotions::Classifier::builder()
+            .encoder_options(options)
+            .build()
+            .unwrap();
+        let adapted = tuned.encoder().expect("the default has an encoder");
+        let view = adapted.without_adapter();
+        assert_eq!(view.is_some(), precision.is_integer(), "{precision:?}");
+        if let Some(view) = &view {
+            assert_eq!(view.rewrites().low_rank, 0);
+            assert_eq!(adapted.rewrites().low_rank, 36);
+            assert!(view.without_adapter().is_none());
+        }
+        let plain = emotions::load_encoder(&emotions::EncoderChoice::Default, options, None)
+            .unwrap()
+            .unwrap();
+        let want = plain.embed(&texts).unwrap();
+        let got = tuned.embed(&texts).unwrap();
+        assert_eq!(got.len(), want.len());
+        let differing = got
+            .iter()
+            .zip(&want)
+            .filter(|(a, b)| a.to_bits() != b.to_bits())
+            .count();
+        assert_eq!(differing, 0, "{precision:?}: {differing} values differ");
+        assert_eq!(
+            tuned.encoder().unwrap().fingerprint().split('+').next(),
+            Some(plain.fingerprint())
+        );
+        if let Some(view) = view {
+            assert_eq!(view.fingerprint(), plain.fingerprint());
+            assert_eq!(view.embeddings_id(), plain.embeddings_id());
+        }
+        // The adapted embeddings differ from the plain ones: the terms are left out, not lost.
+        let features = tuned.features(&texts).unwrap();
+        assert!(
+            features
+                .iter()
+                .zip(&want)
+                .any(|(a, b)| (a - b).abs() > 1e-3),
+            "{precision:?}"
+        );
+    }
+}

@@ -23,7 +23,7 @@
 use emotions_runtime::{EncoderGraph, ErrorKind, LoraAdapter, RuntimeError, TokenRow};
 use std::borrow::Cow;
 use std::path::{Path, PathBuf};
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 
 mod config;
 mod windows;
@@ -277,8 +277,13 @@ pub struct Encoder {
     layers: Option<usize>,
     dim: usize,
     options: EncoderOptions,
-    graph: EncoderGraph,
+    /// Shared with the plain view of an adapted encoder ([`Encoder::without_adapter`]).
+    graph: Arc<EncoderGraph>,
+    /// The plain view: the graph runs without its adapter's low-rank terms.
+    adapter_left_out: bool,
     fingerprint: String,
+    /// With an adapter, the fingerprint of the encoder without it.
+    plain_fingerprint: Option<String>,
     warnings: Vec<String>,
     /// Built when a text is first read in windows.
     windows: OnceLock<WindowTemplate>,
@@ -535,9 +540,9 @@ impl Encoder {
         let mut tokenizer = tokenizer.map_err(|source| {
             EncoderError::new(at("tokenizer.json"), EncoderErrorKind::Tokenizer { source })
         })?;
-        let fingerprint = match adapter {
-            Some(a) => format!("{fingerprint}+{}", a.hash),
-            None => fingerprint,
+        let (fingerprint, plain_fingerprint) = match adapter {
+            Some(a) => (format!("{fingerprint}+{}", a.hash), Some(fingerprint)),
+            None => (fingerprint, None),
         };
         let graph = graph.map_err(|e| match (e, adapter) {
             // A target the graph lacks is the adapter file's fault: name that file.
@@ -609,10 +614,39 @@ impl Encoder {
             layers: cfg.layers,
             dim: cfg.hidden_size,
             options,
-            graph,
+            graph: Arc::new(graph),
+            adapter_left_out: false,
             fingerprint,
+            plain_fingerprint,
             windows: OnceLock::new(),
             id_bound,
+        })
+    }
+
+    /// The same encoder without its adapter, sharing this one's graph and weights, where the
+    /// adapter runs as low-rank terms beside them (the integer precisions): its embeddings are
+    /// those of the encoder loaded without the adapter, bit for bit, without a second load.
+    /// `None` without an adapter, or with one merged into the weights (`Precision::F32`).
+    pub fn without_adapter(&self) -> Option<Encoder> {
+        if self.adapter_left_out || !self.graph.adapter_is_separable() {
+            return None;
+        }
+        Some(Encoder {
+            name: self.name.clone(),
+            tokenizer: self.tokenizer.clone(),
+            max_seq_length: self.max_seq_length,
+            pooling: self.pooling,
+            normalize: self.normalize,
+            layers: self.layers,
+            dim: self.dim,
+            options: self.options,
+            graph: Arc::clone(&self.graph),
+            adapter_left_out: true,
+            fingerprint: self.plain_fingerprint.clone()?,
+            plain_fingerprint: None,
+            warnings: self.warnings.clone(),
+            windows: OnceLock::new(),
+            id_bound: self.id_bound,
         })
     }
 
@@ -781,8 +815,7 @@ impl Encoder {
         let mut out = vec![Vec::new(); texts.len()];
         for chunk in self.batches(&tokens, &order) {
             let rows: Vec<TokenRow> = chunk.iter().map(|&i| tokens[i].row()).collect();
-            self.graph
-                .run(&rows, |row, states| out[chunk[row]] = states.to_vec())?;
+            self.run_graph(&rows, |row, states| out[chunk[row]] = states.to_vec())?;
         }
         Ok(out)
     }
@@ -1069,7 +1102,11 @@ impl Encoder {
     /// # Ok::<(), emotions_encoder::EncoderError>(())
     /// ```
     pub fn rewrites(&self) -> GraphRewrites {
-        self.graph.rewrites()
+        let mut rewrites = self.graph.rewrites();
+        if self.adapter_left_out {
+            rewrites.low_rank = 0;
+        }
+        rewrites
     }
 
     /// Shapes with an optimised plan cached so far; `(0, 0)` is the symbolic plan.
@@ -1093,11 +1130,24 @@ impl Encoder {
         Ok(self.graph.op_profile(&batches)?)
     }
 
+    /// Runs the graph, with its adapter or, for the plain view, without.
+    fn run_graph(
+        &self,
+        rows: &[TokenRow<'_>],
+        per_text: impl FnMut(usize, &[f32]),
+    ) -> Result<(), RuntimeError> {
+        if self.adapter_left_out {
+            self.graph.run_without_adapter(rows, per_text)
+        } else {
+            self.graph.run(rows, per_text)
+        }
+    }
+
     /// Pooled (and, when the model says so, normalised) embeddings of a batch, row by row.
     fn run_batch(&self, batch: &[&Tokens]) -> Result<Vec<f32>, EncoderError> {
         let rows: Vec<TokenRow> = batch.iter().map(|t| t.row()).collect();
         let mut pooled = vec![0f32; batch.len() * self.dim];
-        self.graph.run(&rows, |row, states| {
+        self.run_graph(&rows, |row, states| {
             let out = &mut pooled[row * self.dim..(row + 1) * self.dim];
             self.pooling.pool(states, self.dim, out);
             if self.normalize {

@@ -58,6 +58,10 @@ pub struct EncoderGraph {
     plans: Mutex<HashMap<(usize, usize), PlanSlot>>,
     rewrites: GraphRewrites,
     tables: EmbeddingTables,
+    /// An adapter's every change is a low-rank term beside weights the plain graph packs the
+    /// same way, so [`run_without_adapter`](Self::run_without_adapter) gives the plain
+    /// encoder's states.
+    separable_adapter: bool,
 }
 
 /// Rows of the token and position embedding tables, where the graph shows them as constants.
@@ -271,6 +275,7 @@ impl EncoderGraph {
         }
         pipeline::run_graph_passes(&mut typed, &cx, &mut tally)?;
         let rewrites = tally.rewrites;
+        let separable_adapter = rewrites.low_rank > 0 && tally.low_rank_remarked == 0;
         // Drops what the rewrites replaced: the f32 weights that now live packed.
         let typed = typed
             .into_compact()
@@ -286,7 +291,15 @@ impl EncoderGraph {
             plans: Mutex::new(HashMap::new()),
             rewrites,
             tables,
+            separable_adapter,
         })
+    }
+
+    /// Whether the graph has an adapter that [`run_without_adapter`](Self::run_without_adapter)
+    /// can leave out: one attached as low-rank terms (integer precisions; f32 merges it into the
+    /// weights) to projections that were integer ones without it.
+    pub fn adapter_is_separable(&self) -> bool {
+        self.separable_adapter
     }
 
     /// Which parts of the graph the load-time rewrites matched.
@@ -330,6 +343,27 @@ impl EncoderGraph {
         per_text: impl FnMut(usize, &[f32]),
     ) -> Result<(), RuntimeError> {
         catching(&self.origin, "run", || self.run_unguarded(batch, per_text))
+    }
+
+    /// [`run`](Self::run) without the adapter's low-rank terms: the states of the graph loaded
+    /// without the adapter, bit for bit, from this one graph. An error unless
+    /// [`adapter_is_separable`](Self::adapter_is_separable).
+    pub fn run_without_adapter(
+        &self,
+        batch: &[TokenRow<'_>],
+        per_text: impl FnMut(usize, &[f32]),
+    ) -> Result<(), RuntimeError> {
+        if !self.separable_adapter {
+            return Err(tract_err(
+                &self.origin,
+                "run",
+                "the graph has no adapter to leave out (none, or merged into its weights)",
+            ));
+        }
+        catching(&self.origin, "run", || {
+            let _off = ops::linear::LowRankOff::new();
+            self.run_unguarded(batch, per_text)
+        })
     }
 
     fn run_unguarded(

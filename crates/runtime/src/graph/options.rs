@@ -29,8 +29,8 @@ pub struct GraphRewrites {
 /// How the projections multiply. Everything else (attention, GELU, layer norm) is f32 in both.
 ///
 /// The default is chosen per instruction-set class ([`Precision::for_isa`]), by measurement:
-/// the integer projections win only where the CPU multiplies 16-bit integers in 512-bit
-/// registers.
+/// the integer projections where the class multiplies 16-bit integers faster than f32 (AVX-512,
+/// AVX2, SIMD128), f32 elsewhere.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Precision {
     /// In integers, at twice the f32 rate: each token's activations are rounded to 11-16-bit

@@ -28,6 +28,9 @@ pub(crate) struct Tally {
     pub(crate) rewrites: GraphRewrites,
     /// Projections the adapter pass gave a low-rank term (integer mode).
     pub(crate) low_rank_attached: usize,
+    /// Of those, how many were f32 projections it moved to the integer kernels: the plain
+    /// graph would run those otherwise, so skipping the terms would not give its embeddings.
+    pub(crate) low_rank_remarked: usize,
 }
 
 /// A pass over the ONNX file.
@@ -110,7 +113,8 @@ pub(crate) const ONNX_FILE: [FilePass; 7] = [
             match cx.precision {
                 Precision::F32 => passes::adapter::merge(proto, adapter, cx.origin),
                 Precision::Int16 | Precision::Int8 => {
-                    tally.low_rank_attached = passes::adapter::attach(proto, adapter, cx.origin)?;
+                    (tally.low_rank_attached, tally.low_rank_remarked) =
+                        passes::adapter::attach(proto, adapter, cx.origin)?;
                     Ok(())
                 }
             }

@@ -30,6 +30,28 @@ use tract_onnx::tract_core::internal::*;
 /// i32 sums cannot overflow) than the weights gain.
 pub(crate) const F32_WEIGHT_RANGE: i16 = 1023;
 
+thread_local! {
+    /// Cleared while a plan runs as the plain encoder ([`LowRankOff`]). A flag beside the plan,
+    /// not a second graph: tract runs a plan's ops on the thread that runs it.
+    static LOW_RANK_ON: std::cell::Cell<bool> = const { std::cell::Cell::new(true) };
+}
+
+/// Every projection on this thread skips its adapter's low-rank term until this is dropped
+/// (also when a panic unwinds through it).
+pub(crate) struct LowRankOff(bool);
+
+impl LowRankOff {
+    pub(crate) fn new() -> Self {
+        LowRankOff(LOW_RANK_ON.replace(false))
+    }
+}
+
+impl Drop for LowRankOff {
+    fn drop(&mut self) {
+        LOW_RANK_ON.set(self.0);
+    }
+}
+
 /// How the weights are held: packed f32 for tract's kernel, or int8 values for ours.
 #[derive(Debug, Clone)]
 pub(crate) enum Weights {
@@ -219,7 +241,9 @@ impl EvalOp for PackedLinear {
                 w.run(x, m, self.bias.as_deref(), residual, &mut y)?
             }
         }
-        if let Some(side) = &self.low_rank {
+        if let Some(side) = &self.low_rank
+            && LOW_RANK_ON.get()
+        {
             let x = x.try_as_plain_ram()?;
             let mut out = y.try_as_plain_ram_mut()?;
             side.add_to(

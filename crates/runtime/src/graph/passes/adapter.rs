@@ -148,18 +148,18 @@ pub(crate) fn merge(
 /// Leaves the projections' weights as they are (so an int8 grid stays exact for the integer
 /// kernels) and gives each projection its delta's factors as two more inputs, marking it for
 /// the integer kernels ([`INTEGER_MATMUL`], unless it is marked already); returns how many
-/// projections.
+/// projections, and how many of them it marked.
 pub(crate) fn attach(
     model: &mut pb::ModelProto,
     adapter: &LoraAdapter,
     origin: &str,
-) -> Result<usize, RuntimeError> {
+) -> Result<(usize, usize), RuntimeError> {
     let graph = model
         .graph
         .as_mut()
         .ok_or_else(|| adapter_error(origin, "the model has no graph"))?;
     let weights = matched_weights(graph, adapter, origin)?;
-    let mut attached = 0;
+    let (mut attached, mut marked) = (0, 0);
     for (delta, w_ix) in adapter.deltas.iter().zip(weights) {
         let w = graph.initializer[w_ix].name.clone();
         for node in graph.node.iter_mut().filter(|n| is_projection(n)) {
@@ -169,12 +169,13 @@ pub(crate) fn attach(
             if node.op_type == "MatMul" {
                 node.op_type = INTEGER_MATMUL.into();
                 node.domain.clear();
+                marked += 1;
             }
             node.attribute.extend(factors(delta));
             attached += 1;
         }
     }
-    Ok(attached)
+    Ok((attached, marked))
 }
 
 /// A delta's `A` and `B` as the marked projection's tensor attributes.
