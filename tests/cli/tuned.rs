@@ -194,7 +194,8 @@ fn the_server_embeds_with_the_plain_encoder_and_classifies_with_the_adapter() {
         .collect();
     assert_eq!(served[0].len(), 384);
     assert!(max_diff(&served[0], &cli) < 1e-6);
-    // Embedding first, then classifying, in one server: each gets its own encoder.
+    // Embedding first, then classifying, in one server: one graph, run without the adapter's
+    // low-rank terms, then with them.
     let (status, body) = server.request(
         "POST",
         "/classify",

@@ -270,7 +270,8 @@ impl Default for EncoderOptions {
 /// A sentence encoder. `Send + Sync`: share one across threads.
 pub struct Encoder {
     name: String,
-    tokenizer: tokenizers::Tokenizer,
+    /// Shared with the plain view, as the graph is.
+    tokenizer: Arc<tokenizers::Tokenizer>,
     max_seq_length: usize,
     pooling: Pooling,
     normalize: bool,
@@ -606,7 +607,7 @@ impl Encoder {
         tokenizer.with_padding(None);
         Ok(Encoder {
             name: files.name.to_string(),
-            tokenizer,
+            tokenizer: Arc::new(tokenizer),
             max_seq_length,
             warnings,
             pooling: cfg.pooling,
@@ -633,7 +634,7 @@ impl Encoder {
         }
         Some(Encoder {
             name: self.name.clone(),
-            tokenizer: self.tokenizer.clone(),
+            tokenizer: Arc::clone(&self.tokenizer),
             max_seq_length: self.max_seq_length,
             pooling: self.pooling,
             normalize: self.normalize,
