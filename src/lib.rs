@@ -39,8 +39,8 @@ pub use emotions_labels::{
 };
 pub use emotions_runtime::export::Dense;
 pub use emotions_runtime::{
-    Head, HeadInfo, HugePageAlloc, Isa, IsaClass, limit_heap_arenas, quiet_caught_panics,
-    release_free_memory, show_caught_panics,
+    Head, HeadInfo, HugePageAlloc, Isa, IsaClass, grow_heap_in_huge_pages, limit_heap_arenas,
+    quiet_caught_panics, release_free_memory, show_caught_panics,
 };
 
 /// The models compiled into the binary (the `bundled-models` feature).

@@ -54,7 +54,7 @@ mod x86_64;
 pub use error::{KernelError, KernelErrorKind};
 pub use guard::{catch_panic, panic_message, quiet_caught_panics, show_caught_panics};
 pub use isa::{ISA_VARIABLE, Isa, IsaClass};
-pub use memory::{HugePageAlloc, limit_heap_arenas, release_free_memory};
+pub use memory::{HugePageAlloc, grow_heap_in_huge_pages, limit_heap_arenas, release_free_memory};
 pub use pool::{KernelThreads, on_pool, set_threads, single_threaded};
 
 /// `a * b + c`, fused where the caller's target features have FMA (the f32 kernels'

@@ -42,9 +42,9 @@ mod testing;
 
 pub use emotions_adapter::{AdapterError, LoraAdapter, LowRankDelta};
 pub use emotions_kernels::{
-    HugePageAlloc, Isa, IsaClass, KernelThreads, catch_panic, limit_heap_arenas, on_pool,
-    panic_message, quiet_caught_panics, release_free_memory, set_threads, show_caught_panics,
-    single_threaded,
+    HugePageAlloc, Isa, IsaClass, KernelThreads, catch_panic, grow_heap_in_huge_pages,
+    limit_heap_arenas, on_pool, panic_message, quiet_caught_panics, release_free_memory,
+    set_threads, show_caught_panics, single_threaded,
 };
 pub use error::{ErrorKind, RuntimeError, TractError};
 pub use graph::weights::{NamedTensor, encoder_weights};

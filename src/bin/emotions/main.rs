@@ -21,6 +21,8 @@ static ALLOCATOR: emotions::HugePageAlloc = emotions::HugePageAlloc;
 fn main() -> ExitCode {
     // Streaming and serving run batch after batch for hours: keep the heap from growing.
     emotions::limit_heap_arenas();
+    // Loading the models fills ~70 MB of fresh blocks: from a heap in huge pages.
+    emotions::grow_heap_in_huge_pages();
     // A panic inside tract or tokenizers that a boundary catches is reported once, as the
     // error it becomes; its trace is for `-v` or RUST_BACKTRACE.
     emotions::quiet_caught_panics();
