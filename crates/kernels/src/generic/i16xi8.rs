@@ -201,18 +201,29 @@ impl Int16Weights {
 /// Integer weights `q` (`k × n`, row-major) in blocks of [`BLOCK`] columns: per pair of rows,
 /// each column's two values side by side, zero past `k` and `n`.
 pub(crate) fn pack_pairs(q: &[impl Into<i16> + Copy], k: usize, n: usize) -> Vec<i16> {
-    let k_even = k.div_ceil(2) * 2;
+    pack_row_groups::<i16, 2>(q, k, n)
+}
+
+/// Integer weights `q` (`k × n`, row-major) in blocks of [`BLOCK`] columns: per group of `G`
+/// rows, each column's `G` values side by side (what one multiply-add instruction takes), zero
+/// past `k` and `n`.
+pub(crate) fn pack_row_groups<T: Copy + Default, const G: usize>(
+    q: &[impl Into<T> + Copy],
+    k: usize,
+    n: usize,
+) -> Vec<T> {
+    let groups = k.div_ceil(G);
     let blocks = n.div_ceil(BLOCK);
-    let mut packed = vec![0i16; blocks * (k_even / 2) * BLOCK * 2];
+    let mut packed = vec![T::default(); blocks * groups * BLOCK * G];
     for b in 0..blocks {
-        for p in 0..k_even / 2 {
-            let at = (b * (k_even / 2) + p) * BLOCK * 2;
+        for p in 0..groups {
+            let at = (b * groups + p) * BLOCK * G;
             for f in 0..BLOCK.min(n - b * BLOCK) {
                 let col = b * BLOCK + f;
-                for half in 0..2 {
-                    let row = 2 * p + half;
+                for j in 0..G {
+                    let row = G * p + j;
                     if row < k {
-                        packed[at + 2 * f + half] = q[row * n + col].into();
+                        packed[at + G * f + j] = q[row * n + col].into();
                     }
                 }
             }

@@ -1,7 +1,7 @@
 //! The 8-bit-activation projections' weights, packing and portable arithmetic, shared by every
 //! ISA copy.
 
-use crate::generic::i16xi8::{Output, pack_pairs};
+use crate::generic::i16xi8::{Output, pack_pairs, pack_row_groups};
 
 /// Output features per packed block: three 16-lane vectors, as the 16-bit kernels' (whose
 /// packing the outlier rows take).
@@ -60,22 +60,8 @@ impl Uint8Weights {
         assert_eq!(q.len(), k * n);
         assert_eq!(scales.len(), n);
         let k4 = k.div_ceil(4) * 4;
-        let blocks = n.div_ceil(BLOCK);
-        let mut packed = vec![0i8; blocks * (k4 / 4) * BLOCK * 4];
-        for b in 0..blocks {
-            for p in 0..k4 / 4 {
-                let at = (b * (k4 / 4) + p) * BLOCK * 4;
-                for f in 0..BLOCK.min(n - b * BLOCK) {
-                    let col = b * BLOCK + f;
-                    for j in 0..4 {
-                        let row = 4 * p + j;
-                        if row < k {
-                            packed[at + 4 * f + j] = q[row * n + col];
-                        }
-                    }
-                }
-            }
-        }
+        // Quads of rows: what `vpdpbusd` multiplies and adds.
+        let packed = pack_row_groups::<i8, 4>(q, k, n);
         let mut col_sums = vec![0i32; n];
         for row in q.chunks_exact(n) {
             for (s, &v) in col_sums.iter_mut().zip(row) {
