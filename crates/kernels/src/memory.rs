@@ -23,11 +23,10 @@ pub fn limit_heap_arenas() {
 #[cfg(all(target_os = "linux", target_env = "gnu"))]
 const HEAP_BLOCKS_UP_TO: usize = 32 << 20;
 
-/// Where the heap stood when [`grow_heap_in_huge_pages`] was called (0: not called), and how
-/// far it has been advised since.
+/// How far the main heap has been advised: where it stood when [`grow_heap_in_huge_pages`] was
+/// called, then past each growth advised since; 0 until it is called.
 #[cfg(all(target_os = "linux", target_env = "gnu"))]
-static HEAP_ADVISED: [std::sync::atomic::AtomicUsize; 2] =
-    [const { std::sync::atomic::AtomicUsize::new(0) }; 2];
+static HEAP_ADVISED_TO: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
 
 /// Serves blocks up to 32 MiB from the heap, grows it 32 MiB at a time (trimming it past 64),
 /// and has [`HugePageAlloc`] advise its new pages for transparent huge pages: for the main
@@ -51,9 +50,7 @@ pub fn grow_heap_in_huge_pages() {
         // trim threshold to twice it: without this, the heap's top is handed back and faulted
         // in again batch after batch.
         libc::mallopt(libc::M_TRIM_THRESHOLD, 2 * HEAP_BLOCKS_UP_TO as libc::c_int);
-        let start = libc::sbrk(0) as usize;
-        HEAP_ADVISED[1].store(start, std::sync::atomic::Ordering::Relaxed);
-        HEAP_ADVISED[0].store(start, std::sync::atomic::Ordering::Release);
+        HEAP_ADVISED_TO.store(libc::sbrk(0) as usize, std::sync::atomic::Ordering::Relaxed);
     }
 }
 
@@ -63,12 +60,12 @@ pub fn grow_heap_in_huge_pages() {
 #[cfg(all(target_os = "linux", target_env = "gnu"))]
 fn advise_heap_growth() {
     use std::sync::atomic::Ordering;
-    if HEAP_ADVISED[0].load(Ordering::Acquire) == 0 {
+    let done = HEAP_ADVISED_TO.load(Ordering::Relaxed);
+    if done == 0 {
         return;
     }
     // SAFETY: sbrk(0) only reads the break.
     let top = unsafe { libc::sbrk(0) } as usize;
-    let done = HEAP_ADVISED[1].load(Ordering::Relaxed);
     if top <= done {
         return;
     }
@@ -80,7 +77,7 @@ fn advise_heap_growth() {
         unsafe {
             libc::madvise(start as *mut libc::c_void, end - start, libc::MADV_HUGEPAGE);
         }
-        HEAP_ADVISED[1].fetch_max(end, Ordering::Relaxed);
+        HEAP_ADVISED_TO.fetch_max(end, Ordering::Relaxed);
     }
 }
 
@@ -225,7 +222,7 @@ mod tests {
     fn a_heap_grown_in_huge_pages_keeps_contents_and_advises_its_growth() {
         use std::sync::atomic::Ordering;
         grow_heap_in_huge_pages();
-        let start = HEAP_ADVISED[0].load(Ordering::Acquire);
+        let start = HEAP_ADVISED_TO.load(Ordering::Relaxed);
         assert_ne!(start, 0);
         let layout = Layout::from_size_align(600 << 10, 64).unwrap();
         // SAFETY: non-zero layouts; each block is written and read within its size and freed
@@ -240,7 +237,7 @@ mod tests {
                 let b = std::slice::from_raw_parts(p, layout.size());
                 assert!(b.iter().all(|&x| x == i as u8), "block {i}");
             }
-            let advised = HEAP_ADVISED[1].load(Ordering::Relaxed);
+            let advised = HEAP_ADVISED_TO.load(Ordering::Relaxed);
             assert!(advised >= start);
             let first = start.next_multiple_of(HUGE_PAGE);
             if advised > first && advice_shows() {
