@@ -49,7 +49,9 @@ const tools = process.env.EMOTIONS_WASM_TOOLS
 const bindgen = join(tools, 'bin', 'wasm-bindgen');
 if (!output(bindgen, ['--version']).includes(bindgenVersion)) {
   // Not --locked: the CLI's lock file names a webpki-roots release that crates.io no longer has.
-  run('cargo', ['install', '--quiet', 'wasm-bindgen-cli', '--version', `=${bindgenVersion}`, '--root', tools]);
+  // Without CI's clippy wrapper (.ci/run), which is for this workspace's crates, not the tool's.
+  const { RUSTC_WORKSPACE_WRAPPER, CLIPPY_ARGS, ...env } = process.env;
+  run('cargo', ['install', '--quiet', 'wasm-bindgen-cli', '--version', `=${bindgenVersion}`, '--root', tools], { env });
 }
 if (opt && !existsSync(join(here, 'node_modules', 'binaryen'))) {
   run('npm', ['install', '--no-audit', '--no-fund', '--ignore-scripts'], { cwd: here });

@@ -4,6 +4,9 @@
 //! `js/index.js`, which loads the module in Node or a browser, checks arguments (so a wrong type
 //! is an `Error` naming it, not a trap) and shapes the results. Errors carry the library's
 //! messages, the ones the CLI prints.
+//!
+//! Empty on any other target (see Cargo.toml).
+#![cfg(target_family = "wasm")]
 
 use emotions::LABELS;
 use wasm_bindgen::prelude::*;

@@ -374,6 +374,8 @@ impl NpyWriter {
         };
         let len = file.metadata().map_err(|e| IoError::io(&origin, e))?.len();
         if len == 0 {
+            // Closed before `create` opens it again. (WebAssembly's `File` has no `Drop`.)
+            #[cfg_attr(target_family = "wasm", allow(clippy::drop_non_drop))]
             drop(file);
             return Self::create(path, cols);
         }
