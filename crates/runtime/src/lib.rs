@@ -52,4 +52,5 @@ pub use graph::{
     EmbeddingTables, EncoderGraph, GraphRewrites, Int8Calibration, PlanShapes, Precision, TokenRow,
 };
 pub use head::{Head, HeadBuilder, HeadInfo, HeadLayout, Plan, export};
+pub use onnx::file::GraphBytes;
 pub use onnx::limits;

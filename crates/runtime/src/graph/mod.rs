@@ -13,6 +13,7 @@
 //! module.
 
 use crate::error::{ErrorKind, RuntimeError, catching, tract_err};
+use crate::onnx::file::GraphBytes;
 use emotions_adapter::LoraAdapter;
 use emotions_kernels::Isa;
 use std::collections::HashMap;
@@ -137,11 +138,11 @@ enum InputKind {
 impl EncoderGraph {
     /// Parses an encoder's ONNX bytes, checks that its inputs and output are a BERT-style
     /// encoder's (`[batch, sequence, hidden]` token states), folds dequantisation and applies
-    /// the rewrites. `origin` names the file in errors. Owned bytes (`Vec<u8>`) are freed as
-    /// soon as they are decoded, so peak memory is the decoded graph and tract's copy of it,
-    /// not the file as well.
+    /// the rewrites. `origin` names the file in errors. Owned bytes (a `Vec<u8>`, or
+    /// [`GraphBytes::from_file`]) are freed as soon as they are decoded, so peak memory is the
+    /// decoded graph and tract's copy of it, not the file as well.
     pub fn load<'a>(
-        bytes: impl Into<std::borrow::Cow<'a, [u8]>>,
+        bytes: impl Into<GraphBytes<'a>>,
         origin: &str,
         hidden: usize,
         plan_shapes: PlanShapes,
@@ -154,7 +155,7 @@ impl EncoderGraph {
     /// after dequantisation is folded and before anything else sees them, and in
     /// [`Precision::Int8`] an int8 calibration ([`Int8Calibration`]) for 8-bit activations.
     pub fn load_adapted<'a>(
-        bytes: impl Into<std::borrow::Cow<'a, [u8]>>,
+        bytes: impl Into<GraphBytes<'a>>,
         origin: &str,
         hidden: usize,
         plan_shapes: PlanShapes,
@@ -177,7 +178,7 @@ impl EncoderGraph {
     }
 
     fn load_unguarded(
-        bytes: std::borrow::Cow<'_, [u8]>,
+        bytes: GraphBytes<'_>,
         origin: &str,
         hidden: usize,
         plan_shapes: PlanShapes,
@@ -198,17 +199,12 @@ impl EncoderGraph {
         };
         let mut tally = pipeline::Tally::default();
         // prost copies each tensor's payload out of the buffer (tract's `raw_data` is a
-        // `Vec<u8>`), so borrowed bytes are decoded in place and owned ones are freed as soon
-        // as they are decoded. (tract's `proto_model_for_read` would copy them first, a third
-        // copy of a 133 MB f32 model at the peak.)
-        let decode = |buffer: &[u8]| {
-            <tract_onnx::pb::ModelProto as prost::Message>::decode(buffer)
-                .map_err(|e| RuntimeError::new(origin, ErrorKind::Decode { source: e.into() }))
-        };
-        let mut proto = match bytes {
-            std::borrow::Cow::Borrowed(b) => decode(b)?,
-            std::borrow::Cow::Owned(v) => decode(&v)?,
-        };
+        // `Vec<u8>`), so owned bytes are freed as soon as they are decoded. (tract's
+        // `proto_model_for_read` would copy them first, a third copy of a 133 MB f32 model at the
+        // peak.)
+        let mut proto: tract_onnx::pb::ModelProto = bytes
+            .decode()
+            .map_err(|e| RuntimeError::new(origin, ErrorKind::Decode { source: e.into() }))?;
         crate::onnx::limits::check_model(&proto, origin, crate::onnx::limits::MAX_ENCODER_NODES)?;
         pipeline::run_file_passes(&mut proto, &cx, &mut tally)?;
         let tables = EmbeddingTables::find(&proto);

@@ -47,7 +47,7 @@ pub(crate) struct GraphPass {
 }
 
 /// The passes over the ONNX file, in order.
-pub(crate) const ONNX_FILE: [FilePass; 7] = [
+pub(crate) const ONNX_FILE: [FilePass; 8] = [
     // First: it reads `DynamicQuantizeLinear` and `MatMulInteger` as the quantiser wrote them,
     // before the folds below rewrite the casts and products it matches. Integer mode marks the
     // result for 8-bit activations; the exact mode gets a plain f32 MatMul.
@@ -118,6 +118,17 @@ pub(crate) const ONNX_FILE: [FilePass; 7] = [
                     Ok(())
                 }
             }
+        },
+    },
+    // Integer mode, after every pass that finds projections by their weights' initializer
+    // (the adapter's above): each f32 projection takes its weights as an attribute, packed
+    // at parse, so that tract never copies them. The exact mode packs tract's copy.
+    FilePass {
+        run: |proto, cx, _| {
+            if cx.precision.is_integer() {
+                passes::integer_weights::weights_as_attributes(proto);
+            }
+            Ok(())
         },
     },
 ];

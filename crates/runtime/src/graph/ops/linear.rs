@@ -63,7 +63,8 @@ pub(crate) enum Weights {
 }
 
 impl Weights {
-    fn id(&self) -> *const () {
+    /// Where the packed values are: the same for clones of one packing.
+    pub(crate) fn id(&self) -> *const () {
         match self {
             Weights::F32(w) => w.id(),
             Weights::Int16(w) => Arc::as_ptr(w) as *const (),

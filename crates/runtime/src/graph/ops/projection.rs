@@ -5,7 +5,9 @@
 //!   scales ([`crate::graph::passes::int8_matmul`]).
 //! - [`INTEGER_MATMUL`] `(x, w)`: f32 weights on the integer kernels, with the attribute
 //!   [`U8_ACTIVATIONS`] where the graph asked for 8-bit activations
-//!   ([`crate::graph::passes::dynamic_quant`]).
+//!   ([`crate::graph::passes::dynamic_quant`]); or `(x)` with the weights in the tensor
+//!   attribute [`WEIGHTS`] ([`crate::graph::passes::integer_weights`]), packed here from the
+//!   decoded file, so that tract never copies them.
 //!
 //! Either takes an adapter's factors `A`, `B` as tensor attributes ([`LORA_A`], [`LORA_B`];
 //! [`crate::graph::passes::adapter`]), and the packed op adds their low-rank term. Attributes,
@@ -26,6 +28,9 @@ use tract_onnx::tract_hir::internal::*;
 pub(crate) const INT8_MATMUL: &str = "EmotionsInt8MatMul";
 /// The op type of marked f32 projections, likewise.
 pub(crate) const INTEGER_MATMUL: &str = "EmotionsIntegerMatMul";
+/// [`INTEGER_MATMUL`]'s tensor attribute for its f32 `[k, n]` weights, in place of the second
+/// input.
+pub(crate) const WEIGHTS: &str = "weights";
 /// [`INTEGER_MATMUL`]'s attribute: 1 where the graph asked for 8-bit activations.
 pub(crate) const U8_ACTIVATIONS: &str = "u8_activations";
 /// [`INT8_MATMUL`]'s attribute from an int8 calibration: the outlier channels (ints) of a
@@ -259,6 +264,58 @@ pub(crate) fn parse_int8_matmul(
 struct IntegerMatMul {
     u8_activations: bool,
     low_rank: Option<Factors>,
+    /// Packed at parse from the attribute [`WEIGHTS`]; `None` when they are the second input.
+    packed: Option<Packed>,
+}
+
+/// A projection's weights packed at parse, with their shape `[k, n]`; the same packing is the
+/// same op.
+#[derive(Debug, Clone)]
+struct Packed {
+    weights: Weights,
+    k: usize,
+    n: usize,
+}
+
+impl PartialEq for Packed {
+    fn eq(&self, other: &Self) -> bool {
+        self.weights.id() == other.weights.id()
+    }
+}
+impl Eq for Packed {}
+impl std::hash::Hash for Packed {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        (self.k, self.n).hash(state);
+    }
+}
+
+/// The integer kernels' weights for the f32 `[k, n]` tensor attribute [`WEIGHTS`], if the node
+/// has one.
+fn packed_weights(node: &NodeProto, u8_activations: bool) -> TractResult<Option<Packed>> {
+    let Some(t) = node.get_attr_opt::<&tract_onnx::pb::TensorProto>(WEIGHTS)? else {
+        return Ok(None);
+    };
+    let shape = match t.dims[..] {
+        [k, n] => usize::try_from(k).ok().zip(usize::try_from(n).ok()),
+        _ => None,
+    };
+    let (Some((k, n)), Some(values)) = (shape, floats(t)) else {
+        bail!(
+            "{}: {WEIGHTS} must be a 2-d f32 tensor, found {:?}",
+            node.name,
+            t.dims
+        );
+    };
+    ensure!(
+        k > 0 && n > 0 && values.len() == k * n,
+        "{}: {WEIGHTS} holds {} values for its shape {:?}",
+        node.name,
+        values.len(),
+        t.dims
+    );
+    let weights = Weights::integer(&values, k, n, u8_activations, isa()?)
+        .with_context(|| format!("{}: weights hold a non-finite value", node.name))?;
+    Ok(Some(Packed { weights, k, n }))
 }
 
 impl Expansion for IntegerMatMul {
@@ -272,8 +329,22 @@ impl Expansion for IntegerMatMul {
         inputs: &'p [TensorProxy],
         outputs: &'p [TensorProxy],
     ) -> InferenceResult {
-        check_input_arity(inputs, 2)?;
-        projection_rules(s, inputs, outputs, f32::datum_type())
+        let Some(packed) = &self.packed else {
+            check_input_arity(inputs, 2)?;
+            return projection_rules(s, inputs, outputs, f32::datum_type());
+        };
+        check_input_arity(inputs, 1)?;
+        check_output_arity(outputs, 1)?;
+        let n = packed.n;
+        s.equals(&inputs[0].datum_type, f32::datum_type())?;
+        s.equals(&outputs[0].datum_type, f32::datum_type())?;
+        s.equals(&outputs[0].rank, &inputs[0].rank)?;
+        s.given(&inputs[0].shape, move |s, x| {
+            let mut y = x;
+            y.pop();
+            y.push(n.to_dim());
+            s.equals(&outputs[0].shape, ShapeFactoid::from(y))
+        })
     }
 
     fn wire(
@@ -282,12 +353,18 @@ impl Expansion for IntegerMatMul {
         model: &mut TypedModel,
         inputs: &[OutletId],
     ) -> TractResult<TVec<OutletId>> {
+        let isa = isa()?;
+        if let Some(Packed { weights, k, n }) = &self.packed {
+            check_input(prefix, model, inputs[0], *k)?;
+            let side = side_for(prefix, &self.low_rank, (*k, *n))?;
+            let linear = PackedLinear::new(prefix, weights.clone(), (*k, *n), side, isa);
+            return model.wire_node(prefix, linear, &inputs[..1]);
+        }
         let w = konst(prefix, model, inputs[1])?;
         let &[k, n] = w.shape() else {
             bail!("{prefix}: weights are {:?}, expected [k, n]", w.shape());
         };
         check_input(prefix, model, inputs[0], k)?;
-        let isa = isa()?;
         let values = w.try_as_plain_ram()?;
         let weights = Weights::integer(values.as_slice::<f32>()?, k, n, self.u8_activations, isa)
             .with_context(|| format!("{prefix}: weights hold a non-finite value"))?;
@@ -304,10 +381,12 @@ pub(crate) fn parse_integer_matmul(
 ) -> TractResult<(Box<dyn InferenceOp>, Vec<String>)> {
     let u8_activations = node.get_attr_opt::<i64>(U8_ACTIVATIONS)?.unwrap_or(0) != 0;
     let low_rank = low_rank(node)?;
+    let packed = packed_weights(node, u8_activations)?;
     Ok((
         expand(IntegerMatMul {
             u8_activations,
             low_rank,
+            packed,
         }),
         vec![],
     ))

@@ -6,4 +6,5 @@ pub(crate) mod adapter;
 pub(crate) mod dynamic_quant;
 pub(crate) mod fold;
 pub(crate) mod int8_matmul;
+pub(crate) mod integer_weights;
 pub(crate) mod layer_norm;
