@@ -188,6 +188,31 @@ mod tests {
     use super::*;
     use crate::generic::i16xi8::Panels;
 
+    #[test]
+    fn rounding_without_libm_is_f32_round() {
+        use crate::generic::i16xi8::round_half_away;
+        // Every quarter step (halves, and values either side of them) up to past 2^12, the
+        // floats nearest to ±0.5 and ±1.5, the extremes, and NaN.
+        let mut xs: Vec<f32> = (-20_000..=20_000).map(|i| i as f32 * 0.25).collect();
+        for base in [0.5f32, 1.5, 1023.5, 8_388_607.5] {
+            for x in [base, base.next_down(), base.next_up()] {
+                xs.extend([x, -x]);
+            }
+        }
+        xs.extend([
+            (1 << 23) as f32,
+            -((1 << 23) as f32),
+            1e-30,
+            -1e-30,
+            0.0,
+            -0.0,
+        ]);
+        for x in xs {
+            assert_eq!(round_half_away(x), x.round() as i32, "{x:e}");
+        }
+        assert_eq!(round_half_away(f32::NAN), f32::NAN.round() as i32);
+    }
+
     /// The weights `w` as [`int8_grid`] finds them; `None` for other (f32) weights.
     fn from_int8_grid(w: &[f32], k: usize, n: usize) -> Option<Int16Weights> {
         let (scales, q) = int8_grid(w, k, n)?;
