@@ -103,10 +103,7 @@ fn movable(t: &pb::TensorProto) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::graph::options::Precision;
-    use crate::graph::rules::linear::pack_linears;
     use crate::testing::{f32s, node, runnable, tensor, typed};
-    use emotions_kernels::Isa;
     use tract_onnx::prelude::*;
 
     const K: usize = 8;
@@ -139,28 +136,15 @@ mod tests {
         })
     }
 
-    /// Parsed, typed, decluttered and packed as the encoder does in integer mode: the first
-    /// output for a fixed `x`, and the packed projections' count.
+    /// The first output for a fixed `x` as the encoder runs the file in integer mode, and the
+    /// packed projections' count.
     fn packed_output(proto: &pb::ModelProto) -> TractResult<(Vec<f32>, usize)> {
-        let mut onnx = tract_onnx::onnx();
-        crate::graph::parsers::register(&mut onnx);
-        let mut model = onnx
-            .model_for_proto_model(proto)?
-            .with_input_fact(0, f32::fact([2, 3, K]).into())?
-            .into_typed()?
-            .into_decluttered()?;
-        let (linear, int16, _, _) = pack_linears(&mut model, Precision::Int16, Isa::widest())?;
-        assert_eq!(linear, int16, "every projection on the integer kernels");
-        let x: Vec<f32> = (0..2 * 3 * K).map(|i| (i as f32 * 0.37).sin()).collect();
-        let out = model
-            .into_runnable()?
-            .run(tvec![tensor1(&x).into_shape(&[2, 3, K])?.into_tvalue()])?;
-        let y = out[0]
-            .to_plain_array_view::<f32>()?
-            .iter()
-            .copied()
-            .collect();
-        Ok((y, linear))
+        let packed = super::super::test_support::packed_output(proto, K)?;
+        assert_eq!(
+            packed.linear, packed.int16,
+            "every projection on the integer kernels"
+        );
+        Ok((packed.y, packed.linear))
     }
 
     #[test]
