@@ -16,6 +16,8 @@
 # binary's compiled dependencies.
 #
 # Usage: scripts/arm/test.sh [X86_BINARY]   (default target/debug/emotions, built if missing)
+#        scripts/arm/test.sh --build-only    (set up and build everything, run nothing: .ci/run
+#                                             builds while the host's tests run)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 scripts/arm/setup.sh
@@ -23,12 +25,17 @@ scripts/arm/setup.sh
 target=aarch64-unknown-linux-gnu
 x86=${1:-target/debug/emotions}
 test=(cargo test --release --target $target)
-# One selection for the build and every run of it below: features are unified once, so no crate
-# is built under two feature sets for these tests, and cargo compiles the three side by side.
+# One selection for the build and every run of it below, the suite's too: features are unified
+# once, so no crate is built under two feature sets for these tests (with `-p
+# emotions-conformance` alone, its two test binaries were built twice: 2.5 of CI's minutes), and
+# cargo compiles the three side by side.
 packages=(-p emotions-kernels -p emotions-runtime -p emotions-conformance)
 
 cargo build-static-arm
 "${test[@]}" --no-run "${packages[@]}" --lib --test heads --test encoder
+if [ "$x86" = --build-only ]; then
+    exit 0
+fi
 for model in cortex-a53:neon cortex-a76:neon-dotprod max:neon-i8mm; do
     cpu=${model%%:*}
     echo "== qemu -cpu $cpu: kernels, runtime and conformance units, expecting class ${model##*:}"
@@ -37,7 +44,7 @@ for model in cortex-a53:neon cortex-a76:neon-dotprod max:neon-i8mm; do
 done
 echo "== qemu -cpu max: the conformance suite's heads and encoder cases, every 10th text"
 QEMU_CPU=max EMOTIONS_EXPECT_WIDEST=neon-i8mm EMOTIONS_CONFORMANCE_EVERY=10 \
-    "${test[@]}" -p emotions-conformance --test heads --test encoder -- --nocapture \
+    "${test[@]}" "${packages[@]}" --test heads --test encoder -- --nocapture \
     --skip token_ids_match_for_every_test_split_text --skip with_bucket_plans \
     --skip batching_and_order
 

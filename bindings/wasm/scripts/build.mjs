@@ -5,10 +5,11 @@
 // a cache outside the clone: $EMOTIONS_WASM_TOOLS, else ~/.cache/emotions/wasm-tools, so a fresh
 // clone on the same machine does not build it again) and binaryen's wasm-opt (npm).
 //
-//   npm --prefix bindings/wasm run build [-- --dev] [-- --no-opt]
+//   npm --prefix bindings/wasm run build [-- --dev] [-- --no-opt] [-- --tools-only]
 //
 // --dev builds with Cargo's dev profile (dependencies optimised as in every dev build; quicker
-// to build, for tests); --no-opt skips wasm-opt.
+// to build, for tests); --no-opt skips wasm-opt; --tools-only installs the tools and stops
+// (.ci/run builds them while the host's tests run).
 import { execFileSync } from 'node:child_process';
 import { copyFileSync, existsSync, mkdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { homedir } from 'node:os';
@@ -21,6 +22,7 @@ const root = join(here, '..', '..');
 const args = process.argv.slice(2);
 const dev = args.includes('--dev');
 const opt = !args.includes('--no-opt');
+const toolsOnly = args.includes('--tools-only');
 const target = 'wasm32-unknown-unknown';
 
 function run(cmd, argv, opts = {}) {
@@ -60,6 +62,8 @@ if (!output(bindgen, ['--version']).includes(bindgenVersion)) {
 if (opt && !existsSync(join(here, 'node_modules', 'binaryen'))) {
   run('npm', ['install', '--no-audit', '--no-fund', '--ignore-scripts'], { cwd: here });
 }
+
+if (toolsOnly) process.exit(0);
 
 const profile = dev ? 'dev' : 'release';
 // Not stripped by rustc: wasm-bindgen reads the target-features section (SIMD128) from the

@@ -8,7 +8,6 @@
 //! whole file into fresh memory first. On a VM whose memory the host backs on first touch, that
 //! fresh memory was most of a 133 MB f32 model's load.
 
-use std::borrow::Cow;
 use std::path::Path;
 
 /// The bytes of an ONNX file, for [`crate::EncoderGraph::load`].
@@ -63,15 +62,6 @@ impl<'a> From<&'a [u8]> for GraphBytes<'a> {
 impl From<Vec<u8>> for GraphBytes<'_> {
     fn from(bytes: Vec<u8>) -> Self {
         GraphBytes(Repr::Owned(bytes.into()))
-    }
-}
-
-impl<'a> From<Cow<'a, [u8]>> for GraphBytes<'a> {
-    fn from(bytes: Cow<'a, [u8]>) -> Self {
-        match bytes {
-            Cow::Borrowed(b) => b.into(),
-            Cow::Owned(v) => v.into(),
-        }
     }
 }
 

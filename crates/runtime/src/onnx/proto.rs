@@ -9,9 +9,14 @@ pub(crate) const ONNX_FLOAT: i32 = 1;
 pub(crate) const ONNX_UINT8: i32 = 2;
 pub(crate) const ONNX_INT8: i32 = 3;
 
+/// Whether a tensor's values are in the file itself rather than in external data.
+pub(crate) fn in_file(t: &pb::TensorProto) -> bool {
+    t.data_location.unwrap_or(0) == 0
+}
+
 /// The integer values of an int8/uint8 initializer.
 pub(crate) fn integers(t: &pb::TensorProto) -> Option<Vec<i32>> {
-    if t.data_location.unwrap_or(0) != 0 {
+    if !in_file(t) {
         return None;
     }
     match t.data_type {
@@ -28,7 +33,7 @@ pub(crate) fn integers(t: &pb::TensorProto) -> Option<Vec<i32>> {
 
 /// The values of an f32 initializer stored in the file (raw or as `float_data`).
 pub(crate) fn floats(t: &pb::TensorProto) -> Option<Vec<f32>> {
-    if t.data_type != ONNX_FLOAT || t.data_location.unwrap_or(0) != 0 {
+    if t.data_type != ONNX_FLOAT || !in_file(t) {
         return None;
     }
     Some(if t.raw_data.is_empty() {

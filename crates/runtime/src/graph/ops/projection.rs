@@ -313,9 +313,21 @@ fn packed_weights(node: &NodeProto, u8_activations: bool) -> TractResult<Option<
         values.len(),
         t.dims
     );
-    let weights = Weights::integer(&values, k, n, u8_activations, isa()?)
-        .with_context(|| format!("{}: weights hold a non-finite value", node.name))?;
+    let weights = pack_integer(&node.name, &values, (k, n), u8_activations, isa()?)?;
     Ok(Some(Packed { weights, k, n }))
+}
+
+/// The integer kernels' packing of the f32 `[k, n]` weights of the projection `name`, whose
+/// activations are u8 if `u8_activations`, else i16.
+fn pack_integer(
+    name: &str,
+    values: &[f32],
+    (k, n): (usize, usize),
+    u8_activations: bool,
+    isa: Isa,
+) -> TractResult<Weights> {
+    Weights::integer(values, k, n, u8_activations, isa)
+        .with_context(|| format!("{name}: weights hold a non-finite value"))
 }
 
 impl Expansion for IntegerMatMul {
@@ -366,8 +378,8 @@ impl Expansion for IntegerMatMul {
         };
         check_input(prefix, model, inputs[0], k)?;
         let values = w.try_as_plain_ram()?;
-        let weights = Weights::integer(values.as_slice::<f32>()?, k, n, self.u8_activations, isa)
-            .with_context(|| format!("{prefix}: weights hold a non-finite value"))?;
+        let values = values.as_slice::<f32>()?;
+        let weights = pack_integer(prefix, values, (k, n), self.u8_activations, isa)?;
         let side = side_for(prefix, &self.low_rank, (k, n))?;
         let linear = PackedLinear::new(prefix, weights, (k, n), side, isa);
         model.wire_node(prefix, linear, &inputs[..1])

@@ -14,7 +14,7 @@
 //! (most of a 0.3 s load). [`fold_constant_dequantisation`] catches what the proto pass
 //! cannot see, after typing.
 
-use crate::onnx::proto::{ONNX_FLOAT, ONNX_INT8, ONNX_UINT8, le_bytes};
+use crate::onnx::proto::{self, ONNX_FLOAT, ONNX_INT8, ONNX_UINT8, le_bytes};
 use std::collections::HashMap;
 use tract_onnx::pb;
 
@@ -240,7 +240,7 @@ pub(crate) fn gather_then_dequantise(model: &mut pb::ModelProto) -> usize {
 
 /// `q as f32 * scale` with the broadcasts named above; `None` for anything else.
 fn dequantise(q: &pb::TensorProto, scale: &pb::TensorProto) -> Option<pb::TensorProto> {
-    if q.data_location.unwrap_or(0) != 0 || scale.data_location.unwrap_or(0) != 0 {
+    if !proto::in_file(q) || !proto::in_file(scale) {
         return None;
     }
     let values: Vec<f32> = match q.data_type {

@@ -13,7 +13,7 @@ use super::fold;
 use crate::error::{ErrorKind, RuntimeError};
 use crate::graph::calibration::Int8Calibration;
 use crate::graph::ops::projection::{INT8_MATMUL, U8_OUTLIERS};
-use crate::onnx::proto::{ONNX_FLOAT, ONNX_INT8};
+use crate::onnx::proto::{self, ONNX_FLOAT, ONNX_INT8};
 use std::collections::HashMap;
 use tract_onnx::pb;
 
@@ -126,14 +126,17 @@ pub(crate) fn mark_u8(
 /// `q` an int8 `[k, n]` tensor in the file (no external data) with no -128 (the kernels bound
 /// their sums for |q| ≤ 127), and `s` an f32 scale for the whole tensor or one per column.
 fn takes_exactly(q: &pb::TensorProto, s: &pb::TensorProto) -> bool {
-    let in_file = |t: &pb::TensorProto| t.data_location.unwrap_or(0) == 0;
     let [k, n] = q.dims[..] else {
         return false;
     };
     let (Ok(k), Ok(n)) = (usize::try_from(k), usize::try_from(n)) else {
         return false;
     };
-    if q.data_type != ONNX_INT8 || s.data_type != ONNX_FLOAT || !in_file(q) || !in_file(s) {
+    if q.data_type != ONNX_INT8
+        || s.data_type != ONNX_FLOAT
+        || !proto::in_file(q)
+        || !proto::in_file(s)
+    {
         return false;
     }
     let values_ok = if q.raw_data.is_empty() {

@@ -11,7 +11,7 @@
 //! tract's copy: the same kernels, the same values. The exact mode keeps tract's path.
 
 use crate::graph::ops::projection::{INTEGER_MATMUL, WEIGHTS};
-use crate::onnx::proto::{Initializers, ONNX_FLOAT, ProtoReaders};
+use crate::onnx::proto::{self, Initializers, ONNX_FLOAT, ProtoReaders};
 use std::collections::HashSet;
 use tract_onnx::pb;
 
@@ -90,14 +90,13 @@ fn movable(t: &pb::TensorProto) -> bool {
     let Some(len) = k.checked_mul(n).filter(|&len| len > 0) else {
         return false;
     };
-    let in_file = t.data_location.unwrap_or(0) == 0;
     let values = if t.raw_data.is_empty() {
         Some(t.float_data.len())
     } else {
         let bytes = t.raw_data.len();
         bytes.is_multiple_of(4).then_some(bytes / 4)
     };
-    t.data_type == ONNX_FLOAT && in_file && values == Some(len)
+    t.data_type == ONNX_FLOAT && proto::in_file(t) && values == Some(len)
 }
 
 #[cfg(test)]
