@@ -68,10 +68,15 @@ fn every_class_the_cpu_runs_is_run_and_reported() {
             .zip(&want(precision))
             .map(|(a, b)| (a - b).abs())
             .fold(0f64, f64::max);
-        // int16: the default precision's stated text-to-scores tolerance (docs/CONFORMANCE.md):
-        // its activation scales follow the f32 kernels' rounding, which differs per class
-        // (portable against avx2 int16 differed by 1.7e-4 on a Zen 3).
-        let tolerance = if precision == "int16" { 1e-3 } else { 1e-4 };
+        // The stated text-to-scores tolerances (docs/CONFORMANCE.md). int16: its activation
+        // scales follow the f32 kernels' rounding, which differs per class (portable against
+        // avx2 int16 differed by 1.7e-4 on a Zen 3). int8 (avx512-vnni's default), against
+        // f32: 2.4e-2 at worst over the 5,426 dev texts.
+        let tolerance = match precision {
+            "int16" => 1e-3,
+            "int8" => 3e-2,
+            _ => 1e-4,
+        };
         assert!(
             worst <= tolerance,
             "{isa} {precision}: worst score difference {worst:e}"

@@ -168,7 +168,13 @@ fn encoder_folder_problems_name_the_file() {
         dir.join("1_Pooling/config.json"),
     )
     .unwrap();
-    // Complete now: the folder works like the embedded default.
+    // Complete now (with the int8 calibration that the embedded default has too, so that
+    // both run the same precision on any CPU): the folder works like the embedded default.
+    std::fs::copy(
+        repo("models/minilm/calibration.json"),
+        dir.join("calibration.json"),
+    )
+    .unwrap();
     let from_dir = ok(run(
         &[
             "embed",

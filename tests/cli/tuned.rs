@@ -51,7 +51,7 @@ fn text_goes_through_the_adapter_and_embeddings_through_the_plain_head() {
     let o = run(&["classify", "-v", "--text", TEXT], None);
     let log = stderr(&o);
     // The integer projections add the adapter's term beside the weights; f32 merges it in.
-    if log.contains("precision int16") {
+    if log.contains("precision int16") || log.contains("precision int8") {
         assert!(log.contains("36 with a low-rank adapter"), "{log}");
     } else {
         assert!(log.contains("precision f32"), "{log}");

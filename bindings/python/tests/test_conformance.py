@@ -13,23 +13,24 @@ import emotions
 from conftest import assert_close, fixture, min_cosine
 
 TEXTS = json.loads(fixture("encoder/texts.json").read_text(encoding="utf-8"))
-# As crates/conformance/tests/{encoder,shipped}.rs: the exact mode, and the 16-bit integer one.
-EMBEDDING_TOLERANCE = {"f32": 1e-4, "int16": 5e-4}
-TUNED_SCORE_TOLERANCE = {"f32": 1e-5, "int16": 1e-3}
+# As crates/conformance/tests/{encoder,shipped}.rs and docs/CONFORMANCE.md: the exact mode,
+# the 16-bit integer one, and 8-bit activations (the default on AVX-512 VNNI; int16 elsewhere).
+EMBEDDING_TOLERANCE = {"f32": 1e-4, "int16": 5e-4, "int8": 6e-3}
+TUNED_SCORE_TOLERANCE = {"f32": 1e-5, "int16": 1e-3, "int8": 3e-2}
 HEAD_TOLERANCE = 1e-6
-MIN_COSINE = 0.99999
+MIN_COSINE = {"f32": 0.99999, "int16": 0.99999, "int8": 0.999}
 
 
-@pytest.mark.parametrize("precision", ["f32", "int16"])
+@pytest.mark.parametrize("precision", ["f32", "int16", "int8"])
 def test_embeddings_match_onnxruntime(precision):
     got = emotions.Classifier(precision=precision).embed(TEXTS)
     want = np.load(fixture("encoder/embeddings.npy"))
     assert got.dtype == np.float32
     assert_close(got, want, EMBEDDING_TOLERANCE[precision], f"embed, {precision}")
-    assert min_cosine(got, want) >= MIN_COSINE
+    assert min_cosine(got, want) >= MIN_COSINE[precision]
 
 
-@pytest.mark.parametrize("precision", ["f32", "int16"])
+@pytest.mark.parametrize("precision", ["f32", "int16", "int8"])
 def test_tuned_text_scores_match_onnxruntime(precision):
     got = emotions.Classifier(precision=precision).scores(TEXTS)
     want = np.load(fixture("shipped/tuned_text_scores.npy"))
@@ -82,7 +83,7 @@ def test_every_isa_class_matches_onnxruntime(isa, precision, tmp_path):
     got = np.load(out + ".embed.npy")
     want = np.load(fixture("encoder/embeddings.npy"))
     assert_close(got, want, EMBEDDING_TOLERANCE[precision], f"embed, {isa}, {precision}")
-    assert min_cosine(got, want) >= MIN_COSINE
+    assert min_cosine(got, want) >= MIN_COSINE[precision]
     scores = np.load(out + ".scores.npy")
     want_scores = np.load(fixture("shipped/tuned_text_scores.npy"))
     assert_close(scores, want_scores, TUNED_SCORE_TOLERANCE[precision], f"scores, {isa}, {precision}")

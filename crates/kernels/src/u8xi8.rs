@@ -2,18 +2,16 @@
 //! `quantize_dynamic` output (`DynamicQuantizeLinear` + `MatMulInteger`), whose activations are
 //! rounded to u8 per tensor at run time.
 //!
-//! Here they are rounded per token instead, symmetrically (`s = max|x| / 127`, stored as
-//! `round(x / s) + 128`): measured about as accurate as the file's per-tensor asymmetric
-//! rounding (see the conformance suite). `vpdpbusd` multiplies four u8
+//! Here they are rounded per token instead, asymmetrically as the file does per tensor (`s =
+//! (max - min) / 255`, stored as `round(x / s) + zero`). `vpdpbusd` multiplies four u8
 //! activations by four int8 weights per lane: twice the rate of [`crate::i16xi8`]. The sums are
-//! exact: `Σ (xq - 128)·w = Σ xq·w - 128·Σ w`, with `Σ w` per feature computed at load. The
+//! exact: `Σ (xq - zero)·w = Σ xq·w - zero·Σ w`, with `Σ w` per feature computed at load. The
 //! fast paths are AVX-512 VNNI and, on AArch64, `SDOT` (dotprod) and `USMMLA` (i8mm); a
 //! portable path gives the same bits for tests and other CPUs (where the encoder uses the
 //! 16-bit kernels instead).
 
 use crate::generic::i16xi8::Output;
-use crate::generic::u8xi8::{BLOCK, OUTLIER_MAX, Operands, ZERO};
-use crate::i16xi8::{abs_max, quantise_rows};
+use crate::generic::u8xi8::{BLOCK, FILL, OUTLIER_MAX, Operands};
 use crate::isa::Isa;
 use crate::pool::for_each_index;
 
@@ -46,12 +44,13 @@ impl Uint8Weights {
         if m == 0 {
             return;
         }
-        let (a, a16, token_scales) = self.quantise(isa, fast, x, m);
+        let (a, a16, token_scales, zeros) = self.quantise(isa, fast, x, m);
         let op = Operands {
             w: self,
             a: &a,
             a16: &a16,
             token_scales: &token_scales,
+            zeros: &zeros,
             bias,
             residual,
             m,
@@ -92,59 +91,91 @@ impl Uint8Weights {
         isa.has_u8_dot() && cfg!(target_arch = "x86_64")
     }
 
-    /// Rows of `x` as u8 (`m × k4`, zero-point 128, padded with it), the outlier channels as
-    /// i16 (`m × o_even`), and each row's scale.
-    fn quantise(&self, isa: Isa, fast: bool, x: &[f32], m: usize) -> (Vec<u8>, Vec<i16>, Vec<f32>) {
-        let isa = if fast { isa } else { Isa::portable() };
-        let round = |x: &[f32], inv: f32, q: &mut [u8]| {
+    /// Rows of `x` as u8 (`m × k4`), the outlier channels as i16 (`m × o_even`), and each
+    /// row's scale and zero point.
+    ///
+    /// Each token is rounded asymmetrically, `xq = round(x / s) + zero` with `s = (max - min) /
+    /// 255` over the other channels (and 0): a GELU's output, nearly all ≥ 0, takes half the
+    /// step that `max|x| / 127` would.
+    #[allow(clippy::type_complexity)]
+    fn quantise(
+        &self,
+        isa: Isa,
+        fast: bool,
+        x: &[f32],
+        m: usize,
+    ) -> (Vec<u8>, Vec<i16>, Vec<f32>, Vec<i32>) {
+        let round = |x: &[f32], inv: f32, zero: i32, q: &mut [u8]| {
             #[cfg(target_arch = "x86_64")]
             if fast {
                 // SAFETY: `fast` is only set where the ISA has AVX-512 VNNI.
-                return unsafe { crate::x86_64::u8xi8::quantise_row(x, inv, q) };
+                return unsafe { crate::x86_64::u8xi8::quantise_row(x, inv, zero, q) };
             }
             for (q, v) in q.iter_mut().zip(x) {
-                *q = ((v * inv).round_ties_even() as i32 + ZERO) as u8;
+                *q = ((v * inv).round_ties_even() as i32 + zero).clamp(0, 255) as u8;
             }
         };
-        if self.outliers.is_empty() {
-            let (a, scales) = quantise_rows(isa, x, (m, self.k, self.k4), 127.0, ZERO as u8, round);
-            return (a, Vec::new(), scales);
-        }
+        let min_max = |x: &[f32]| {
+            #[cfg(target_arch = "x86_64")]
+            if fast {
+                // SAFETY: as above.
+                return unsafe { crate::x86_64::u8xi8::min_max(x) };
+            }
+            let _ = isa;
+            match x.iter().any(|v| v.is_nan()) {
+                true => (f32::NAN, f32::NAN),
+                false => x
+                    .iter()
+                    .fold((f32::INFINITY, f32::NEG_INFINITY), |(lo, hi), &v| {
+                        (lo.min(v), hi.max(v))
+                    }),
+            }
+        };
         let (k, o_even) = (self.k, self.o_even);
-        let mut a = vec![ZERO as u8; m * self.k4];
+        let mut a = vec![FILL; m * self.k4];
         let mut a16 = vec![0i16; m * o_even];
         let mut scales = vec![0f32; m];
-        let mut rest = vec![0f32; k];
+        let mut zeros = vec![0i32; m];
+        let mut rest = vec![0f32; if self.outliers.is_empty() { 0 } else { k }];
         for row in 0..m {
             let x = &x[row * k..(row + 1) * k];
-            // The other channels' largest value sets the step; the outliers' are zeroed here.
-            rest.copy_from_slice(x);
+            // The other channels' range sets the step; the outliers' are zeroed here.
             let mut outlier_max = 0f32;
             let mut finite = true;
-            for &o in &self.outliers {
-                finite &= rest[o].is_finite();
-                outlier_max = outlier_max.max(rest[o].abs());
-                rest[o] = 0.0;
-            }
-            let amax = abs_max(isa, &rest);
-            if !finite || !amax.is_finite() {
+            let others = match self.outliers.is_empty() {
+                true => x,
+                false => {
+                    rest.copy_from_slice(x);
+                    for &o in &self.outliers {
+                        finite &= rest[o].is_finite();
+                        outlier_max = outlier_max.max(rest[o].abs());
+                        rest[o] = 0.0;
+                    }
+                    &rest[..]
+                }
+            };
+            let (lo, hi) = min_max(others);
+            if !finite || !lo.is_finite() || !hi.is_finite() {
                 scales[row] = f32::NAN;
                 continue;
             }
-            let step = (amax / 127.0).max(outlier_max / OUTLIER_MAX);
+            let (lo, hi) = (lo.min(0.0), hi.max(0.0));
+            let step = ((hi - lo) / 255.0).max(outlier_max / OUTLIER_MAX);
             if step == 0.0 {
                 continue;
             }
+            let zero = ((-lo / step).round_ties_even() as i32).clamp(0, 255);
             scales[row] = step;
+            zeros[row] = zero;
             let inv = 1.0 / step;
-            round(&rest, inv, &mut a[row * self.k4..row * self.k4 + k]);
+            round(others, inv, zero, &mut a[row * self.k4..row * self.k4 + k]);
             for (q, &o) in a16[row * o_even..].iter_mut().zip(&self.outliers) {
                 *q = (x[o] * inv)
                     .round_ties_even()
                     .clamp(-OUTLIER_MAX, OUTLIER_MAX) as i16;
             }
         }
-        (a, a16, scales)
+        (a, a16, scales, zeros)
     }
 }
 
@@ -162,6 +193,39 @@ mod tests {
                 ((s >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
             })
             .collect()
+    }
+
+    /// Each token's step spans its own range (and 0) in 255 steps, with the zero point where 0
+    /// falls: a row of values ≥ 0 takes half the step of `max|x| / 127`. Every value comes
+    /// back within half a step, on every class the CPU runs.
+    #[test]
+    fn tokens_are_rounded_over_their_own_range() {
+        let k = 37;
+        let q = vec![1i8; k * 3];
+        let weights = Uint8Weights::new(&q, k, 3, vec![1.0; 3]);
+        let rows: Vec<f32> = [
+            (0..k).map(|i| i as f32 / 36.0).collect::<Vec<_>>(),
+            (0..k).map(|i| -1.0 + 4.0 * i as f32 / 36.0).collect(),
+            (0..k).map(|i| 0.5 + i as f32).collect(),
+        ]
+        .concat();
+        for isa in Isa::all_available() {
+            let fast = isa.has_u8_dot();
+            let (a, _, scales, zeros) = weights.quantise(isa, fast, &rows, 3);
+            assert_eq!(scales, [1.0 / 255.0, 4.0 / 255.0, 36.5 / 255.0], "{isa}");
+            // 1 / (4 / 255) = 63.75 steps below 0; a row of positives has its zero at 0.
+            assert_eq!(zeros, [0, 64, 0], "{isa}");
+            for r in 0..3 {
+                for i in 0..k {
+                    let back = (a[r * weights.k4 + i] as i32 - zeros[r]) as f32 * scales[r];
+                    let x = rows[r * k + i];
+                    assert!(
+                        (back - x).abs() <= scales[r] * 0.5001,
+                        "{isa} {r} {i}: {back} {x}"
+                    );
+                }
+            }
+        }
     }
 
     /// Every shape edge (k not a multiple of 4, n past a block, rows past a tile), with bias,
@@ -212,12 +276,13 @@ mod tests {
                 }
                 for r in 0..m {
                     let row = &x[r * k..(r + 1) * k];
-                    // The step is set by the other channels (outliers take it too, in i16).
-                    let amax =
-                        row.iter()
-                            .enumerate()
-                            .filter(|(i, _)| !outliers.contains(i))
-                            .fold(0f32, |a, (_, v)| a.max(v.abs())) as f64;
+                    // The step is set by the other channels' range (outliers take it too, in i16).
+                    let (lo, hi) = row
+                        .iter()
+                        .enumerate()
+                        .filter(|(i, _)| !outliers.contains(i))
+                        .fold((0f32, 0f32), |(lo, hi), (_, &v)| (lo.min(v), hi.max(v)));
+                    let half_step = (hi - lo) as f64 / 510.0;
                     for c in 0..n {
                         let got = portable[r * n + c];
                         if r == m - 1 {
@@ -228,8 +293,8 @@ mod tests {
                         let want: f64 = (0..k).map(|i| row[i] as f64 * w(i)).sum::<f64>()
                             + bias[c] as f64
                             + residual[r * n + c] as f64;
-                        // Each activation off by at most half a step of amax / 127.
-                        let bound: f64 = (0..k).map(|i| w(i).abs()).sum::<f64>() * amax / 254.0
+                        // Each activation off by at most half a step of (max - min) / 255.
+                        let bound: f64 = (0..k).map(|i| w(i).abs()).sum::<f64>() * half_step
                             + 1e-5 * want.abs().max(1.0);
                         assert!((got as f64 - want).abs() <= bound, "{got} vs {want}");
                     }

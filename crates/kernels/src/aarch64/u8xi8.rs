@@ -4,7 +4,8 @@
 //! is one `asm!` instruction on registers (no memory, no flags), which LLVM schedules like an
 //! intrinsic.
 //! - `SDOT` multiplies signed bytes: the activations' zero point comes off first
-//!   (`xq ^ 0x80 = xq - 128`), so its sums are `Σ (xq - 128)·w`, the corrected sums exactly.
+//!   (`xq ^ 0x80 = xq - 128`), so its sums are `Σ (xq - 128)·w`; the token's own zero point
+//!   is corrected for after.
 //! - `USMMLA` multiplies unsigned by signed bytes, as `vpdpbusd`: its sums are `Σ xq·w`, the
 //!   portable loop's. It takes 2 rows × 8 values against 2 features × 8 values and adds the
 //!   2 × 2 dot products into four lanes.
@@ -90,9 +91,9 @@ unsafe fn tile_dot<const R: usize>(
             // SAFETY: 4 lanes into 4 slots of 16.
             unsafe { vst1q_s32(sums.as_mut_ptr().add(4 * j), v) };
         }
-        for (f, &corrected) in sums[..width].iter().enumerate() {
+        for (f, &signed) in sums[..width].iter().enumerate() {
             let (row, col) = (row0 + r, first + f);
-            let v = op.value_corrected(row, col, corrected);
+            let v = op.value_signed(row, col, signed);
             // SAFETY: row < m, col < n, and this task's column.
             unsafe { *out.y.add(row * out.n + col) = v };
         }

@@ -10,8 +10,9 @@ pub(crate) const BLOCK: usize = crate::generic::i16xi8::BLOCK;
 // The x86-64 tiles' shape; the AArch64 ones pick their own.
 #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
 pub(crate) const ROWS: usize = 8;
-/// The activations' zero: `xq = round(x / s) + 128`, in 1..=255.
-pub(crate) const ZERO: i32 = 128;
+/// The activations' fill where no row was rounded (a zero step): any value gives the same sums,
+/// which the zero step multiplies by 0.
+pub(crate) const FILL: u8 = 128;
 
 /// The largest outlier activation, as i16: outlier channels are rounded at the token's own
 /// step (the other channels' `max|x| / 127`), and a token whose outliers exceed this many steps
@@ -37,7 +38,7 @@ pub struct Uint8Weights {
     pub(crate) col_sums: Vec<i32>,
     pub(crate) scales: Vec<f32>,
     /// The outlier channels (rows of `q`), ascending; their rows in `packed` are kept, and
-    /// their u8 activations are the zero point, which contributes nothing.
+    /// their u8 activations are the token's zero point, which contributes nothing.
     pub(crate) outliers: Vec<usize>,
     /// `outliers.len()` rounded up to even: the i16 part takes channels in pairs.
     pub(crate) o_even: usize,
@@ -119,6 +120,8 @@ pub(crate) struct Operands<'a> {
     /// The outlier channels' activations, `m × o_even`, at each token's scale.
     pub(crate) a16: &'a [i16],
     pub(crate) token_scales: &'a [f32],
+    /// Each token's zero point: `x ≈ scale · (xq - zero)`.
+    pub(crate) zeros: &'a [i32],
     pub(crate) bias: Option<&'a [f32]>,
     pub(crate) residual: Option<&'a [f32]>,
     pub(crate) m: usize,
@@ -136,16 +139,24 @@ impl Operands<'_> {
         &self.w.packed16[b * len..(b + 1) * len]
     }
 
-    /// One output: the same f32 operations, in the same order, as the vector epilogue.
+    /// One output from its sum `Σ xq·w`: the same f32 operations, in the same order, as the
+    /// vector epilogue.
     #[inline(always)]
     pub(crate) fn value(&self, row: usize, col: usize, sum: i32) -> f32 {
-        self.value_corrected(row, col, sum - ZERO * self.w.col_sums[col])
+        self.value_corrected(row, col, sum - self.zeros[row] * self.w.col_sums[col])
     }
 
-    /// One output from its corrected sum `Σ (xq - 128)·w`, which kernels on signed bytes
-    /// compute directly.
+    /// One output from `Σ (xq - 128)·w`, which kernels on signed bytes compute (`xq ^ 0x80`).
+    #[cfg_attr(not(target_arch = "aarch64"), allow(dead_code))]
     #[inline(always)]
-    pub(crate) fn value_corrected(&self, row: usize, col: usize, corrected: i32) -> f32 {
+    pub(crate) fn value_signed(&self, row: usize, col: usize, sum: i32) -> f32 {
+        let zero = self.zeros[row] - 128;
+        self.value_corrected(row, col, sum - zero * self.w.col_sums[col])
+    }
+
+    /// One output from its corrected sum `Σ (xq - zero)·w`.
+    #[inline(always)]
+    fn value_corrected(&self, row: usize, col: usize, corrected: i32) -> f32 {
         let mut v = corrected as f32 * (self.token_scales[row] * self.w.scales[col]);
         if let Some(bias) = self.bias {
             v += bias[col];

@@ -1,30 +1,59 @@
 //! The 8-bit-activation projections' AVX-512 VNNI copy (`vpdpbusd`).
 
 use crate::generic::i16xi8::{Output, lanes_below};
-use crate::generic::u8xi8::{BLOCK, Operands, ROWS, ZERO};
+use crate::generic::u8xi8::{BLOCK, Operands, ROWS};
 use std::arch::x86_64::*;
 
-/// `q = round_ties_even(x · inv) + 128` for the first `x.len()` values of `q`.
+/// `q = clamp(round_ties_even(x · inv) + zero, 0, 255)` for the first `x.len()` values of `q`.
 ///
 /// # Safety
 /// AVX-512F and BW are available.
 #[target_feature(enable = "avx512f,avx512bw")]
-pub(crate) unsafe fn quantise_row(x: &[f32], inv: f32, q: &mut [u8]) {
+pub(crate) unsafe fn quantise_row(x: &[f32], inv: f32, zero: i32, q: &mut [u8]) {
     let k = x.len().min(q.len());
     let vinv = _mm512_set1_ps(inv);
-    let zero = _mm512_set1_epi32(ZERO);
+    let zero = _mm512_set1_epi32(zero);
+    let floor = _mm512_setzero_si512();
     let mut i = 0;
     while i < k {
         let mask: __mmask16 = lanes_below(i, k);
         // SAFETY: the mask keeps loads and stores within the first k elements.
         unsafe {
             let v = _mm512_maskz_loadu_ps(mask, x.as_ptr().add(i));
-            // Round to nearest even (the default rounding mode), as `round_ties_even`;
-            // in -127..=127 by construction, so 1..=255 after the zero point.
+            // Round to nearest even (the default rounding mode), as `round_ties_even`; the
+            // unsigned saturating store clamps at 255, the max at 0.
             let n = _mm512_add_epi32(_mm512_cvtps_epi32(_mm512_mul_ps(v, vinv)), zero);
+            let n = _mm512_max_epi32(n, floor);
             _mm512_mask_cvtusepi32_storeu_epi8(q.as_mut_ptr().add(i) as *mut i8, mask, n);
         }
         i += 16;
+    }
+}
+
+/// The least and the largest of `x`, both NaN if any is NaN.
+///
+/// # Safety
+/// AVX-512F is available.
+#[target_feature(enable = "avx512f")]
+pub(crate) unsafe fn min_max(x: &[f32]) -> (f32, f32) {
+    let mut lo = _mm512_set1_ps(f32::INFINITY);
+    let mut hi = _mm512_set1_ps(f32::NEG_INFINITY);
+    let mut nan: __mmask16 = 0;
+    let mut i = 0;
+    while i < x.len() {
+        let mask: __mmask16 = lanes_below(i, x.len());
+        // SAFETY: the mask keeps loads within x.
+        unsafe {
+            let v = _mm512_maskz_loadu_ps(mask, x.as_ptr().add(i));
+            nan |= _mm512_mask_cmp_ps_mask(mask, v, v, _CMP_UNORD_Q);
+            lo = _mm512_mask_min_ps(lo, mask, lo, v);
+            hi = _mm512_mask_max_ps(hi, mask, hi, v);
+        }
+        i += 16;
+    }
+    match nan {
+        0 => (_mm512_reduce_min_ps(lo), _mm512_reduce_max_ps(hi)),
+        _ => (f32::NAN, f32::NAN),
     }
 }
 
@@ -85,7 +114,7 @@ unsafe fn tile<const R: usize>(op: &Operands, panel: &[i8], row0: usize, col0: u
             // operations in the same order as `Operands::value`.
             unsafe {
                 let zero = _mm512_mullo_epi32(
-                    _mm512_set1_epi32(ZERO),
+                    _mm512_set1_epi32(op.zeros[row]),
                     _mm512_maskz_loadu_epi32(mask, w.col_sums.as_ptr().add(col)),
                 );
                 let corrected = _mm512_sub_epi32(sum, zero);

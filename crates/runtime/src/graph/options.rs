@@ -29,8 +29,8 @@ pub struct GraphRewrites {
 /// How the projections multiply. Everything else (attention, GELU, layer norm) is f32 in both.
 ///
 /// The default is chosen per instruction-set class ([`Precision::for_isa`]), by measurement:
-/// the integer projections where the class multiplies 16-bit integers faster than f32 (AVX-512,
-/// AVX2, SIMD128), f32 elsewhere.
+/// 8-bit activations where calibrated on AVX-512 VNNI, the 16-bit integer projections where the
+/// class multiplies 16-bit integers faster than f32 (AVX-512, AVX2, SIMD128), f32 elsewhere.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Precision {
     /// In integers, at twice the f32 rate: each token's activations are rounded to 11-16-bit
@@ -44,8 +44,10 @@ pub enum Precision {
     /// (`calibration.json` beside the model; the embedded all-MiniLM-L6-v2 has one) take 8-bit
     /// activations where the CPU has AVX-512 VNNI (`vpdpbusd`, twice `vpdpwssd`'s rate), with
     /// their outlier channels in i16. Elsewhere, and without a calibration, it is `Int16`.
-    /// Measured on all-MiniLM-L6-v2 (query, key and intermediate projections in 8 bits),
-    /// against onnxruntime f32: see docs/PERFORMANCE.md.
+    /// Each token is rounded over its own range (`(max - min) / 255` a step). The embedded
+    /// calibration puts 29 of the 36 projections in 8 bits (65% of the multiply-adds), chosen
+    /// by measured loss per multiply-add (`scripts/calibrate_int8.py`). Measured against
+    /// onnxruntime f32: see docs/PERFORMANCE.md. The default on AVX-512 VNNI.
     Int8,
     /// f32 throughout, as onnxruntime computes the graph: the exact mode.
     F32,
@@ -72,19 +74,22 @@ impl Precision {
         matches!(self, Precision::Int16 | Precision::Int8)
     }
 
-    /// The faster precision on a class, as measured (`embed` of 500 go_emotions test texts, one
-    /// thread, Zen 4 with each class forced, 2026-12-02): int16 against f32 took 2.02 against
-    /// 3.72 s on avx512-vnni, 2.11 against 4.13 s on avx512, and 93.6 against 4.88 s on portable
-    /// (whose f32 matmul is tract-linalg's, SIMD on any CPU). On avx2, int16 took 5.21 against
-    /// 4.14 s until its kernel took 6 rows × 16 features a tile with a vector epilogue; since,
-    /// `embed` of 1,000 test texts (Zen 4, avx2 forced, 2026-12-06) takes 4.03 against 7.09 s at
-    /// one thread and 2.23 against 3.96 s at two. [`Precision::Int8`] is faster still on
-    /// avx512-vnni (3.62 against 4.34 s) within the accuracy contract, but is opt-in: it is not
-    /// bit-for-bit the same on every class, as int16 is.
+    /// The fastest precision on a class within the accuracy contract, as measured.
+    /// - avx512-vnni: [`Precision::Int8`]. `embed` of 1,000 go_emotions test texts, one thread,
+    ///   Zen 4, 2026-12-08: 1.95-2.04 s, against 2.43-2.50 s in int16 and 6.5 s in f32; mean
+    ///   cosine against onnxruntime f32 0.99993 on 2,000 dev texts (the calibration keeps its
+    ///   loss within 7e-5 on train texts). Without a calibration it is int16.
+    /// - avx512 and avx2: [`Precision::Int16`] (`embed` of 500 test texts, one thread, Zen 4
+    ///   with each class forced, 2026-12-02: 2.11 against 4.13 s in f32 on avx512; on avx2, since
+    ///   its kernel took 6 rows × 16 features a tile, 1,000 texts in 4.03 against 7.09 s at one
+    ///   thread and 2.23 against 3.96 s at two, 2026-12-06).
+    /// - portable: f32, whose matmul is tract-linalg's, SIMD on any CPU (int16 took 93.6 against
+    ///   4.88 s).
     pub fn for_isa(class: emotions_kernels::IsaClass) -> Precision {
         use emotions_kernels::IsaClass;
         match class {
-            IsaClass::Avx512Vnni | IsaClass::Avx512 | IsaClass::Avx2 => Precision::Int16,
+            IsaClass::Avx512Vnni => Precision::Int8,
+            IsaClass::Avx512 | IsaClass::Avx2 => Precision::Int16,
             // WebAssembly: `i32x4.dot_i16x8_s` does 8 multiply-adds an instruction, f32x4 4 in
             // two (no FMA). `embed` of 320 go_emotions test texts in batches of 32, Node 20 on a
             // Zen 5, 2026-12-03: 4.06 s int16 against 11.3 s f32.
