@@ -303,7 +303,7 @@ def processes():
     emit(f"| classify 100k embeddings → scores.npy (max abs diff {diff:.1e}) | {py[0]:.2f} s | {me[0]:.2f} s | {py[0] / me[0]:.2f}× | {py[1]:.0f} / {me[1]:.0f} MiB |")
     emit(f"| `emotions classify --text` (1 text, embedded models) | | {one[0]:.2f} s | | – / {one[1]:.0f} MiB |")
     emit("\nEmbedding, whole process (load included). Ratios are onnxruntime f32's time over each; cosine min / mean against onnxruntime f32 on the same model (quantize_dynamic: against the f32 model it was made from).\n")
-    emit("| texts | threads | onnxruntime f32 | onnxruntime quantize_dynamic | emotions --precision int16 (the default on x86-64) | emotions --precision int8 (8-bit activations where calibrated, on VNNI; int16 elsewhere) | emotions --precision f32 (the exact mode) | peak RSS: ort f32 / emotions int16 |\n|---|---|---|---|---|---|---|---|")
+    emit("| texts | threads | onnxruntime f32 | onnxruntime quantize_dynamic | emotions --precision int16 (the default on avx512 and avx2) | emotions --precision int8 (the default on avx512-vnni; int16 elsewhere) | emotions --precision f32 (the exact mode) | peak RSS: ort f32 / emotions int16 |\n|---|---|---|---|---|---|---|---|")
     for name, threads, ort_f32, (ort_q, q_cos), cells in encode_rows:
         cell = lambda t, c: f"{t[0]:.2f} s ({ort_f32[0] / t[0]:.2f}×), cos {c[0]:.6f} / {c[1]:.7f}"
         (_, me_i, cos_i), (_, me_8, cos_8), (_, me_f, cos_f) = cells

@@ -156,7 +156,7 @@ enum PrecisionArg {
     /// int16, but with 8-bit activations (and outlier channels in 16 bits) on the projections
     /// the encoder's int8 calibration lists, where the CPU has AVX-512 VNNI: faster, and less
     /// exact (the embedded MiniLM on all 5,427 go_emotions test texts: min cosine 0.9996, mean
-    /// 0.99994 against onnxruntime f32; docs/PERFORMANCE.md).
+    /// 0.99993 against onnxruntime f32; docs/PERFORMANCE.md).
     Int8,
     /// f32 throughout, as onnxruntime: the exact mode.
     F32,
@@ -189,8 +189,9 @@ struct EncoderArgs {
     /// Encoder plans.
     #[arg(long, value_name = "MODE", value_enum, default_value_t = PlansArg::Symbolic)]
     plans: PlansArg,
-    /// How the encoder's projections multiply. Default: int16 where the CPU has AVX-512, f32
-    /// on AVX2 and portable kernels (the faster there, measured); `-v` says which ran.
+    /// How the encoder's projections multiply. Default: int8 where the CPU has AVX-512 VNNI,
+    /// int16 on AVX-512 and AVX2, f32 on portable kernels and AArch64 (the fastest there within
+    /// the accuracy contract, measured); `-v` says which ran.
     #[arg(long, value_name = "MODE", value_enum)]
     precision: Option<PrecisionArg>,
 }
