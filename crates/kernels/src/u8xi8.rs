@@ -188,9 +188,10 @@ type RowOut<'a> = (
     ((&'a mut [u8], &'a mut [i16]), (&'a mut f32, &'a mut i32)),
 );
 
-/// `v.round_ties_even()` as an integer (a zero may lose its sign), for |v| ≤ 2^22, without a libm call: x86-64's baseline has no
-/// rounding instruction, and `rintf` per outlier value was 1.5% of `embed`. Adding and
-/// subtracting 1.5 · 2^23 leaves no fraction bits, rounding to nearest even.
+/// `v.round_ties_even()` as an integer (a zero may lose its sign), for |v| ≤ 2^22, without a
+/// libm call: x86-64's baseline has no rounding instruction, and `rintf` per outlier value was
+/// 1.5% of `embed`. Adding and subtracting 1.5 · 2^23 leaves no fraction bits, rounding to
+/// nearest even.
 fn round_even(v: f32) -> f32 {
     const MAGIC: f32 = 12_582_912.0;
     debug_assert!(v.abs() <= 4_194_304.0);

@@ -15,8 +15,8 @@ pub(crate) const ROWS: usize = 8;
 pub(crate) const FILL: u8 = 128;
 
 /// The largest outlier activation, as i16: outlier channels are rounded at the token's own
-/// step (the other channels' `max|x| / 127`), and a token whose outliers exceed this many steps
-/// takes a coarser step instead.
+/// step (the other channels' `(max - min) / 255`), and a token whose outliers exceed this many
+/// steps takes a coarser step instead.
 pub(crate) const OUTLIER_MAX: f32 = 32767.0;
 
 /// `W = q · s`: int8 values packed four rows at a time, a scale per output feature.
